@@ -1,0 +1,54 @@
+"""Every error the store raises. No HTTP here: the gateway and the CLI map these in one place each."""
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class: a problem with the store, a package or the registry, described in one line."""
+
+
+class InvalidName(StoreError):
+    """A model name or version that does not follow the naming rules."""
+
+
+class ModelNotFound(StoreError):
+    """No model of that name in the store."""
+
+
+class VersionNotFound(StoreError):
+    """The model exists but not in that version."""
+
+
+class DuplicateVersion(StoreError):
+    """The version already exists and --force was not given."""
+
+
+class NotDeployed(StoreError):
+    """The model is known but nothing is deployed to the environment."""
+
+
+class CorruptRegistry(StoreError):
+    """registry.json exists but cannot be parsed or validated."""
+
+
+class InvalidMetadata(StoreError):
+    """metadata.json is missing, unparsable or fails validation."""
+
+
+class IntegrityError(StoreError):
+    """A file's sha256 or size disagrees with what metadata or the manifest records."""
+
+
+class UnsafePackage(StoreError):
+    """A package archive with path traversal, links, or entries outside its version directory."""
+
+
+class SignatureError(StoreError):
+    """A package signature is missing, malformed, or does not verify."""
+
+
+class AuditChainBroken(StoreError):
+    """The audit log's hash chain does not hold from some line on."""
+
+
+class InvalidTransition(StoreError):
+    """A registry change that the current state does not allow (e.g. promote with no canary)."""

@@ -1,0 +1,161 @@
+"""metadata.json: what a model version is, how to call it, and what was checked when it was exported."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modelstore.errors import InvalidMetadata
+
+SCHEMA_VERSION = 1
+BATCH_AXIS = "batch"
+
+# Tensor element types both onnxruntime (Python) and onnxruntime-node accept, named as numpy names them.
+TENSOR_DTYPES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                 "uint64", "bool", "string")
+
+Task = Literal["classification", "regression", "clustering", "transform", "text-classification", "other"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TensorSpec(_Model):
+    """One named input or output. Shape entries are ints for fixed axes, strings for symbolic ones ("batch")."""
+
+    name: str
+    dtype: str
+    shape: list[int | str | None]
+
+    def describe(self) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype}[{dims}]"
+
+
+class ParityResult(_Model):
+    """The source model against the ONNX model on the same rows."""
+
+    passed: bool
+    rows: int
+    synthetic_rows: bool = Field(description="rows drawn from the signature because no sample was given")
+    max_abs_diff: float | None = None
+    label_agreement: float | None = None
+    tolerance: float
+    reference: str = Field(description="what the ONNX outputs were compared to, e.g. 'scikit-learn 1.6.1'")
+    detail: str | None = None
+
+
+class NodeParityResult(_Model):
+    """The same parity rows run through the Node loader (onnxruntime-node)."""
+
+    checked: bool
+    passed: bool | None = None
+    onnxruntime_node: str | None = None
+    max_abs_diff: float | None = None
+    label_agreement: float | None = None
+    detail: str | None = None
+
+
+class NodeCompatibility(_Model):
+    compatible: bool
+    opset: int
+    max_opset: int
+    problems: list[str] = Field(default_factory=list)
+    node_parity: NodeParityResult | None = None
+
+
+class FeatureStats(_Model):
+    """One input feature of the training data: quantile bin edges and the rows in each bin (len(edges) - 1 bins)."""
+
+    name: str
+    bin_edges: list[float]
+    counts: list[int]
+    mean: float
+    std: float
+    min: float
+    max: float
+
+
+class ReferenceStats(_Model):
+    available: bool
+    reason: str | None = None
+    input: str | None = None
+    rows: int = 0
+    features: list[FeatureStats] = Field(default_factory=list)
+
+
+class TokenizerInfo(_Model):
+    """A Hugging Face tokenizers `tokenizer.json` in the version directory, with how the model expects its ids."""
+
+    file: str = "tokenizer.json"
+    max_length: int
+    padding: Literal["max_length"] = "max_length"
+    truncation: bool = True
+    pad_id: int = 0
+    input_ids: str = "input_ids"
+    attention_mask: str | None = None
+
+
+class ModelMetadata(_Model):
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    version: str
+    framework: str
+    framework_version: str
+    task: Task
+    opset: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    model_file: str = "model.onnx"
+    model_sha256: str
+    model_size: int
+    files: dict[str, str] = Field(default_factory=dict, description="other files in the version dir -> sha256")
+    labels: list[str] | None = Field(default=None, description="class names, indexed by class id")
+    label_output: str | None = Field(default=None, description="output holding class ids, mapped to labels")
+    score_output: str | None = Field(default=None, description="output holding probabilities or scores")
+    metrics: dict[str, float] = Field(default_factory=dict)
+    training_samples: int | None = None
+    dataset_sha256: str | None = None
+    created_at: str = Field(default_factory=lambda: utc_now())
+    parity: ParityResult
+    node_compatibility: NodeCompatibility
+    reference_stats: ReferenceStats
+    tokenizer: TokenizerInfo | None = None
+    source: str | None = Field(default=None, description="what was exported: a file name or module path")
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def signature_text(self) -> str:
+        ins = "; ".join(s.describe() for s in self.inputs)
+        outs = "; ".join(s.describe() for s in self.outputs)
+        return f"inputs: {ins} -> outputs: {outs}"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def read_metadata(path: Path) -> ModelMetadata:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidMetadata(f"{path}: metadata.json is missing") from None
+    try:
+        return ModelMetadata.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise InvalidMetadata(f"{path}: invalid metadata at {where}: {first['msg']}") from None
+
+
+def metadata_json(metadata: ModelMetadata) -> str:
+    """Stable text: sorted keys and a trailing newline, so packages built from it are reproducible."""
+    return json.dumps(metadata.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"

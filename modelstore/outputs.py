@@ -1,0 +1,26 @@
+"""The response shape shared by the gateway's /predict and the Node loader: named outputs as nested lists, class ids
+mapped to class names where metadata has labels. Kept here so both sides format answers the same way."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from modelstore.metadata import ModelMetadata
+
+
+def format_outputs(metadata: ModelMetadata, raw: Mapping[str, np.ndarray]) -> dict[str, list]:
+    formatted: dict[str, list] = {}
+    for name, value in raw.items():
+        if name == metadata.label_output and metadata.labels and np.issubdtype(value.dtype, np.integer):
+            formatted[name] = _map_labels(value, metadata.labels)
+        else:
+            formatted[name] = value.tolist()
+    return formatted
+
+
+def _map_labels(class_ids: np.ndarray, labels: list[str]) -> list:
+    table = np.asarray(labels, dtype=object)
+    in_range = (class_ids >= 0) & (class_ids < len(labels))
+    mapped = np.where(in_range, table[np.clip(class_ids, 0, len(labels) - 1)], class_ids.astype(object))
+    return mapped.tolist()

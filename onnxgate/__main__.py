@@ -1,0 +1,87 @@
+"""Entry point: build the parser from one module per command, run it, turn errors into one line and an exit code.
+
+This is the only place where exceptions become exit codes.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from modelstore.errors import (
+    CorruptRegistry,
+    DuplicateVersion,
+    IntegrityError,
+    InvalidName,
+    ModelNotFound,
+    NotDeployed,
+    StoreError,
+    VersionNotFound,
+)
+from onnxgate.commands import (
+    audit,
+    canary,
+    deploy,
+    export,
+    history,
+    import_package,
+    keygen,
+    listing,
+    package,
+    promote,
+    rollback,
+    serve,
+    shadow,
+    show,
+    status,
+    verify,
+)
+from onnxgate.errors import UsageError
+
+COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
+            canary, promote, rollback, shadow)
+
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (UsageError, 2),
+    (ModelNotFound, 3),
+    (VersionNotFound, 3),
+    (DuplicateVersion, 4),
+    (CorruptRegistry, 5),
+    (IntegrityError, 6),
+    (InvalidName, 2),
+    (NotDeployed, 3),
+    (StoreError, 1),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onnxgate",
+        description="Export, package, deploy and serve ONNX models. Loading a pickle or joblib file runs code from it: "
+        "export only files you trust.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def exit_code_for(error: BaseException) -> int:
+    for error_type, code in EXIT_CODES:
+        if isinstance(error, error_type):
+            return code
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (StoreError, UsageError) as error:
+        print(f"onnxgate {args.command}: error: {error}", file=sys.stderr)
+        return exit_code_for(error)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Arguments several commands share, and turning them into library objects."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from modelstore.deployments import Change
+from modelstore.layout import Store, resolve_store_root
+from onnxgate.errors import UsageError
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="DIR",
+                        help="model store root (default: $ONNXGATE_STORE, else $MODELS_DIR, else ml/models)")
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def add_change_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--actor", help="who makes the change (default: the OS user)")
+    parser.add_argument("--reason", help="why, for the audit log")
+
+
+def store_from(args: argparse.Namespace) -> Store:
+    return Store(resolve_store_root(args.store))
+
+
+def change_from(args: argparse.Namespace) -> Change:
+    return Change(actor=args.actor, reason=args.reason)
+
+
+def read_input_file(path: str, what: str) -> bytes:
+    """Read a file the user named; a missing or unreadable one is a one-line usage error."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None

@@ -1,0 +1,31 @@
+"""`onnxgate history [NAME]`: the audit log, newest last."""
+from __future__ import annotations
+
+import argparse
+
+from modelstore.deployments import audit_of
+from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
+from onnxgate.output import print_json, print_table
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("history", help="show the audit log (register, deploy, rollback, ...)")
+    parser.add_argument("name", nargs="?", help="only this model")
+    parser.add_argument("--env", help="only this environment")
+    parser.add_argument("--limit", type=int, default=50, help="at most this many entries, newest (default 50)")
+    add_store_argument(parser)
+    add_json_argument(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    entries = [e for e in audit_of(store_from(args)).entries()
+               if (not args.name or e.get("model") == args.name) and (not args.env or e.get("environment") == args.env)]
+    entries = entries[-args.limit:] if args.limit > 0 else entries
+    if args.json:
+        print_json(entries)
+        return 0
+    print_table(["TIME", "ACTION", "MODEL", "ENV", "BEFORE", "AFTER", "ACTOR", "REASON"],
+                [[e["time"], e["action"], e.get("model"), e.get("environment") or "-", e.get("before") or "-",
+                  e.get("after") or "-", e["actor"], e.get("reason") or ""] for e in entries])
+    return 0

@@ -1,0 +1,49 @@
+"""`onnxgate list`: every model and version in the store, with registry status and headline metrics."""
+from __future__ import annotations
+
+import argparse
+
+from modelstore.deployments import registry_of
+from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
+from onnxgate.output import print_json, print_table
+
+HEADLINE_METRICS = ("accuracy", "f1", "roc_auc", "r2", "mae")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("list", help="list models and versions in the store")
+    parser.add_argument("name", nargs="?", help="only this model")
+    add_store_argument(parser)
+    add_json_argument(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    registry = registry_of(store).read()
+    names = [args.name] if args.name else store.list_models()
+    rows = []
+    for name in names:
+        versions = store.list_versions(name)
+        latest = versions[-1] if versions else None
+        for version in versions:
+            record = registry.models.get(name, {}).get(version)
+            metadata = store.read_metadata(name, version)
+            serving = sorted(env for env, dep in registry.deployments.get(name, {}).items() if dep.version == version)
+            rows.append({
+                "name": name, "version": version, "latest": version == latest,
+                "status": record.status if record else "unregistered", "environments": serving,
+                "framework": metadata.framework, "task": metadata.task,
+                "metrics": {k: v for k, v in metadata.metrics.items() if k in HEADLINE_METRICS},
+                "created_at": metadata.created_at,
+            })
+    if args.json:
+        print_json(rows)
+        return 0
+    print_table(
+        ["MODEL", "VERSION", "STATUS", "SERVING", "FRAMEWORK", "TASK", "METRICS", "CREATED"],
+        [[r["name"], r["version"] + (" *" if r["latest"] else ""), r["status"], ",".join(r["environments"]) or "-",
+          r["framework"], r["task"], " ".join(f"{k}={v:.3f}" for k, v in r["metrics"].items()), r["created_at"]]
+         for r in rows],
+    )
+    return 0
