@@ -1,9 +1,54 @@
-"""`onnxgate serve`: not written yet (placeholder so the CLI imports while the command is built)."""
+"""`onnxgate serve --env ENV [--env ENV2 ...]`: run the gateway under uvicorn."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
+
+from onnxgate.commands.common import add_store_argument
+from onnxgate.errors import UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("serve", help="(not available yet)")
-    parser.set_defaults(run=lambda args: print("not available yet") or 1)
+    parser = sub.add_parser("serve", help="serve the deployed models over HTTP (/predict, /health, /metrics, /v2)")
+    parser.add_argument("--env", action="append", required=True, metavar="ENV", dest="environments",
+                        help="environment to serve; repeat for several (the first is the default)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (each watches the store)")
+    parser.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs "
+                        "throughput)")
+    add_store_argument(parser)
+    parser.set_defaults(run=run)
+
+
+def settings_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The ONNXGATE_* variables that carry the command line into every worker's GatewaySettings."""
+    from modelstore.layout import resolve_store_root
+
+    return {
+        "ONNXGATE_STORE": str(resolve_store_root(args.store).resolve()),
+        "ONNXGATE_ENVIRONMENTS": json.dumps(args.environments),
+        "ONNXGATE_HOST": args.host,
+        "ONNXGATE_PORT": str(args.port),
+        "ONNXGATE_WORKERS": str(args.workers),
+        "ONNXGATE_ACCESS_LOG": "true" if args.access_log else "false",
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    import uvicorn
+
+    from gateway.app import app_from_env
+
+    os.environ.update(settings_environment(args))
+    if args.workers == 1:
+        app: object = app_from_env()
+        factory = False
+    else:
+        app, factory = "gateway.app:app_from_env", True
+    uvicorn.run(app, factory=factory, host=args.host, port=args.port, workers=args.workers,
+                access_log=args.access_log, log_level="info", timeout_graceful_shutdown=10)
+    return 0

@@ -1,9 +1,49 @@
-"""`onnxgate status`: not written yet (placeholder so the CLI imports while the command is built)."""
+"""`onnxgate status`: what each environment serves, from registry.json."""
 from __future__ import annotations
 
 import argparse
 
+from modelstore.deployments import registry_of
+from modelstore.registry import RegistryData
+from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
+from onnxgate.output import print_json, print_table
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("status", help="(not available yet)")
-    parser.set_defaults(run=lambda args: print("not available yet") or 1)
+    parser = sub.add_parser("status", help="show the deployed version of every model per environment")
+    parser.add_argument("--env", metavar="ENV", help="only this environment")
+    add_json_argument(parser)
+    add_store_argument(parser)
+    parser.set_defaults(run=run)
+
+
+def status_rows(data: RegistryData, environment: str | None = None) -> list[dict]:
+    rows = []
+    for model, by_env in sorted(data.deployments.items()):
+        for env, deployment in sorted(by_env.items()):
+            if environment is not None and env != environment:
+                continue
+            rows.append({
+                "model": model,
+                "environment": env,
+                "version": deployment.version,
+                "deployed_at": deployment.deployed_at,
+                "status": deployment.status,
+                "canary": f"{deployment.canary.version} ({deployment.canary.weight:g}%)" if deployment.canary else None,
+                "shadow": f"{deployment.shadow.version} ({deployment.shadow.weight:g}%)" if deployment.shadow else None,
+            })
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = status_rows(registry_of(store_from(args)).read(), args.env)
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("nothing deployed" + (f" to {args.env}" if args.env else ""))
+        return 0
+    headers = ["model", "environment", "version", "deployed_at", "status"]
+    headers += [column for column in ("canary", "shadow") if any(row[column] for row in rows)]
+    print_table(headers, [[row[h] for h in headers] for row in rows])
+    return 0

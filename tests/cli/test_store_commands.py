@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-from tests.modelstore.conftest import make_store  # noqa: F401  (fixture)
-
 
 def onnxgate(*args: str, store=None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "onnxgate", *args]

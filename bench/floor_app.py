@@ -1,0 +1,89 @@
+"""The floor: the least a Python server can do to answer /predict with onnxruntime, to measure the gateway against.
+
+One route, `POST /predict/{model}`, with the gateway's request shape (`{"inputs": [[...floats...]]}`) and named
+outputs as nested lists. No validation, no metrics, no thread hop: orjson parse, np.asarray float32, session.run
+inline on the event loop, orjson dump. Anything the gateway does on top of this is what the benchmark prices.
+
+Run (repo root): python -m bench.floor_app --model lr=/path/lr.onnx --model rf=/path/rf.onnx --port 8000
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+
+def tuned_session_options() -> ort.SessionOptions:
+    """The options a single-core server wants: one thread, no spinning, sequential execution, all graph optimisations."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    session: ort.InferenceSession
+    input_name: str
+    output_names: list[str]
+
+
+def load_model(path: Path) -> LoadedModel:
+    session = ort.InferenceSession(str(path), sess_options=tuned_session_options(), providers=["CPUExecutionProvider"])
+    return LoadedModel(session, session.get_inputs()[0].name, [o.name for o in session.get_outputs()])
+
+
+def create_app(model_paths: Mapping[str, Path]) -> Starlette:
+    models = {name: load_model(path) for name, path in model_paths.items()}
+
+    async def predict(request: Request) -> Response:
+        model = models.get(request.path_params["model"])
+        if model is None:
+            return Response(orjson.dumps({"error": "unknown model"}), status_code=404, media_type="application/json")
+        payload = orjson.loads(await request.body())
+        batch = np.asarray(payload["inputs"], dtype=np.float32)
+        raw = model.session.run(None, {model.input_name: batch})
+        outputs = {name: value.tolist() for name, value in zip(model.output_names, raw, strict=True)}
+        return Response(orjson.dumps({"outputs": outputs}), media_type="application/json")
+
+    async def ready(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return Starlette(routes=[Route("/predict/{model}", predict, methods=["POST"]), Route("/v2/health/ready", ready)])
+
+
+def parse_model_argument(text: str) -> tuple[str, Path]:
+    name, separator, path = text.partition("=")
+    if not separator or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH.onnx, got {text!r}")
+    return name, Path(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Serve ONNX models with the least possible code (benchmark floor).")
+    parser.add_argument("--model", type=parse_model_argument, action="append", required=True, metavar="NAME=PATH")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    app = create_app(dict(args.model))
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""The three servers under test, and running one of them pinned to its own core on a free loopback port."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.make_models import BenchModels
+
+SERVER_CPU = "0"
+HOST = "127.0.0.1"
+READY_PATH = "/v2/health/ready"
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+PREDICT_LUA = BENCH_DIR / "wrk" / "predict.lua"
+V2_INFER_LUA = BENCH_DIR / "wrk" / "v2_infer.lua"
+MLSERVER_VENV = BENCH_DIR / ".mlserver-venv"
+MLSERVER_INSTALL_HINT = (
+    f"MLServer is not installed: python3 -m venv {MLSERVER_VENV.relative_to(REPO_ROOT)} && "
+    f"{MLSERVER_VENV.relative_to(REPO_ROOT)}/bin/pip install mlserver==1.7.1 mlserver-sklearn==1.7.1"
+)
+
+
+class ServerError(RuntimeError):
+    """A server under test did not start, or died."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One way to ask a target for a prediction: a URL path per model and the wrk script that posts the body."""
+
+    label: str
+    path_template: str
+    lua_script: Path
+    answers: str  # "probabilities" (the ONNX outputs) or "label" (MLServer's sklearn runtime returns predict())
+
+    def path(self, model: str) -> str:
+        return self.path_template.format(model=model)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    command: list[str]
+    endpoints: list[Endpoint]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = REPO_ROOT
+    startup_timeout_s: float = 60.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def server_env(extra_pythonpath: Path | None) -> dict[str, str]:
+    """Our venv's servers get the same environment; `extra_pythonpath` lets a run try e.g. uvloop + httptools."""
+    if extra_pythonpath is None:
+        return {}
+    existing = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": f"{extra_pythonpath}{os.pathsep}{existing}" if existing else str(extra_pythonpath)}
+
+
+def floor_target(models: BenchModels, port: int, extra_pythonpath: Path | None = None) -> Target:
+    command = [sys.executable, "-m", "bench.floor_app", "--host", HOST, "--port", str(port)]
+    for kind, path in models.onnx_paths.items():
+        command += ["--model", f"{kind}={path}"]
+    endpoint = Endpoint("floor /predict", "/predict/{model}", PREDICT_LUA, "probabilities")
+    return Target("floor", command, [endpoint], env=server_env(extra_pythonpath))
+
+
+def gateway_target(models: BenchModels, port: int, extra_pythonpath: Path | None = None) -> Target:
+    """`onnxgate serve` with its defaults (metrics on), serving the bench environment of the bench store."""
+    onnxgate = Path(sys.executable).with_name("onnxgate")
+    command = [str(onnxgate), "serve", "--store", str(models.store_root), "--env", models.environment,
+               "--host", HOST, "--port", str(port)]
+    endpoints = [
+        Endpoint("gateway /predict", "/predict/{model}", PREDICT_LUA, "probabilities"),
+        Endpoint("gateway v2 infer", "/v2/models/{model}/infer", V2_INFER_LUA, "probabilities"),
+    ]
+    return Target("gateway", command, endpoints, env=server_env(extra_pythonpath))
+
+
+def mlserver_available() -> bool:
+    return (MLSERVER_VENV / "bin" / "mlserver").exists()
+
+
+def mlserver_target(models: BenchModels, port: int, workdir: Path) -> Target:
+    """MLServer 1.7.1, sklearn runtime, one process (parallel_workers 0), its other ports on free ports too."""
+    if not mlserver_available():
+        raise ServerError(MLSERVER_INSTALL_HINT)
+    settings = {"debug": False, "parallel_workers": 0, "host": HOST, "http_port": port, "grpc_port": free_port(),
+                "metrics_port": free_port()}
+    (models.mlserver_repository / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    command = [str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(models.mlserver_repository)]
+    endpoint = Endpoint("mlserver v2 infer", "/v2/models/{model}/infer", V2_INFER_LUA, "label")
+    # Its working directory collects .metrics/.envs folders; keep them out of the repository.
+    return Target("mlserver", command, [endpoint], cwd=workdir, startup_timeout_s=120.0)
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    base_url: str
+    process_group: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by every process of the server's group (threads included).
+
+        Unlike requests/s, CPU time per request barely moves when something else shares the machine."""
+        return process_group_cpu_seconds(self.process_group)
+
+
+def process_group_cpu_seconds(process_group: int) -> float:
+    ticks = 0
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may hold spaces; fields after its closing ')' are plain.
+            fields = stat_path.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == process_group:  # pgrp
+            ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def running(target: Target, port: int, log_path: Path) -> Iterator[RunningServer]:
+    """Start the target on core 0, wait until READY_PATH answers 200, yield it, stop it (and its children)."""
+    base_url = f"http://{HOST}:{port}"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *target.command], cwd=target.cwd, env={**os.environ, **target.env},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            wait_ready(process, base_url + READY_PATH, target.startup_timeout_s, log_path)
+            yield RunningServer(base_url, process.pid)
+        finally:
+            stop(process)
+
+
+def wait_ready(process: subprocess.Popen, url: str, timeout_s: float, log_path: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerError(f"server exited with {process.returncode} before it was ready; log:\n{tail(log_path)}")
+        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError), \
+                urllib.request.urlopen(url, timeout=1) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.2)
+    raise ServerError(f"server not ready at {url} after {timeout_s:.0f} s; log:\n{tail(log_path)}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's own process group (it was started in a new session), SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

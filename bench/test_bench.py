@@ -1,0 +1,133 @@
+"""The benchmark harness itself: models it builds, the floor it serves, how it reads wrk and sums up.
+
+Run: .venv/bin/python -m pytest bench -q   (not under tests/: the suite does not need to build the bench models)
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from starlette.testclient import TestClient
+
+from bench.answers import WrongAnswer, bench_row, check_answer, contains_run, expected_answer, lua_body
+from bench.floor_app import create_app
+from bench.loadgen import LoadSpec, WrkResult, parse_wrk_output, run_wrk
+from bench.make_models import ENVIRONMENT, VERSION, BenchModels, build
+from bench.report import Measurement, ratios, summarize
+from bench.servers import PREDICT_LUA, V2_INFER_LUA, Endpoint, floor_target, free_port, running
+from bench.train_sklearn import MODEL_KINDS, train
+from modelstore.deployments import registry_of
+from modelstore.layout import Store
+
+WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:1234/predict/lr
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.02ms  210.00us   7.10ms   80.00%
+    Req/Sec    12.5k     1.00k   14.00k    70.00%
+  Latency Distribution
+     50%  990.00us
+     75%    1.10ms
+     90%    1.30ms
+     99%    2.50s
+  25000 requests in 2.00s, 4.00MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 7
+Requests/sec:  12500.50
+Transfer/sec:      2.00MB
+"""
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> BenchModels:
+    return build(tmp_path_factory.mktemp("bench"), None)
+
+
+def test_models_are_published_and_deployed_to_the_bench_environment(models: BenchModels) -> None:
+    store = Store(models.store_root)
+    data = registry_of(store).read()
+    for kind in MODEL_KINDS:
+        assert data.deployment(kind, ENVIRONMENT).version == VERSION
+        metadata = store.verify_version(kind, VERSION)
+        assert metadata.parity.passed
+        assert models.onnx_paths[kind].read_bytes() == store.model_path(kind, VERSION).read_bytes()
+
+
+def test_floor_answers_what_scikit_learn_predicts(models: BenchModels) -> None:
+    rows = load_breast_cancer().data[:5]
+    with TestClient(create_app(models.onnx_paths)) as client:
+        for kind in MODEL_KINDS:
+            response = client.post(f"/predict/{kind}", json={"inputs": rows.tolist()})
+            assert response.status_code == 200
+            outputs = response.json()["outputs"]
+            estimator = train(kind)
+            assert outputs["label"] == estimator.predict(rows).tolist()
+            np.testing.assert_allclose(outputs["probabilities"], estimator.predict_proba(rows), atol=1e-4)
+        assert client.post("/predict/nope", json={"inputs": rows.tolist()}).status_code == 404
+
+
+def test_wrk_bodies_carry_the_same_row() -> None:
+    import json
+
+    v2_body = json.loads(lua_body(V2_INFER_LUA))["inputs"][0]
+    row = bench_row(PREDICT_LUA)
+    assert row.shape == (1, 30)
+    assert v2_body["shape"] == [1, 30] and v2_body["datatype"] == "FP32"
+    np.testing.assert_array_equal(np.asarray(v2_body["data"], dtype=np.float32), row[0])
+
+
+def test_parse_wrk_output_reads_rate_percentiles_in_any_unit_and_errors() -> None:
+    result = parse_wrk_output(WRK_OUTPUT)
+    assert result.requests_per_s == 12500.5
+    assert result.p50_ms == pytest.approx(0.99)
+    assert result.p99_ms == pytest.approx(2500.0)
+    assert result.requests == 25000
+    assert result.non_2xx == 7 and result.socket_errors == 3
+    assert not result.clean
+
+
+def test_contains_run_finds_probabilities_anywhere_in_the_answer() -> None:
+    assert contains_run([0.0, 1.0, 0.25, 0.75], [0.25, 0.75])
+    assert not contains_run([0.25, 0.0, 0.75], [0.25, 0.75])
+
+
+def _measurement(endpoint: str, rate: float, cpu_s: float, repetition: int = 0) -> Measurement:
+    result = WrkResult(requests_per_s=rate, p50_ms=1000 / rate, p99_ms=3000 / rate, requests=int(rate), non_2xx=0,
+                       socket_errors=0)
+    return Measurement(repetition, endpoint, "lr", result, cpu_s, 0.0)
+
+
+def test_summary_takes_medians_and_ratios_compare_the_gateway() -> None:
+    runs = [_measurement("floor /predict", rate, rate * 100e-6, i) for i, rate in enumerate([9000, 10000, 20000])]
+    runs += [_measurement("gateway /predict", rate, rate * 125e-6, i) for i, rate in enumerate([8000, 8500, 1000])]
+    runs += [_measurement("mlserver v2 infer", 1000, 1000 * 1e-3)]
+    summaries = {s.endpoint: s for s in summarize(runs)}
+    assert summaries["floor /predict"].requests_per_s == 10000
+    assert summaries["gateway /predict"].requests_per_s == 8000
+    assert summaries["floor /predict"].cpu_us_per_request == pytest.approx(100)
+    (ratio,) = ratios(list(summaries.values()))
+    assert ratio.of_floor == pytest.approx(0.8)
+    assert ratio.over_mlserver == pytest.approx(8.0)
+    assert ratio.of_floor_cpu == pytest.approx(0.8)
+    assert ratio.as_dict()["meets_floor_goal"] is False
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("taskset") is None, reason="needs wrk and taskset")
+def test_harness_starts_checks_and_loads_the_floor(models: BenchModels, tmp_path: Path) -> None:
+    port = free_port()
+    target = floor_target(models, port)
+    expected = expected_answer(models.onnx_paths["lr"], bench_row(PREDICT_LUA))
+    with running(target, port, tmp_path / "floor.log") as server:
+        (endpoint,) = target.endpoints
+        url = server.base_url + endpoint.path("lr")
+        check_answer(url, endpoint, expected)
+        wrong = Endpoint(endpoint.label, endpoint.path_template, endpoint.lua_script, "label")
+        with pytest.raises(WrongAnswer):
+            check_answer(url, wrong, expected)
+        cpu_before = server.cpu_seconds()
+        result = run_wrk(url, PREDICT_LUA, LoadSpec(duration_s=1, connections=4))
+        assert result.clean and result.requests > 0
+        assert server.cpu_seconds() > cpu_before

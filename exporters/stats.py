@@ -1,0 +1,55 @@
+"""Reference statistics of the rows a model was checked with: per feature, quantile bins, mean, std, min, max.
+
+The gateway compares live traffic against these to spot drift. Text models get one feature, the token count per
+row (tokens that are not padding), since per-position token ids carry no meaningful distribution.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from modelstore.metadata import FeatureStats, ReferenceStats
+
+DEFAULT_BINS = 10
+MAX_FEATURES = 256
+TOKEN_COUNT_FEATURE = "token_count"
+
+
+def reference_stats(rows: np.ndarray | None, input_name: str, *, feature_names: list[str] | None = None,
+                    bins: int = DEFAULT_BINS, synthetic: bool = False) -> ReferenceStats:
+    if rows is None or len(rows) == 0:
+        return ReferenceStats(available=False, reason="no sample or training rows were given", input=input_name)
+    if synthetic:
+        return ReferenceStats(available=False, reason="only synthetic rows were available; they describe no real data",
+                              input=input_name)
+    table = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+    if table.shape[1] > MAX_FEATURES:
+        return ReferenceStats(available=False, input=input_name, rows=len(table),
+                              reason=f"input has {table.shape[1]} values per row; statistics are kept for at most "
+                                     f"{MAX_FEATURES}")
+    names = feature_names if feature_names and len(feature_names) == table.shape[1] else [
+        f"f{index}" for index in range(table.shape[1])]
+    features = [feature_stats(name, table[:, index], bins) for index, name in enumerate(names)]
+    return ReferenceStats(available=True, input=input_name, rows=len(table), features=features)
+
+
+def token_count_stats(attention_mask: np.ndarray, input_name: str, *, bins: int = DEFAULT_BINS) -> ReferenceStats:
+    counts = np.asarray(attention_mask).reshape(len(attention_mask), -1).sum(axis=1).astype(np.float64)
+    if len(counts) == 0:
+        return ReferenceStats(available=False, reason="no sample texts were given", input=input_name)
+    return ReferenceStats(available=True, input=input_name, rows=len(counts),
+                          features=[feature_stats(TOKEN_COUNT_FEATURE, counts, bins)])
+
+
+def feature_stats(name: str, column: np.ndarray, bins: int = DEFAULT_BINS) -> FeatureStats:
+    values = column[np.isfinite(column)]
+    if len(values) == 0:
+        return FeatureStats(name=name, bin_edges=[], counts=[], mean=0.0, std=0.0, min=0.0, max=0.0)
+    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
+    if len(edges) == 1:
+        edges = np.array([edges[0], edges[0]])
+        counts = np.array([len(values)])
+    else:
+        counts, _ = np.histogram(values, bins=edges)
+    return FeatureStats(name=name, bin_edges=[float(e) for e in edges], counts=[int(c) for c in counts],
+                        mean=float(values.mean()), std=float(values.std()), min=float(values.min()),
+                        max=float(values.max()))

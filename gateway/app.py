@@ -1,0 +1,54 @@
+"""The application: routes, middleware, exception handlers, and a lifespan that loads the pool and starts the
+store watcher. Built by a factory from settings; nothing happens at import time."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from gateway.endpoints import Endpoints
+from gateway.errors import EXCEPTION_HANDLERS
+from gateway.limits import BodyLimitMiddleware
+from gateway.metrics import GatewayMetrics
+from gateway.service import Service
+from gateway.settings import GatewaySettings
+from gateway.watcher import StoreWatcher
+
+
+def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry | None = None) -> Starlette:
+    registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
+    service = Service(settings, GatewayMetrics(registry))
+    endpoints = Endpoints(service, registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.reload()
+        watcher = StoreWatcher(service.store, service.reload, debounce_ms=settings.reload_debounce_ms,
+                               poll_s=settings.registry_poll_s)
+        task = asyncio.create_task(watcher.run())
+        try:
+            yield
+        finally:
+            watcher.stop()
+            watcher.request_reload()  # wakes the loop so it sees the stop
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            service.close()
+
+    app = Starlette(
+        routes=endpoints.routes(),
+        middleware=[Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory gateway.app:app_from_env` (several workers): settings from ONNXGATE_* vars."""
+    return create_app(GatewaySettings())

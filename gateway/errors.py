@@ -1,0 +1,108 @@
+"""Gateway errors, and the one table that turns them (and store errors) into JSON `{"error": "..."}` responses."""
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelstore.errors import (
+    IntegrityError,
+    InvalidMetadata,
+    InvalidName,
+    ModelNotFound,
+    NotDeployed,
+    StoreError,
+    VersionNotFound,
+)
+
+log = logging.getLogger("onnxgate.gateway")
+
+
+class GatewayError(Exception):
+    """Base class: a request the gateway cannot answer, with the HTTP status that says why."""
+
+    status_code = 500
+    outcome = "error"
+
+
+class InvalidInput(GatewayError):
+    """The body is not JSON, or the inputs do not fit the model's signature."""
+
+    status_code = 400
+    outcome = "invalid_input"
+
+
+class PayloadTooLarge(GatewayError):
+    status_code = 413
+    outcome = "too_large"
+
+
+class BatchTooLarge(GatewayError):
+    status_code = 413
+    outcome = "too_large"
+
+
+class UnknownEnvironment(GatewayError):
+    status_code = 404
+    outcome = "not_found"
+
+
+class ModelUnavailable(GatewayError):
+    """The model is deployed but no session for it could be loaded (integrity failure, refused by onnxruntime)."""
+
+    status_code = 503
+    outcome = "unavailable"
+
+
+class ModelRunFailed(GatewayError):
+    """onnxruntime failed on inputs that passed the signature check: a server-side problem."""
+
+    status_code = 500
+    outcome = "error"
+
+
+# The one mapping from store errors to statuses; GatewayError subclasses carry their own.
+STORE_STATUS: tuple[tuple[type[StoreError], int], ...] = (
+    (ModelNotFound, 404),
+    (VersionNotFound, 404),
+    (InvalidName, 404),  # a name that cannot exist is an unknown name
+    (NotDeployed, 503),
+    (IntegrityError, 503),
+    (InvalidMetadata, 503),
+    (StoreError, 503),
+)
+
+
+def status_for(error: Exception) -> int:
+    if isinstance(error, GatewayError):
+        return error.status_code
+    for error_type, status in STORE_STATUS:
+        if isinstance(error, error_type):
+            return status
+    return 500
+
+
+def outcome_for(error: Exception) -> str:
+    if isinstance(error, GatewayError):
+        return error.outcome
+    return "not_found" if status_for(error) == 404 else "unavailable"
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def json_error(status: int, message: str) -> Response:
+    return Response(error_body(message), status_code=status, media_type="application/json")
+
+
+async def handle_error(request: Request, error: Exception) -> Response:
+    status = status_for(error)
+    if status >= 500 and not isinstance(error, ModelUnavailable | StoreError):
+        log.error("%s %s failed: %s", request.method, request.url.path, error)
+    return json_error(status, str(error))
+
+
+EXCEPTION_HANDLERS = {GatewayError: handle_error, StoreError: handle_error}

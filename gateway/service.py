@@ -1,0 +1,246 @@
+"""The data plane: resolve the deployment, pick the version, validate inputs, run, record. No HTTP here, so the same
+service could sit behind another transport."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import anyio
+import numpy as np
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+from gateway import v2
+from gateway.errors import GatewayError, InvalidInput, ModelRunFailed, ModelUnavailable, UnknownEnvironment, outcome_for
+from gateway.loader import LoadedModel, load_model
+from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
+from gateway.pool import Pool, ReloadReport, Route, build_pool
+from gateway.settings import GatewaySettings
+from gateway.validation import Decoded, check_names, coerce, parse_json, rows_of
+from modelstore.errors import ModelNotFound, NotDeployed, StoreError, VersionNotFound
+from modelstore.layout import Store
+from modelstore.outputs import format_outputs
+
+log = logging.getLogger("onnxgate.gateway")
+
+
+def choose_version(route: Route, routing_key: str | None) -> LoadedModel | None:
+    """Which loaded version answers a request. Stable only for now; the rollout work swaps in the canary split."""
+    return route.stable
+
+
+@dataclass(frozen=True)
+class Answer:
+    model: str
+    version: str
+    environment: str
+    outputs: dict[str, np.ndarray]
+    loaded: LoadedModel
+    request_id: object = None
+
+    def as_json(self) -> dict:
+        return {"model": self.model, "version": self.version, "environment": self.environment,
+                "outputs": format_outputs(self.loaded.metadata, self.outputs)}
+
+
+class Service:
+    def __init__(self, settings: GatewaySettings, metrics: GatewayMetrics) -> None:
+        self.settings = settings
+        self.store = Store(settings.store)
+        self.metrics = metrics
+        self.environments = list(settings.environments)
+        self.default_environment = self.environments[0]
+        self.pool = Pool()
+        self.last_reload: ReloadReport | None = None
+        self._max_rows = settings.max_batch_rows
+        self._inline_max_s = settings.inline_run_max_ms / 1000
+        self._executor = ThreadPoolExecutor(max_workers=settings.run_threads, thread_name_prefix="onnxgate-run")
+        self._reload_lock = asyncio.Lock()
+        self._pinned: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.last_reload is not None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def load(self, store: Store, name: str, version: str) -> LoadedModel:
+        return load_model(store, name, version, cost_limit_s=self._inline_max_s)
+
+    async def reload(self) -> ReloadReport:
+        """Build a new pool on a worker thread and swap it in with one assignment."""
+        async with self._reload_lock:
+            started = time.time()
+            clock = time.perf_counter()
+            self.metrics.reloads.inc()
+            try:
+                pool = await anyio.to_thread.run_sync(build_pool, self.store, self.environments, self.pool, self.load)
+            except StoreError as exc:
+                self.metrics.reload_failures.labels("").inc()
+                report = ReloadReport(started, False, str(exc), time.perf_counter() - clock)
+                log.warning("reload failed, keeping the previous models: %s", exc)
+            else:
+                new_failures = [key for key, failure in pool.failures.items() if self.pool.failures.get(key) != failure]
+                for model, version in new_failures:
+                    self.metrics.reload_failures.labels(model).inc()
+                    log.warning("not loading %s %s: %s", model, version, pool.failures[(model, version)].error)
+                self.pool = pool
+                self._pinned.clear()
+                self._publish_gauges(pool)
+                errors = "; ".join(f.error for f in pool.failures.values()) or None
+                report = ReloadReport(started, errors is None, errors, time.perf_counter() - clock)
+            self.last_reload = report
+            return report
+
+    def _publish_gauges(self, pool: Pool) -> None:
+        self.metrics.models_loaded.set(len(pool.models))
+        for loaded in pool.models.values():
+            self.metrics.model_load_seconds.labels(loaded.name, loaded.version).set(loaded.load_seconds)
+        for env, routes in pool.routes.items():
+            for route in routes.values():
+                self.metrics.canary_weight.labels(route.model, env).set(0)
+                for arm in (route.stable, route.canary, route.shadow):
+                    if arm is not None:
+                        arm.metrics_for(self.metrics, env)
+
+    # -- resolving ---------------------------------------------------------------------------------------------
+
+    def environment(self, requested: str | None) -> str:
+        if requested is None:
+            return self.default_environment
+        if requested not in self.environments:
+            raise UnknownEnvironment(f"environment {requested!r} is not served here (served: "
+                                     f"{', '.join(self.environments)})")
+        return requested
+
+    def route(self, model: str, environment: str) -> Route:
+        pool = self.pool
+        route = pool.route(environment, model)
+        if route is None:
+            if model in pool.registry.models:
+                raise NotDeployed(f"model {model!r} has nothing deployed to environment {environment!r}")
+            raise ModelNotFound(f"model {model!r} not found")
+        return route
+
+    async def resolve(self, model: str, environment: str, version: str | None = None,
+                      routing_key: str | None = None) -> LoadedModel:
+        if version is not None:
+            return await self.pinned(model, version)
+        route = self.route(model, environment)
+        loaded = choose_version(route, routing_key)
+        if loaded is None:
+            raise ModelUnavailable(f"model {model!r} {route.deployment.version} in {environment!r} is not loaded: "
+                                   f"{route.error or 'not loaded yet'}")
+        return loaded
+
+    async def pinned(self, model: str, version: str) -> LoadedModel:
+        """A specific version: a loaded one, or one loaded on demand (verified like any other) for debugging."""
+        pool = self.pool
+        loaded = pool.models.get((model, version)) or self._pinned.get((model, version))
+        if loaded is not None:
+            return loaded
+        versions = pool.registry.models.get(model)
+        if versions is None:
+            raise ModelNotFound(f"model {model!r} not found")
+        if version not in versions:
+            raise VersionNotFound(f"model {model!r} has no version {version!r}")
+        try:
+            loaded = await anyio.to_thread.run_sync(self.load, self.store, model, version)
+        except StoreError as exc:
+            raise ModelUnavailable(f"model {model!r} {version} cannot be loaded: {exc}") from None
+        if self.settings.pinned_cache_size:
+            self._pinned[(model, version)] = loaded
+            while len(self._pinned) > self.settings.pinned_cache_size:
+                self._pinned.popitem(last=False)
+        return loaded
+
+    # -- answering ---------------------------------------------------------------------------------------------
+
+    async def predict(self, model: str, environment: str | None, body: bytes, version: str | None = None,
+                      routing_key: str | None = None) -> Answer:
+        """The /predict call: `{"inputs": [[...]]}`, `{"inputs": {"name": [[...]]}}` or `{"text": [...]}`."""
+        return await self.answer(model, environment, version, routing_key,
+                                 lambda loaded: self.predict_feeds(loaded, parse_json(body)))
+
+    async def infer(self, model: str, environment: str | None, body: bytes, version: str | None = None,
+                    routing_key: str | None = None) -> Answer:
+        """The Open Inference Protocol (v2) infer call."""
+        return await self.answer(model, environment, version, routing_key,
+                                 lambda loaded: v2.decode_request(parse_json(body), loaded, self._max_rows))
+
+    async def answer(self, model: str, environment: str | None, version: str | None, routing_key: str | None,
+                     decode: Callable[[LoadedModel], Decoded]) -> Answer:
+        try:
+            env = self.environment(environment)
+            loaded = await self.resolve(model, env, version, routing_key)
+        except (GatewayError, StoreError) as exc:
+            self.rejected(model, environment, exc)
+            raise
+        children = loaded.metrics_for(self.metrics, env)
+        started = time.perf_counter()
+        try:
+            decoded = decode(loaded)
+            outputs = await self.run(loaded, decoded.feeds, decoded.rows, decoded.output_names)
+        except GatewayError as exc:
+            children.record(exc.outcome, time.perf_counter() - started)
+            raise
+        children.record("ok", time.perf_counter() - started)
+        label_output = loaded.metadata.label_output
+        if label_output is not None and label_output in outputs:
+            children.record_classes(outputs[label_output])
+        return Answer(model, loaded.version, env, outputs, loaded, decoded.request_id)
+
+    def rejected(self, model: str, environment: str | None, error: Exception) -> None:
+        """Count a request refused before a model was resolved. Names from URLs and headers become label values
+        only when the registry or the settings know them."""
+        env = environment if environment in self.environments else ""
+        if environment is None:
+            env = self.default_environment
+        self.metrics.rejected(model if model in self.pool.registry.models else UNKNOWN_MODEL, env, outcome_for(error))
+
+    def predict_feeds(self, loaded: LoadedModel, payload: object) -> Decoded:
+        if not isinstance(payload, dict):
+            raise InvalidInput(f'body must be a JSON object with "inputs" or "text"; expected {loaded.signature}')
+        if "text" in payload:
+            if loaded.text is None:
+                raise InvalidInput(f"model {loaded.name!r} takes no raw text; expected {loaded.signature}")
+            feeds = loaded.text.encode(payload["text"], self._max_rows)
+            return Decoded(feeds, len(payload["text"]))
+        if "inputs" not in payload:
+            raise InvalidInput(f'body must have "inputs" (or "text" for text models); expected {loaded.signature}')
+        inputs = payload["inputs"]
+        specs = loaded.inputs
+        if not isinstance(inputs, dict):
+            if len(specs) != 1:
+                raise InvalidInput(f"model {loaded.name!r} has {len(specs)} inputs: name them, "
+                                   f'{{"inputs": {{"name": [...]}}}}; expected {loaded.signature}')
+            [spec] = specs.values()
+            array = coerce(spec, inputs, loaded.signature, self._max_rows)
+            return Decoded({spec.name: array}, rows_of({spec.name: array}))
+        check_names(inputs, specs, loaded.signature)
+        feeds = {name: coerce(spec, inputs[name], loaded.signature, self._max_rows) for name, spec in specs.items()}
+        return Decoded(feeds, rows_of(feeds))
+
+    async def run(self, loaded: LoadedModel, feeds: dict[str, np.ndarray], rows: int,
+                  output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Inline when the model's measured cost for this many rows is below the threshold (a thread hop would cost
+        more than the run), else on the run executor so the event loop keeps accepting requests."""
+        try:
+            if loaded.estimated_cost_s(rows) <= self._inline_max_s:
+                return loaded.run(feeds, output_names)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, loaded.run, feeds, output_names)
+        except InvalidArgument as exc:
+            raise InvalidInput(f"onnxruntime refused the inputs: {exc}; expected {loaded.signature}") from None
+        except GatewayError:
+            raise
+        except Exception as exc:  # onnxruntime's own types (Fail, RuntimeException, ...)
+            raise ModelRunFailed(f"model {loaded.name!r} {loaded.version} failed to run: {exc}") from None
+

@@ -1,0 +1,242 @@
+"""The SLO judge: is a canary (or a freshly promoted version) worse than what it replaces, and what to do about it.
+
+Pure: no I/O, no clock reads. `judge` compares two window summaries; `RolloutJudge` keeps, per model and environment,
+the little state the decision needs (consecutive breaches, when the last breach was, the stable version's last
+figures) and turns verdicts into decisions the service applies with modelstore.rollout:
+
+    rollback_canary -> rollback_canary(..., expected_version=decision.version, details=decision.details())
+    advance/promote -> advance_canary_step(..., expected_weight=decision.expected_weight, expected_version=...)
+    rollback_bake   -> rollback_bake(..., expected_version=decision.version, details=decision.details())
+
+Those operations are compare-and-set, so several workers reaching the same decision apply it once.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.traffic import Arm, TrafficWindows, WindowSummary
+from modelstore.registry import Deployment, SloPolicy
+from modelstore.rollout import DEFAULT_BAKE_S, InvalidSloPolicy, check_slo, epoch_seconds, next_step
+
+
+@dataclass(frozen=True)
+class SloLimits:
+    """A complete policy. The defaults are the gateway's; a deployment's SloPolicy overrides field by field.
+
+    Latency breaches when the canary's quantile exceeds max(ratio * stable's, stable's + margin): the margin keeps
+    microsecond jitter on tiny models from reading as a 50% regression.
+    """
+
+    latency_quantile: float = 0.95
+    max_latency_ms: float | None = None
+    max_latency_ratio: float = 1.5
+    latency_margin_ms: float = 2.0
+    max_error_rate: float = 0.01
+    window_s: float = 10.0
+    min_requests: int = 20
+    breaches_to_rollback: int = 2
+    bake_s: float = DEFAULT_BAKE_S
+
+    def __post_init__(self) -> None:
+        check_slo(SloPolicy(**{name: getattr(self, name) for name in SloPolicy.model_fields}))
+        if self.latency_margin_ms < 0:
+            raise InvalidSloPolicy("invalid SLO policy: latency_margin_ms must not be negative")
+
+
+def resolve_limits(override: SloPolicy | None, defaults: SloLimits = SloLimits()) -> SloLimits:
+    """Registry Deployment.slo fields that are set win over the gateway's defaults."""
+    if override is None:
+        return defaults
+    return dataclasses.replace(defaults, **override.model_dump(exclude_none=True))
+
+
+VerdictKind = Literal["healthy", "breach", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: VerdictKind
+    reasons: tuple[str, ...]
+    figures: dict[str, float | int | str | None]
+
+
+def judge(candidate: WindowSummary, reference: WindowSummary, limits: SloLimits) -> Verdict:
+    """Judge `candidate` (the canary, or the new stable during its bake) against `reference` (the stable arm, or the
+    previous version's kept figures).
+
+    Each check needs `min_requests` in the arms it reads: the error rate and the absolute latency limit read the
+    candidate only, the relative latency limit reads both. A candidate below the minimum is inconclusive whatever
+    its figures; a reference below it leaves the relative check undone, so the verdict is a breach if another check
+    failed and otherwise inconclusive (never healthy on half the evidence).
+    """
+    figures: dict[str, float | int | str | None] = {
+        "candidate_version": candidate.version, "reference_version": reference.version,
+        "candidate_requests": candidate.requests, "reference_requests": reference.requests,
+        "candidate_error_rate": candidate.error_rate, "reference_error_rate": reference.error_rate,
+        "candidate_latency_ms": _rounded(candidate.latency_ms), "reference_latency_ms": _rounded(reference.latency_ms),
+        "quantile": limits.latency_quantile, "max_error_rate": limits.max_error_rate,
+        "max_latency_ms": limits.max_latency_ms, "latency_limit_ms": None, "window_s": limits.window_s,
+    }
+    if candidate.requests < limits.min_requests:
+        return Verdict("inconclusive", (f"{candidate.requests} requests to {candidate.version or 'the candidate'} in "
+                                        f"the window, fewer than {limits.min_requests}",), figures)
+    quantile = f"p{limits.latency_quantile * 100:g}"
+    breaches: list[str] = []
+    notes: list[str] = []
+    error_rate = candidate.errors / candidate.requests
+    if error_rate > limits.max_error_rate:
+        breaches.append(f"error rate {error_rate:.2%} above {limits.max_error_rate:.2%}")
+    latency_ms = candidate.latency_ms
+    if limits.max_latency_ms is not None and latency_ms is not None and latency_ms > limits.max_latency_ms:
+        breaches.append(f"{quantile} latency {latency_ms:.2f} ms above the {limits.max_latency_ms:g} ms limit")
+    if reference.requests >= limits.min_requests and reference.latency_ms is not None and latency_ms is not None:
+        limit_ms = max(limits.max_latency_ratio * reference.latency_ms, reference.latency_ms + limits.latency_margin_ms)
+        figures["latency_limit_ms"] = _rounded(limit_ms)
+        if latency_ms > limit_ms:
+            breaches.append(f"{quantile} latency {latency_ms:.2f} ms above {limit_ms:.2f} ms "
+                            f"(reference {reference.latency_ms:.2f} ms)")
+    else:
+        notes.append(f"{reference.requests} requests to {reference.version or 'the reference'}, fewer than "
+                     f"{limits.min_requests}: latency not compared")
+    if breaches:
+        return Verdict("breach", tuple(breaches + notes), figures)
+    return Verdict("inconclusive" if notes else "healthy", tuple(notes), figures)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+DecisionAction = Literal["keep", "rollback_canary", "advance", "promote", "rollback_bake"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: DecisionAction
+    verdict: Verdict | None = None
+    version: str | None = None
+    expected_weight: float | None = None
+    next_weight: float | None = None
+
+    def details(self) -> dict:
+        """What goes into last_rollback and the audit entry: the reasons and the measured figures."""
+        if self.verdict is None:
+            return {}
+        return {"verdict": self.verdict.kind, "reasons": list(self.verdict.reasons), "figures": self.verdict.figures}
+
+
+KEEP = Decision("keep")
+
+
+class RolloutJudge:
+    """The rollout state machine of one model in one environment (one instance per gateway worker).
+
+    Called every tick (say once a second); judges once per window, so consecutive verdicts read disjoint
+    observations (but for at most one shared slot). A canary is rolled back after `breaches_to_rollback` breached
+    windows in a row. It steps up once a whole `interval_s` has passed since its step began and since its last
+    breach, and the latest window is healthy; the step to 100 promotes. After a promotion, until bake.until, the new
+    stable is judged the same way against the previous version's last figures, kept from before the promotion; without
+    them only the checks that need no reference (error rate, absolute latency) can breach.
+    """
+
+    def __init__(self, model: str, environment: str, defaults: SloLimits = SloLimits()) -> None:
+        self.model = model
+        self.environment = environment
+        self.defaults = defaults
+        self.last_verdict: Verdict | None = None
+        self._subject: tuple | None = None
+        self._breaches = 0
+        self._last_breach_at: float | None = None
+        self._judged_at = 0.0
+        self._baseline: WindowSummary | None = None
+
+    def tick(self, deployment: Deployment, windows: TrafficWindows, now: float) -> Decision:
+        limits = resolve_limits(deployment.slo, self.defaults)
+        if deployment.canary is not None:
+            return self._judge_canary(deployment, windows, now, limits)
+        if deployment.bake is not None and now < epoch_seconds(deployment.bake.until):
+            return self._judge_bake(deployment, windows, now, limits)
+        self._follow(("stable", deployment.version), now)
+        if self._due(now, limits):
+            self._keep_baseline(deployment, windows, now, limits)
+        return KEEP
+
+    def _follow(self, subject: tuple, now: float) -> None:
+        """A new thing to judge starts a new count, and its first verdict comes one window from now."""
+        if subject != self._subject:
+            self._subject = subject
+            self._breaches = 0
+            self._last_breach_at = None
+            self._judged_at = now
+            self.last_verdict = None
+
+    def _due(self, now: float, limits: SloLimits) -> bool:
+        if now - self._judged_at < limits.window_s:
+            return False
+        self._judged_at = now
+        return True
+
+    def _summary(self, windows: TrafficWindows, arm: Arm, version: str, now: float, limits: SloLimits) -> WindowSummary:
+        return windows.summary(self.model, self.environment, arm, version, now, limits.window_s, limits.latency_quantile)
+
+    def _keep_baseline(self, deployment: Deployment, windows: TrafficWindows, now: float, limits: SloLimits) -> WindowSummary:
+        stable = self._summary(windows, "stable", deployment.version, now, limits)
+        if stable.requests >= limits.min_requests:
+            self._baseline = stable
+        return stable
+
+    def _count(self, verdict: Verdict, now: float, limits: SloLimits) -> bool:
+        """Record a verdict; True when the breaches in a row reach the rollback count."""
+        self.last_verdict = verdict
+        if verdict.kind != "breach":
+            self._breaches = 0
+            return False
+        self._breaches += 1
+        self._last_breach_at = now
+        return self._breaches >= limits.breaches_to_rollback
+
+    def _judge_canary(self, deployment: Deployment, windows: TrafficWindows, now: float, limits: SloLimits) -> Decision:
+        canary = deployment.canary
+        self._follow(("canary", canary.version, canary.started_at), now)
+        if not self._due(now, limits):
+            return KEEP
+        stable = self._keep_baseline(deployment, windows, now, limits)
+        verdict = judge(self._summary(windows, "canary", canary.version, now, limits), stable, limits)
+        if self._count(verdict, now, limits):
+            return Decision("rollback_canary", verdict, canary.version, canary.weight)
+        target = next_step(canary)
+        if verdict.kind != "healthy" or target is None or canary.interval_s is None:
+            return Decision("keep", verdict, canary.version, canary.weight)
+        calm_since = max(epoch_seconds(canary.step_started_at), self._last_breach_at or 0.0)
+        if now - calm_since < canary.interval_s:
+            return Decision("keep", verdict, canary.version, canary.weight)
+        return Decision("promote" if target >= 100 else "advance", verdict, canary.version, canary.weight, target)
+
+    def _judge_bake(self, deployment: Deployment, windows: TrafficWindows, now: float, limits: SloLimits) -> Decision:
+        bake = deployment.bake
+        self._follow(("bake", deployment.version, bake.until), now)
+        if not self._due(now, limits):
+            return KEEP
+        reference = self._baseline
+        if reference is None or reference.version != bake.previous_version:
+            reference = WindowSummary(quantile=limits.latency_quantile, version=bake.previous_version)
+        verdict = judge(self._summary(windows, "stable", deployment.version, now, limits), reference, limits)
+        if self._count(verdict, now, limits):
+            return Decision("rollback_bake", verdict, deployment.version)
+        return Decision("keep", verdict, deployment.version)
+
+
+def shadow_verdict(model: str, environment: str, deployment: Deployment, windows: TrafficWindows, now: float,
+                   defaults: SloLimits = SloLimits()) -> Verdict | None:
+    """How the shadow version did against stable on the same requests over the last window; None without a shadow.
+    Reported, never acted on: a shadow answers nobody."""
+    if deployment.shadow is None:
+        return None
+    limits = resolve_limits(deployment.slo, defaults)
+    shadow = windows.summary(model, environment, "shadow", deployment.shadow.version, now, limits.window_s,
+                             limits.latency_quantile)
+    stable = windows.summary(model, environment, "stable", deployment.version, now, limits.window_s,
+                             limits.latency_quantile)
+    return judge(shadow, stable, limits)

@@ -1,0 +1,204 @@
+"""Where each request goes (the canary split, the shadow mirror) and how each arm did (sliding windows).
+
+Pure: no I/O and no clock reads; the caller passes `now` (Unix seconds) and a random source.
+
+The split is sticky: a request with a routing key lands in bucket(key) in [0, 10000) and goes to the canary iff its
+bucket is below round(weight * 100). Raising the weight only raises the threshold, so a user in the canary at 5% is
+still in it at 25%. The Node loader computes the same buckets (tests/vectors/routing.json holds shared vectors).
+
+Windows: a ring of one-second slots, each holding request and error counts and a sparse histogram of latencies in
+log-spaced bins (4% wide). Recording is O(1) and allocation-light on the hot path; memory is bounded by the ring
+whatever the traffic; quantiles are read at judge time by merging the live slots, accurate to about 2% — well inside
+the 1.5x / +2 ms margins the judge uses. A deque of raw samples would be exact but grows with traffic; a random
+reservoir would make the judge's verdicts, and its tests, depend on chance.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+BUCKETS = 10_000
+Arm = Literal["stable", "canary", "shadow"]
+
+
+class RandomSource(Protocol):
+    def random(self) -> float: ...
+
+
+class SplitState(Protocol):
+    """What the split reads from a canary or shadow: modelstore.registry.CanaryState and ShadowState qualify."""
+
+    version: str
+    weight: float
+
+
+class DeploymentView(Protocol):
+    """What choose_arm reads from a deployment: modelstore.registry.Deployment qualifies."""
+
+    version: str
+    canary: SplitState | None
+    shadow: SplitState | None
+
+
+def bucket(key: str) -> int:
+    """First 8 bytes of sha256(UTF-8 key), unsigned big-endian, modulo 10000."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def threshold(weight: float) -> int:
+    """Buckets below this go to the canary. Python's round (half to even), as the Node loader does too."""
+    return round(weight * 100)
+
+
+def _selected(weight: float, routing_key: str | None, rng: RandomSource) -> bool:
+    if routing_key is None:
+        return rng.random() * 100 < weight
+    return bucket(routing_key) < threshold(weight)
+
+
+def choose_arm(deployment: DeploymentView, routing_key: str | None, rng: RandomSource) -> tuple[Arm, str]:
+    """("canary", its version) for the canary's share of traffic, else ("stable", the stable version)."""
+    canary = deployment.canary
+    if canary is not None and _selected(canary.weight, routing_key, rng):
+        return "canary", canary.version
+    return "stable", deployment.version
+
+
+def choose_shadow(deployment: DeploymentView, routing_key: str | None, rng: RandomSource) -> str | None:
+    """The shadow version to mirror this request to, or None. Sticky by key like the canary split."""
+    shadow = deployment.shadow
+    if shadow is not None and _selected(shadow.weight, routing_key, rng):
+        return shadow.version
+    return None
+
+
+# --- windows ----------------------------------------------------------------------------------------------------
+
+GROWTH = 1.04
+_LOG_GROWTH = math.log(GROWTH)
+MIN_LATENCY_S = 1e-6
+
+
+def latency_bin(latency_s: float) -> int:
+    return int(math.log(max(latency_s, MIN_LATENCY_S) / MIN_LATENCY_S) / _LOG_GROWTH)
+
+
+def bin_value(index: int) -> float:
+    """The geometric middle of a bin, in seconds."""
+    return MIN_LATENCY_S * GROWTH ** (index + 0.5)
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    """One arm over one window: what the judge compares. `latency_s` is the chosen quantile over all requests
+    (failed ones too: a timeout is slow before it is an error), None when there were none."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_s: float | None = None
+    quantile: float = 0.95
+    version: str | None = None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.latency_s is None else self.latency_s * 1000
+
+
+class _Slot:
+    __slots__ = ("epoch", "requests", "errors", "bins")
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.requests = 0
+        self.errors = 0
+        self.bins: dict[int, int] = {}
+
+
+class SlidingWindow:
+    """Observations of one arm for the last `horizon_s` seconds, in `slot_s` slots. Safe to record from threads."""
+
+    def __init__(self, horizon_s: float = 60.0, slot_s: float = 1.0) -> None:
+        self.slot_s = slot_s
+        self.slot_count = max(1, math.ceil(horizon_s / slot_s))
+        self._slots: list[_Slot | None] = [None] * self.slot_count
+        self._lock = threading.Lock()
+
+    def record(self, latency_s: float, ok: bool, now: float) -> None:
+        epoch = int(now // self.slot_s)
+        index = latency_bin(latency_s)
+        with self._lock:
+            slot = self._slots[epoch % self.slot_count]
+            if slot is None or slot.epoch != epoch:
+                if slot is not None and slot.epoch > epoch:
+                    return  # an observation older than the ring: nothing left to add it to
+                slot = self._slots[epoch % self.slot_count] = _Slot(epoch)
+            slot.requests += 1
+            if not ok:
+                slot.errors += 1
+            slot.bins[index] = slot.bins.get(index, 0) + 1
+
+    def summary(self, now: float, span_s: float, quantile: float, version: str | None = None) -> WindowSummary:
+        """The slots that began in the last `span_s` seconds (capped at the horizon): judged every `span_s`, two
+        summaries share at most one slot."""
+        current = int(now // self.slot_s)
+        oldest = max(math.ceil((now - span_s) / self.slot_s), current - self.slot_count + 1)
+        requests = errors = 0
+        merged: dict[int, int] = {}
+        with self._lock:
+            live = [s for s in self._slots if s is not None and oldest <= s.epoch <= current]
+            for slot in live:
+                requests += slot.requests
+                errors += slot.errors
+                for index, count in slot.bins.items():
+                    merged[index] = merged.get(index, 0) + count
+        return WindowSummary(requests, errors, _quantile(merged, requests, quantile), quantile, version)
+
+
+def _quantile(bins: dict[int, int], total: int, quantile: float) -> float | None:
+    if total == 0:
+        return None
+    rank = max(1, math.ceil(quantile * total))
+    seen = 0
+    for index in sorted(bins):
+        seen += bins[index]
+        if seen >= rank:
+            return bin_value(index)
+    return bin_value(max(bins))
+
+
+class TrafficWindows:
+    """One SlidingWindow per (model, environment, arm), tied to the version it measures: the first observation of a
+    new version on an arm (after a promotion or a new canary) starts that arm afresh, so figures never mix versions."""
+
+    def __init__(self, horizon_s: float = 60.0, slot_s: float = 1.0) -> None:
+        self.horizon_s = horizon_s
+        self.slot_s = slot_s
+        self._windows: dict[tuple[str, str, str], tuple[str, SlidingWindow]] = {}
+
+    def record(self, model: str, environment: str, arm: Arm, version: str, latency_s: float, ok: bool,
+               now: float) -> None:
+        key = (model, environment, arm)
+        held = self._windows.get(key)
+        if held is None or held[0] != version:
+            held = self._windows[key] = (version, SlidingWindow(self.horizon_s, self.slot_s))
+        held[1].record(latency_s, ok, now)
+
+    def summary(self, model: str, environment: str, arm: Arm, version: str, now: float, span_s: float,
+                quantile: float) -> WindowSummary:
+        """That arm's figures if it has measured `version`, else an empty summary."""
+        held = self._windows.get((model, environment, arm))
+        if held is None or held[0] != version:
+            return WindowSummary(quantile=quantile, version=version)
+        return held[1].summary(now, span_s, quantile, version)
+
+    def forget(self, model: str, environment: str) -> None:
+        for key in [k for k in self._windows if k[:2] == (model, environment)]:
+            del self._windows[key]

@@ -1,0 +1,97 @@
+"""Open Inference Protocol (KServe v2) bodies: decoding infer inputs, encoding outputs and model metadata.
+
+Only the JSON form of tensors is spoken (no binary tensor data extension): clients send `binary_data=False`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gateway.codec import V2_BY_DTYPE_NAME, flat_data, v2_datatype, v2_shape
+from gateway.errors import InvalidInput
+from gateway.loader import LoadedModel
+from gateway.validation import Decoded, InputSpec, check_names, coerce, raw_array, rows_of
+from modelstore.metadata import TensorSpec
+
+
+def model_metadata(name: str, versions: list[str], loaded: LoadedModel) -> dict:
+    return {
+        "name": name,
+        "versions": versions,
+        "platform": "onnxruntime",
+        "inputs": [_tensor_metadata(spec) for spec in loaded.metadata.inputs],
+        "outputs": [_tensor_metadata(spec) for spec in loaded.metadata.outputs],
+    }
+
+
+def _tensor_metadata(spec: TensorSpec) -> dict:
+    return {"name": spec.name, "datatype": V2_BY_DTYPE_NAME.get(spec.dtype, "BYTES"), "shape": v2_shape(spec.shape)}
+
+
+def decode_request(body: object, loaded: LoadedModel, max_rows: int) -> Decoded:
+    inputs, output_names, request_id = request_fields(body)
+    if output_names is not None:
+        unknown = [n for n in output_names if n not in loaded.output_names]
+        if unknown:
+            raise InvalidInput(f"unknown output(s) {unknown}; expected {loaded.signature}")
+    feeds, rows = decode_inputs(inputs, loaded, max_rows)
+    return Decoded(feeds, rows, output_names, request_id)
+
+
+def request_fields(body: object) -> tuple[list, list[str] | None, object]:
+    """(inputs, requested output names or None, id) from an infer request body."""
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+        raise InvalidInput('infer request must be a JSON object with an "inputs" list')
+    outputs = body.get("outputs")
+    names = None
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                    for o in outputs):
+            raise InvalidInput('"outputs" must be a list of {"name": ...} objects')
+        names = [o["name"] for o in outputs]
+        if any(o.get("parameters", {}).get("binary_data") for o in outputs):
+            raise InvalidInput("binary tensor data is not supported; request outputs with binary_data=False")
+    return body["inputs"], names, body.get("id")
+
+
+def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int) -> tuple[dict[str, np.ndarray], int]:
+    tensors: dict[str, dict] = {}
+    for item in inputs:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidInput(f'each input needs "name", "shape", "datatype" and "data"; expected {loaded.signature}')
+        tensors[item["name"]] = item
+    check_names(tensors, loaded.inputs, loaded.signature)
+    feeds = {}
+    for name, spec in loaded.inputs.items():
+        item = tensors[name]
+        shape, datatype, data = item.get("shape"), item.get("datatype"), item.get("data")
+        if item.get("parameters", {}).get("binary_data_size") is not None:
+            raise InvalidInput("binary tensor data is not supported; send inputs with binary_data=False")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise InvalidInput(f"input {name!r}: \"shape\" must be a list of non-negative integers")
+        expected = V2_BY_DTYPE_NAME.get(spec.dtype.name if spec.dtype.kind != "O" else "string")
+        if datatype != expected:
+            raise InvalidInput(f"input {name!r}: datatype {datatype!r}, expected {expected}; expected {loaded.signature}")
+        if data is None:
+            raise InvalidInput(f"input {name!r}: \"data\" is missing")
+        array = coerce(spec, _as_array(spec, data, datatype, shape), loaded.signature, max_rows)
+        feeds[name] = array
+    return feeds, rows_of(feeds)
+
+
+def _as_array(spec: InputSpec, data: object, datatype: str, shape: list[int]) -> np.ndarray:
+    """Flat or nested `data` -> an array of `shape` (dtype checked later against the model's signature)."""
+    name = spec.name
+    array = raw_array(spec, data)
+    if datatype == "BYTES" and array.dtype.kind == "S":
+        array = np.char.decode(array, "utf-8")
+    if array.size != math.prod(shape):
+        raise InvalidInput(f"input {name!r}: {array.size} values do not fill shape {shape}")
+    return array.reshape(shape)
+
+
+def encode_outputs(outputs: dict[str, np.ndarray]) -> list[dict]:
+    return [{"name": name, "shape": list(value.shape), "datatype": v2_datatype(value.dtype), "data": flat_data(value)}
+            for name, value in outputs.items()]
+

@@ -1,0 +1,136 @@
+"""Turning request values into the arrays a model takes: dtype, rank, fixed axes, finite floats, batch size.
+
+Rules: integer inputs take only JSON integers (a float is refused rather than truncated); float inputs take numbers
+only (no strings, no booleans); NaN and +-Inf are refused in float inputs (JSON cannot spell them, so they only
+arise from overflow such as 1e39 in a float32 input, which is a client bug worth reporting); an empty batch is
+refused; more rows than max_batch_rows is 413.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import orjson
+
+from gateway.codec import numpy_dtype
+from gateway.errors import BatchTooLarge, InvalidInput
+from modelstore.metadata import TensorSpec
+
+# A float overflowing its dtype in the cast below becomes inf and is refused with a clear error; numpy's warning about
+# it would only add noise to the logs. Filtered once here: a per-request np.errstate costs more than the cast.
+warnings.filterwarnings("ignore", message="overflow encountered in cast", category=RuntimeWarning,
+                        module=__name__)
+
+ACCEPTED_KINDS = {"f": "fiu", "i": "iuO", "u": "iuO", "b": "b", "O": "U"}  # "O" for ints only: see _big_integers
+KIND_NAMES = {"f": "numbers", "i": "integers", "u": "non-negative integers", "b": "booleans", "O": "strings"}
+
+
+class Decoded(NamedTuple):
+    """A request body turned into onnxruntime feeds."""
+
+    feeds: dict[str, np.ndarray]
+    rows: int
+    output_names: list[str] | None = None
+    request_id: object = None
+
+
+def parse_json(body: bytes) -> object:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dtype: np.dtype
+    rank: int
+    fixed_axes: tuple[tuple[int, int], ...]
+    described: str
+
+    @classmethod
+    def from_tensor_spec(cls, spec: TensorSpec) -> InputSpec:
+        fixed = tuple((axis, size) for axis, size in enumerate(spec.shape) if isinstance(size, int) and size >= 0)
+        return cls(spec.name, numpy_dtype(spec.dtype), len(spec.shape), fixed, spec.describe())
+
+
+def raw_array(spec: InputSpec, value: object) -> np.ndarray:
+    """Request values as numpy reads them, before any conversion to the spec's dtype."""
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        raw = np.asarray(value)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"input {spec.name!r}: not a rectangular array") from None
+    if spec.dtype.kind in "iu" and raw.dtype.kind == "f":
+        raw = _big_integers(value, raw)
+    return raw
+
+
+def coerce(spec: InputSpec, value: object, signature: str, max_rows: int) -> np.ndarray:
+    """A request value (nested lists or an array) -> a checked array of the spec's dtype."""
+    try:
+        raw = raw_array(spec, value)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{exc}; expected {signature}") from None
+    kind = spec.dtype.kind
+    if raw.size and raw.dtype.kind not in ACCEPTED_KINDS[kind]:
+        raise InvalidInput(f"input {spec.name!r}: expected {KIND_NAMES[kind]} ({spec.dtype.name if kind != 'O' else 'string'}),"
+                           f" got {_kind_of(raw)}; expected {signature}")
+    try:
+        array = raw.astype(spec.dtype, copy=False)
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInput(f"input {spec.name!r}: values do not fit {spec.dtype.name}; expected {signature}") from None
+    if kind in "iu" and raw.dtype.kind in "iuO" and raw.size and not np.array_equal(array, raw):
+        raise InvalidInput(f"input {spec.name!r}: values out of range for {spec.dtype.name}; expected {signature}")
+    check_shape(spec, array, signature, max_rows)
+    if kind == "f" and not np.isfinite(array).all():
+        raise InvalidInput(f"input {spec.name!r}: NaN or infinite values (or overflow of {spec.dtype.name}); "
+                           f"expected {signature}")
+    return array
+
+
+def _big_integers(value: object, raw: np.ndarray) -> np.ndarray:
+    """numpy reads a list holding an integer above the int64 range as floats; keep such lists as exact integers
+    (object dtype, converted and range-checked by astype) so uint64 inputs can use their whole range."""
+    exact = np.asarray(value, dtype=object)
+    if all(isinstance(item, int) and not isinstance(item, bool) for item in exact.ravel()):
+        return exact
+    return raw
+
+
+def check_shape(spec: InputSpec, array: np.ndarray, signature: str, max_rows: int) -> None:
+    if array.ndim >= 1 and array.shape[0] == 0:
+        raise InvalidInput(f"input {spec.name!r}: empty batch; expected {signature}")
+    if array.ndim != spec.rank:
+        raise InvalidInput(f"input {spec.name!r}: got shape {list(array.shape)}, expected {spec.rank} axes "
+                           f"({spec.described}); expected {signature}")
+    for axis, size in spec.fixed_axes:
+        if array.shape[axis] != size:
+            raise InvalidInput(f"input {spec.name!r}: got shape {list(array.shape)}, axis {axis} must be {size} "
+                               f"({spec.described}); expected {signature}")
+    if array.ndim >= 1 and array.shape[0] > max_rows:
+        raise BatchTooLarge(f"input {spec.name!r}: {array.shape[0]} rows is over the limit of {max_rows} per request")
+
+
+def _kind_of(array: np.ndarray) -> str:
+    return {"f": "floats", "i": "integers", "u": "integers", "b": "booleans", "U": "strings",
+            "O": "mixed or nested values"}.get(array.dtype.kind, array.dtype.name)
+
+
+def check_names(inputs: dict, specs: dict, signature: str) -> None:
+    missing = [name for name in specs if name not in inputs]
+    if missing:
+        raise InvalidInput(f"missing input(s) {missing}; expected {signature}")
+    extra = [name for name in inputs if name not in specs]
+    if extra:
+        raise InvalidInput(f"unknown input(s) {extra}; expected {signature}")
+
+
+def rows_of(feeds: dict[str, np.ndarray]) -> int:
+    for array in feeds.values():
+        return array.shape[0] if array.ndim else 1
+    return 1

@@ -1,0 +1,1 @@
+"""Training code that produces the example models (nothing is downloaded)."""

@@ -1,0 +1,26 @@
+'use strict';
+
+/** @onnxgate/loader: load onnxgate stores and packages in Node.js and answer exactly as the Python gateway does. */
+const { CODES, LoaderError } = require('./errors');
+const { Store, openStore } = require('./store');
+const { loadPackage, readPackage } = require('./package');
+const { Model } = require('./model');
+const { bucketOf, canaryThreshold, chooseVersion } = require('./routing');
+const { compareVersions, sortVersions } = require('./versions');
+const { formatOutputs } = require('./outputs');
+
+module.exports = {
+  CODES,
+  LoaderError,
+  Model,
+  Store,
+  bucketOf,
+  canaryThreshold,
+  chooseVersion,
+  compareVersions,
+  formatOutputs,
+  loadPackage,
+  openStore,
+  readPackage,
+  sortVersions,
+};

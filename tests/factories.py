@@ -1,0 +1,278 @@
+"""Factories for tests: tiny real ONNX models (onnx.helper graphs), published into real stores, and a real uvicorn
+server on a free loopback port. Expected outputs are computed here with numpy from the same weights, never hard-coded.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import uvicorn
+from onnx import TensorProto, helper, numpy_helper
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Whitespace
+
+from modelstore.deployments import Change, deploy
+from modelstore.layout import Store
+from modelstore.metadata import (
+    ModelMetadata,
+    NodeCompatibility,
+    ParityResult,
+    ReferenceStats,
+    TensorSpec,
+    TokenizerInfo,
+)
+from modelstore.writer import publish
+
+OPSET = 17
+IR_VERSION = 9
+IRIS_LABELS = ("setosa", "versicolor", "virginica")
+TEXT_VOCAB = ("[PAD]", "[UNK]", "good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was")
+TEXT_LABELS = ("negative", "positive")
+
+
+def make_store(root: Path) -> Store:
+    root.mkdir(parents=True, exist_ok=True)
+    return Store(root)
+
+
+def model_bytes(graph: onnx.GraphProto) -> bytes:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests.factories")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def minimal_metadata(name: str, version: str, inputs: list[TensorSpec], outputs: list[TensorSpec],
+                     **fields: object) -> ModelMetadata:
+    """Honest minimal values: no parity run, no reference data; sha256 and size are sealed by the writer."""
+    return ModelMetadata(
+        name=name, version=version, framework="onnx", framework_version=onnx.__version__,
+        task=fields.pop("task", "other"), opset=OPSET, inputs=inputs, outputs=outputs,
+        model_sha256="", model_size=0,
+        parity=ParityResult(passed=True, rows=0, synthetic_rows=True, tolerance=0.0, reference="none (test model)"),
+        node_compatibility=NodeCompatibility(compatible=True, opset=OPSET, max_opset=OPSET),
+        reference_stats=ReferenceStats(available=False, reason="test model"),
+        source="tests/factories.py", **fields,
+    )
+
+
+# -- a linear classifier: X -> softmax(X W + b) and argmax -------------------------------------------------------
+
+def classifier_weights(seed: int, n_features: int = 4, n_classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n_features, n_classes)).astype(np.float32),
+            rng.normal(size=(n_classes,)).astype(np.float32))
+
+
+def classifier_expected(weights: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label ids, probabilities) computed with numpy from the weights the model was built with."""
+    logits = rows.astype(np.float32) @ weights[0] + weights[1]
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return logits.argmax(axis=1), exp / exp.sum(axis=1, keepdims=True)
+
+
+def classifier_onnx(weights: tuple[np.ndarray, np.ndarray]) -> bytes:
+    w, b = weights
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "B"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+            helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+        ],
+        "classifier",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", w.shape[0]])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", w.shape[1]])],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
+    )
+    return model_bytes(graph)
+
+
+def publish_classifier(store: Store, name: str = "iris", version: str = "v1.0.0", *, seed: int = 0,
+                       n_features: int = 4, labels: Sequence[str] = IRIS_LABELS) -> tuple[np.ndarray, np.ndarray]:
+    """Publish a linear classifier; returns its weights (to compute expected answers)."""
+    weights = classifier_weights(seed, n_features, len(labels))
+    metadata = minimal_metadata(
+        name, version,
+        inputs=[TensorSpec(name="X", dtype="float32", shape=["batch", n_features])],
+        outputs=[TensorSpec(name="label", dtype="int64", shape=["batch"]),
+                 TensorSpec(name="probabilities", dtype="float32", shape=["batch", len(labels)])],
+        task="classification", labels=list(labels), label_output="label", score_output="probabilities",
+    )
+    publish(store, metadata, classifier_onnx(weights), change=Change(actor="tests"))
+    return weights
+
+
+# -- two named inputs of different dtypes --------------------------------------------------------------------------
+
+def publish_two_input(store: Store, name: str = "pair", version: str = "v1.0.0") -> None:
+    """sum = a + float(b), with a: float32[batch, 2] and b: int64[batch, 2]."""
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["b"], ["b_float"], to=TensorProto.FLOAT),
+         helper.make_node("Add", ["a", "b_float"], ["sum"])],
+        "pair",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 2]),
+         helper.make_tensor_value_info("b", TensorProto.INT64, ["batch", 2])],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["batch", 2])],
+    )
+    metadata = minimal_metadata(
+        name, version,
+        inputs=[TensorSpec(name="a", dtype="float32", shape=["batch", 2]),
+                TensorSpec(name="b", dtype="int64", shape=["batch", 2])],
+        outputs=[TensorSpec(name="sum", dtype="float32", shape=["batch", 2])],
+        task="transform",
+    )
+    publish(store, metadata, model_bytes(graph), change=Change(actor="tests"))
+
+
+# -- identity over many element types (for the v2 datatypes) -------------------------------------------------------
+
+IDENTITY_DTYPES = {"bool": TensorProto.BOOL, "int8": TensorProto.INT8, "int16": TensorProto.INT16,
+                   "int32": TensorProto.INT32, "int64": TensorProto.INT64, "uint8": TensorProto.UINT8,
+                   "uint16": TensorProto.UINT16, "uint32": TensorProto.UINT32, "uint64": TensorProto.UINT64,
+                   "float16": TensorProto.FLOAT16, "float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE,
+                   "string": TensorProto.STRING}
+
+
+def publish_identity(store: Store, name: str = "echo", version: str = "v1.0.0") -> None:
+    """One input per element type, `in_<dtype>` [batch, 2] -> `out_<dtype>` unchanged."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [f"in_{d}"], [f"out_{d}"]) for d in IDENTITY_DTYPES],
+        "echo",
+        [helper.make_tensor_value_info(f"in_{d}", t, ["batch", 2]) for d, t in IDENTITY_DTYPES.items()],
+        [helper.make_tensor_value_info(f"out_{d}", t, ["batch", 2]) for d, t in IDENTITY_DTYPES.items()],
+    )
+    metadata = minimal_metadata(
+        name, version,
+        inputs=[TensorSpec(name=f"in_{d}", dtype=d, shape=["batch", 2]) for d in IDENTITY_DTYPES],
+        outputs=[TensorSpec(name=f"out_{d}", dtype=d, shape=["batch", 2]) for d in IDENTITY_DTYPES],
+        task="transform",
+    )
+    publish(store, metadata, model_bytes(graph), change=Change(actor="tests"))
+
+
+# -- a text classifier with a word-level tokenizer -----------------------------------------------------------------
+
+def text_tokenizer_json(max_length: int) -> bytes:
+    tokenizer = Tokenizer(WordLevel({word: i for i, word in enumerate(TEXT_VOCAB)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.enable_padding(length=max_length, pad_id=0, pad_token="[PAD]")
+    return tokenizer.to_str().encode()
+
+
+def text_embedding() -> np.ndarray:
+    """Per-token (negative, positive) scores: positive words lean positive, negative words negative."""
+    table = np.zeros((len(TEXT_VOCAB), 2), dtype=np.float32)
+    for index, word in enumerate(TEXT_VOCAB):
+        if word in ("good", "great", "fine"):
+            table[index] = (0.0, 1.0 + index / 10)
+        elif word in ("bad", "awful", "poor"):
+            table[index] = (1.0 + index / 10, 0.0)
+    return table
+
+
+def text_expected(texts: Sequence[str], max_length: int) -> np.ndarray:
+    """Label ids computed from the tokenizer and the embedding, independently of the gateway."""
+    tokenizer = Tokenizer.from_str(text_tokenizer_json(max_length).decode())
+    table = text_embedding()
+    ids = np.array([e.ids for e in tokenizer.encode_batch(list(texts))])
+    mask = np.array([e.attention_mask for e in tokenizer.encode_batch(list(texts))], dtype=np.float32)
+    logits = (table[ids] * mask[..., None]).sum(axis=1)
+    return logits.argmax(axis=1)
+
+
+def publish_text_classifier(store: Store, name: str = "sentiment", version: str = "v1.0.0", *,
+                            max_length: int = 8) -> None:
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["E", "input_ids"], ["embedded"], axis=0),
+            helper.make_node("Cast", ["attention_mask"], ["mask_float"], to=TensorProto.FLOAT),
+            helper.make_node("Unsqueeze", ["mask_float", "last_axis"], ["mask3"]),
+            helper.make_node("Mul", ["embedded", "mask3"], ["masked"]),
+            helper.make_node("ReduceSum", ["masked", "seq_axis"], ["logits"], keepdims=0),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+            helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
+        ],
+        "sentiment",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", max_length]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", max_length])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[numpy_helper.from_array(text_embedding(), "E"),
+                     numpy_helper.from_array(np.array([2], dtype=np.int64), "last_axis"),
+                     numpy_helper.from_array(np.array([1], dtype=np.int64), "seq_axis")],
+    )
+    metadata = minimal_metadata(
+        name, version,
+        inputs=[TensorSpec(name="input_ids", dtype="int64", shape=["batch", max_length]),
+                TensorSpec(name="attention_mask", dtype="int64", shape=["batch", max_length])],
+        outputs=[TensorSpec(name="label", dtype="int64", shape=["batch"]),
+                 TensorSpec(name="probabilities", dtype="float32", shape=["batch", 2])],
+        task="text-classification", labels=list(TEXT_LABELS), label_output="label", score_output="probabilities",
+        tokenizer=TokenizerInfo(max_length=max_length, pad_id=0, attention_mask="attention_mask"),
+    )
+    publish(store, metadata, model_bytes(graph), {"tokenizer.json": text_tokenizer_json(max_length)},
+            change=Change(actor="tests"))
+
+
+# -- a heavier model (for measuring inline vs thread dispatch) -----------------------------------------------------
+
+def publish_mlp(store: Store, name: str = "mlp", version: str = "v1.0.0", *, width: int = 512, layers: int = 4,
+                n_features: int = 64) -> None:
+    """X float32[batch, n_features] -> `layers` dense ReLU layers of `width` -> y float32[batch, width]."""
+    rng = np.random.default_rng(7)
+    nodes, initializers, previous, size = [], [], "X", n_features
+    for layer in range(layers):
+        weight = (rng.normal(size=(size, width)) / np.sqrt(size)).astype(np.float32)
+        initializers.append(numpy_helper.from_array(weight, f"W{layer}"))
+        out = "y" if layer == layers - 1 else f"h{layer}"
+        nodes.append(helper.make_node("MatMul", [previous, f"W{layer}"], [f"m{layer}"]))
+        nodes.append(helper.make_node("Relu", [f"m{layer}"], [out]))
+        previous, size = out, width
+    graph = helper.make_graph(
+        nodes, "mlp",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", n_features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        initializer=initializers,
+    )
+    metadata = minimal_metadata(
+        name, version,
+        inputs=[TensorSpec(name="X", dtype="float32", shape=["batch", n_features])],
+        outputs=[TensorSpec(name="y", dtype="float32", shape=["batch", width])],
+        task="regression",
+    )
+    publish(store, metadata, model_bytes(graph), change=Change(actor="tests"))
+
+
+def deploy_version(store: Store, name: str, version: str, environment: str = "production") -> str | None:
+    return deploy(store, name, version, environment, Change(actor="tests", reason="test deploy"))
+
+
+# -- a real server ------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def running_server(app: object, host: str = "127.0.0.1", timeout_s: float = 30.0) -> Iterator[str]:
+    """Start uvicorn with `app` on a free port in a thread (uvicorn's own test pattern); yield its base URL."""
+    config = uvicorn.Config(app, host=host, port=0, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout_s)

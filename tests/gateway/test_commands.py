@@ -1,0 +1,120 @@
+"""`onnxgate deploy`, `onnxgate status` and `onnxgate serve` through the real CLI entry point."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelstore.audit import AuditLog
+from modelstore.deployments import registry_of
+from modelstore.layout import Store
+from onnxgate.__main__ import main
+from tests.factories import publish_classifier
+
+ROW = [[5.1, 3.5, 1.4, 0.2]]
+
+
+@pytest.fixture
+def two_versions(fresh_store: Store) -> Store:
+    publish_classifier(fresh_store, "iris", "v1.0.0", seed=1)
+    publish_classifier(fresh_store, "iris", "v2.0.0", seed=2)
+    return fresh_store
+
+
+def test_deploy_records_registry_and_audit(two_versions: Store, capsys: pytest.CaptureFixture):
+    root = str(two_versions.root)
+    assert main(["deploy", "iris", "v1.0.0", "--env", "staging", "--store", root, "--actor", "ana",
+                 "--reason", "first"]) == 0
+    assert main(["deploy", "iris", "v2.0.0", "--env", "staging", "--store", root]) == 0
+    assert "deployed iris v2.0.0 to staging (was v1.0.0)" in capsys.readouterr().out
+    assert registry_of(two_versions).read().deployments["iris"]["staging"].version == "v2.0.0"
+    deploys = [e for e in AuditLog(two_versions.audit_path).entries() if e["action"] == "deploy"]
+    assert deploys[0]["actor"] == "ana" and deploys[0]["reason"] == "first" and deploys[1]["before"] == "v1.0.0"
+
+
+def test_deploy_refuses_a_tampered_or_unknown_version(two_versions: Store, capsys: pytest.CaptureFixture):
+    root = str(two_versions.root)
+    path = two_versions.model_path("iris", "v2.0.0")
+    path.write_bytes(path.read_bytes() + b"\0")
+    assert main(["deploy", "iris", "v2.0.0", "--env", "production", "--store", root]) == 6
+    assert main(["deploy", "iris", "v9.0.0", "--env", "production", "--store", root]) == 3
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "sha256 mismatch" in errors[0] and "Traceback" not in errors[0]
+    assert "iris" not in registry_of(two_versions).read().deployments
+
+
+def test_status_table_and_json(two_versions: Store, capsys: pytest.CaptureFixture):
+    root = str(two_versions.root)
+    assert main(["status", "--store", root]) == 0
+    assert "nothing deployed" in capsys.readouterr().out
+    main(["deploy", "iris", "v1.0.0", "--env", "production", "--store", root])
+    main(["deploy", "iris", "v2.0.0", "--env", "staging", "--store", root])
+    capsys.readouterr()
+    assert main(["status", "--store", root]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["model", "environment", "version", "deployed_at", "status"]
+    assert table[2].split()[:3] == ["iris", "production", "v1.0.0"] and table[3].split()[:3] == ["iris", "staging",
+                                                                                                  "v2.0.0"]
+    assert main(["status", "--store", root, "--env", "staging", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["version"] == "v2.0.0" and row["environment"] == "staging" and row["status"] == "active"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "server exited"
+        try:
+            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("server did not become ready")
+
+
+@pytest.mark.e2e
+def test_serve_with_two_workers_converges_on_a_redeploy(two_versions: Store, tmp_path: Path):
+    root = str(two_versions.root)
+    main(["deploy", "iris", "v1.0.0", "--env", "production", "--store", root])
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXGATE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onnxgate", "serve", "--env", "production", "--env", "staging", "--port", str(port),
+         "--workers", "2", "--store", root], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        with httpx.Client(base_url=url) as client:
+            assert client.post("/predict/iris", json={"inputs": ROW}).json()["version"] == "v1.0.0"
+            assert client.post("/predict/iris", json={"inputs": ROW},
+                               headers={"X-Environment": "staging"}).status_code == 503
+            main(["deploy", "iris", "v2.0.0", "--env", "production", "--store", root])
+            time.sleep(1.0)
+            # new connections spread over both workers; every one must answer with v2 by now
+            versions = set()
+            for _ in range(20):
+                with httpx.Client(base_url=url) as fresh:
+                    versions.add(fresh.post("/predict/iris", json={"inputs": ROW}).json()["version"])
+            assert versions == {"v2.0.0"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

@@ -1,0 +1,203 @@
+"""Hot reloading: new deployments are picked up, tampered or broken versions are refused while the last good version
+keeps serving, and a redeploy under load loses no request."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.testclient import TestClient
+
+from gateway.app import create_app
+from modelstore.deployments import registry_of, set_stable
+from modelstore.layout import Store
+from modelstore.registry import Registry
+from tests.factories import classifier_expected, deploy_version, publish_classifier, running_server
+from tests.gateway.conftest import gateway_settings
+
+ROW = [[5.1, 3.5, 1.4, 0.2]]
+
+
+def deploy_unverified(store: Store, name: str, version: str, environment: str = "production") -> None:
+    """What the gateway sees when files change after `deploy` verified them: the registry points at the version."""
+    with registry_of(store).transaction() as data:
+        set_stable(data, name, environment, version, replaced_status="deprecated")
+
+
+def tamper(store: Store, name: str, version: str) -> bytes:
+    path = store.model_path(name, version)
+    original = path.read_bytes()
+    path.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+    return original
+
+
+@pytest.fixture
+def app_client(fresh_store: Store) -> Iterator[TestClient]:
+    publish_classifier(fresh_store, "iris", "v1.0.0", seed=1)
+    publish_classifier(fresh_store, "iris", "v2.0.0", seed=2)
+    deploy_version(fresh_store, "iris", "v1.0.0")
+    app = create_app(gateway_settings(fresh_store, registry_poll_s=60), metrics_registry=CollectorRegistry())
+    with TestClient(app) as client:
+        yield client
+
+
+def reload(client: TestClient) -> dict:
+    report = client.portal.call(client.app.state.service.reload)
+    return report.as_json()
+
+
+def served_version(client: TestClient) -> str:
+    response = client.post("/predict/iris", json={"inputs": ROW})
+    assert response.status_code == 200
+    return response.json()["version"]
+
+
+def failures_metric(client: TestClient) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith('reload_failures_total{model="iris"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_tampered_version_is_refused_and_the_previous_one_keeps_serving(app_client: TestClient, fresh_store: Store):
+    original = tamper(fresh_store, "iris", "v2.0.0")
+    deploy_unverified(fresh_store, "iris", "v2.0.0")
+    assert reload(app_client)["ok"] is False
+    assert served_version(app_client) == "v1.0.0"
+    health = app_client.get("/health/iris")
+    assert health.status_code == 503
+    body = health.json()
+    assert body["status"] == "unhealthy" and body["available"] is True and body["loadable"] is False
+    assert body["version"] == "v1.0.0" and body["metadata"]["version"] == "v2.0.0"
+    assert "sha256 mismatch" in body["error"]
+    overall = app_client.get("/health").json()
+    assert overall["status"] == "degraded" and "sha256 mismatch" in overall["models"][0]["error"]
+    assert failures_metric(app_client) == 1
+    reload(app_client)  # nothing changed: not retried, not counted again
+    assert failures_metric(app_client) == 1
+
+    store_path = fresh_store.model_path("iris", "v2.0.0")
+    store_path.write_bytes(original)  # the files change again: retried, and now it loads
+    assert reload(app_client)["ok"] is True
+    assert served_version(app_client) == "v2.0.0"
+    assert app_client.get("/health/iris").json()["status"] == "healthy"
+
+
+def test_tampering_a_loaded_version_keeps_its_verified_session_and_reports_it(app_client: TestClient,
+                                                                            fresh_store: Store):
+    tamper(fresh_store, "iris", "v1.0.0")
+    assert reload(app_client)["ok"] is False
+    assert served_version(app_client) == "v1.0.0"
+    body = app_client.get("/health/iris").json()
+    assert body["status"] == "unhealthy" and "sha256 mismatch" in body["error"]
+
+
+def test_model_onnxruntime_refuses_is_not_loaded(app_client: TestClient, fresh_store: Store):
+    publish_classifier(fresh_store, "iris", "v3.0.0", seed=3)
+    path = fresh_store.model_path("iris", "v3.0.0")
+    metadata_path = fresh_store.metadata_path("iris", "v3.0.0")
+    garbage = b"this is not an onnx model"
+    from modelstore.fileio import sha256_bytes
+    metadata_path.write_text(metadata_path.read_text().replace(
+        fresh_store.read_metadata("iris", "v3.0.0").model_sha256, sha256_bytes(garbage)))
+    path.write_bytes(garbage)
+    deploy_unverified(fresh_store, "iris", "v3.0.0")
+    assert reload(app_client)["ok"] is False
+    assert served_version(app_client) == "v1.0.0"
+    assert "onnxruntime refused" in app_client.get("/health/iris").json()["error"]
+
+
+def test_corrupt_registry_keeps_everything_serving(app_client: TestClient, fresh_store: Store):
+    registry_path = Registry(fresh_store.registry_path).path
+    registry_path.write_text("{not json")
+    report = reload(app_client)
+    assert report["ok"] is False and "registry" in report["error"]
+    assert served_version(app_client) == "v1.0.0"
+    assert app_client.get("/health").json()["last_reload"]["ok"] is False
+
+
+def test_undeployed_model_becomes_served_after_deploy(app_client: TestClient, fresh_store: Store):
+    publish_classifier(fresh_store, "other", "v1.0.0", seed=4)
+    reload(app_client)
+    assert app_client.post("/predict/other", json={"inputs": ROW}).status_code == 503
+    deploy_version(fresh_store, "other", "v1.0.0")
+    reload(app_client)
+    assert app_client.post("/predict/other", json={"inputs": ROW}).status_code == 200
+
+
+class Load:
+    """Clients posting /predict in threads, recording (finished_at, status, version, environment)."""
+
+    def __init__(self, url: str, environments: list[str], threads_per_env: int = 2) -> None:
+        self.url = url
+        self.results: list[tuple[float, int, str | None, str]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(env,), daemon=True)
+                         for env in environments for _ in range(threads_per_env)]
+
+    def _run(self, environment: str) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.post("/predict/iris", json={"inputs": ROW},
+                                           headers={"X-Environment": environment})
+                    version = response.json().get("version") if response.status_code == 200 else None
+                    self.results.append((time.monotonic(), response.status_code, version, environment))
+                except httpx.HTTPError as exc:
+                    self.errors.append(repr(exc))
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+
+@pytest.mark.e2e
+def test_redeploy_under_load_switches_versions_with_no_failed_request(fresh_store: Store,
+                                                                      record_property: pytest.RecordProperty):
+    weights = {"v1.0.0": publish_classifier(fresh_store, "iris", "v1.0.0", seed=1),
+               "v2.0.0": publish_classifier(fresh_store, "iris", "v2.0.0", seed=2)}
+    deploy_version(fresh_store, "iris", "v1.0.0", "production")
+    deploy_version(fresh_store, "iris", "v2.0.0", "staging")
+    # Polling fallback off (60 s): the switch below must come from watchfiles events.
+    settings = gateway_settings(fresh_store, "production", "staging", registry_poll_s=60)
+    app = create_app(settings, metrics_registry=CollectorRegistry())
+    with running_server(app) as url, Load(url, ["production", "staging"]) as load:
+        time.sleep(0.5)
+        deployed_at = time.monotonic()
+        deploy_version(fresh_store, "iris", "v2.0.0", "production")
+        deadline = deployed_at + 5
+        while time.monotonic() < deadline:
+            switched = [r for r in load.results if r[3] == "production" and r[2] == "v2.0.0"]
+            if switched:
+                break
+            time.sleep(0.005)
+        time.sleep(0.3)
+        with httpx.Client(base_url=url) as client:
+            answer = client.post("/predict/iris", json={"inputs": ROW}).json()
+    assert switched, "production never served v2.0.0"
+    latency = min(r[0] for r in switched) - deployed_at
+    record_property("deploy_to_first_new_response_s", round(latency, 3))
+    print(f"\ndeploy-to-first-new-response: {latency * 1000:.0f} ms over {len(load.results)} requests")
+    assert not load.errors
+    assert [r for r in load.results if r[1] != 200] == []
+    assert latency < 1.0
+    production = sorted(r for r in load.results if r[3] == "production")
+    first_new = next(i for i, r in enumerate(production) if r[2] == "v2.0.0")
+    assert {r[2] for r in production[:first_new]} == {"v1.0.0"}
+    # one in-flight request may finish on v1 just after the swap; nothing later does
+    assert {r[2] for r in production[first_new + 2:]} == {"v2.0.0"}
+    assert {r[2] for r in load.results if r[3] == "staging"} == {"v2.0.0"}
+    _, probabilities = classifier_expected(weights["v2.0.0"], np.array(ROW, dtype=np.float32))
+    np.testing.assert_allclose(answer["outputs"]["probabilities"], probabilities, rtol=1e-5)
+

@@ -1,0 +1,134 @@
+"""The canary split and the sliding windows: shared vectors, statistics of the split, stickiness, window figures."""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from gateway.traffic import BUCKETS, SlidingWindow, TrafficWindows, bucket, choose_arm, choose_shadow, threshold
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "routing.json"
+KEYS = [f"user-{n}" for n in range(20_000)]
+
+
+def deployment(weight: float | None, shadow_weight: float | None = None) -> SimpleNamespace:
+    canary = None if weight is None else SimpleNamespace(version="v1.1.0", weight=weight)
+    shadow = None if shadow_weight is None else SimpleNamespace(version="v1.2.0", weight=shadow_weight)
+    return SimpleNamespace(version="v1.0.0", canary=canary, shadow=shadow)
+
+
+def test_bucket_is_the_first_8_bytes_of_sha256_mod_10000():
+    for key in ["", "user-1", "Zoë", "用户-123", "🚀 launch", "a" * 500]:
+        expected = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:16], 16) % 10_000
+        assert bucket(key) == expected
+        assert 0 <= bucket(key) < BUCKETS
+
+
+@pytest.mark.skipif(not VECTORS.exists(), reason="tests/vectors/routing.json not written yet")
+def test_shared_vectors_with_the_node_loader():
+    vectors = json.loads(VECTORS.read_text(encoding="utf-8"))
+    for case in vectors["buckets"]:
+        assert bucket(case["key"]) == case["bucket"], case["key"]
+    for case in vectors["thresholds"]:
+        assert threshold(case["weight"]) == case["threshold"], case["weight"]
+    choices = vectors["choices"]
+    view = SimpleNamespace(**{**choices["deployment"], "canary": SimpleNamespace(**choices["deployment"]["canary"]),
+                              "shadow": None})
+    for case in choices["expected"]:
+        assert choose_arm(view, case["key"], random.Random(0))[1] == case["version"], case["key"]
+
+
+@pytest.mark.parametrize("weight", [1, 10, 50, 90])
+def test_keyed_split_matches_the_weight(weight):
+    share = sum(choose_arm(deployment(weight), key, random.Random(0))[0] == "canary" for key in KEYS) / len(KEYS)
+    tolerance = 4 * (weight / 100 * (1 - weight / 100) / len(KEYS)) ** 0.5
+    assert abs(share - weight / 100) < tolerance
+
+
+@pytest.mark.parametrize("weight", [5, 25])
+def test_unkeyed_split_uses_the_injected_rng(weight):
+    rng = random.Random(1234)
+    arms = [choose_arm(deployment(weight), None, rng) for _ in range(20_000)]
+    share = sum(arm == "canary" for arm, _ in arms) / len(arms)
+    assert abs(share - weight / 100) < 4 * (weight / 100 * (1 - weight / 100) / len(arms)) ** 0.5
+    assert {version for arm, version in arms if arm == "canary"} == {"v1.1.0"}
+    replay = random.Random(1234)
+    assert [choose_arm(deployment(weight), None, replay) for _ in range(len(arms))] == arms
+
+
+def test_no_canary_and_the_edges():
+    rng = random.Random(0)
+    assert {choose_arm(deployment(None), key, rng) for key in KEYS[:500]} == {("stable", "v1.0.0")}
+    assert {choose_arm(deployment(100), key, rng)[0] for key in KEYS[:500]} == {"canary"}
+    assert {choose_arm(deployment(100), None, rng)[0] for _ in range(500)} == {"canary"}
+
+
+def test_routing_is_sticky_and_monotonic_in_the_weight():
+    rng = random.Random(0)
+    at = {w: {key for key in KEYS if choose_arm(deployment(w), key, rng)[0] == "canary"} for w in (5, 25, 50, 100)}
+    assert at[5] <= at[25] <= at[50] <= at[100] == set(KEYS)
+    assert at[5] and at[25] - at[5]
+    again = {key for key in KEYS if choose_arm(deployment(5), key, random.Random(99))[0] == "canary"}
+    assert again == at[5]
+
+
+def test_shadow_mirrors_its_weight_and_only_when_present():
+    rng = random.Random(0)
+    assert choose_shadow(deployment(10), "user-1", rng) is None
+    assert {choose_shadow(deployment(None, 100), key, rng) for key in KEYS[:200]} == {"v1.2.0"}
+    mirrored = sum(choose_shadow(deployment(None, 20), key, rng) is not None for key in KEYS) / len(KEYS)
+    assert abs(mirrored - 0.2) < 0.015
+
+
+def test_window_counts_errors_and_quantile_against_numpy():
+    rng = np.random.default_rng(7)
+    latencies = rng.lognormal(mean=np.log(0.004), sigma=0.6, size=3000)
+    window = SlidingWindow()
+    for index, latency in enumerate(latencies):
+        window.record(float(latency), ok=index % 50 != 0, now=100.0 + index * 9.0 / len(latencies))
+    summary = window.summary(now=109.5, span_s=10, quantile=0.95)
+    assert summary.requests == len(latencies)
+    assert summary.errors == len(latencies[::50])
+    exact = float(np.quantile(latencies, 0.95))
+    assert abs(summary.latency_s - exact) / exact < 0.03
+
+
+def test_window_forgets_what_is_older_than_the_span():
+    window = SlidingWindow(horizon_s=60)
+    for second in range(30):
+        window.record(0.001 * (second + 1), ok=second >= 10, now=1000.0 + second)
+    recent = window.summary(now=1029.5, span_s=10, quantile=1.0)
+    assert (recent.requests, recent.errors) == (10, 0)
+    assert abs(recent.latency_s - 0.030) / 0.030 < 0.03
+    assert window.summary(now=1029.5, span_s=30, quantile=0.5).errors == 10
+    empty = window.summary(now=5000.0, span_s=10, quantile=0.95)
+    assert (empty.requests, empty.latency_s, empty.error_rate) == (0, None, None)
+
+
+def test_ring_reuses_slots_without_mixing_old_laps():
+    window = SlidingWindow(horizon_s=5)
+    window.record(0.001, ok=False, now=10.2)
+    window.record(0.001, ok=True, now=15.2)  # same slot index, next lap: the old error is gone
+    summary = window.summary(now=15.5, span_s=5, quantile=0.5)
+    assert (summary.requests, summary.errors) == (1, 0)
+    window.record(0.001, ok=False, now=10.3)  # older than the ring: dropped, not added to the new lap
+    assert window.summary(now=15.5, span_s=5, quantile=0.5).errors == 0
+
+
+def test_traffic_windows_tie_figures_to_a_version():
+    windows = TrafficWindows()
+    windows.record("tiny", "prod", "stable", "v1.0.0", 0.002, True, 10.0)
+    assert windows.summary("tiny", "prod", "stable", "v1.0.0", 10.5, 10, 0.95).requests == 1
+    assert windows.summary("tiny", "prod", "stable", "v1.1.0", 10.5, 10, 0.95).requests == 0
+    windows.record("tiny", "prod", "stable", "v1.1.0", 0.002, True, 11.0)
+    assert windows.summary("tiny", "prod", "stable", "v1.0.0", 11.5, 10, 0.95).requests == 0
+    fresh = windows.summary("tiny", "prod", "stable", "v1.1.0", 11.5, 10, 0.95)
+    assert (fresh.requests, fresh.version) == (1, "v1.1.0")
+    assert windows.summary("tiny", "staging", "stable", "v1.1.0", 11.5, 10, 0.95).requests == 0
+    windows.forget("tiny", "prod")
+    assert windows.summary("tiny", "prod", "stable", "v1.1.0", 11.5, 10, 0.95).requests == 0
