@@ -15,7 +15,7 @@ VERSION ?= v1.0.0
 export ONNXGATE_STORE := $(STORE)
 export ONNXRUNTIME_NODE_INSTALL_CUDA := skip
 
-.PHONY: install install-node demo demo-build serve test lint clean bench
+.PHONY: install install-node demo demo-build export-examples serve test clean bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,21 @@ demo-build: install
 	$(ONNXGATE) status
 	$(ONNXGATE) audit verify
 
+# --force: re-running the demo replaces v1.0.0 with a freshly trained one. Pickle/joblib loading runs code: the
+# artefacts here are the ones this Makefile just trained.
+export-examples: install
+	$(ONNXGATE) export $(ARTIFACTS)/cancer_classifier/cancer_classifier.joblib --name cancer_classifier \
+	  --version $(VERSION) --metrics $(ARTIFACTS)/cancer_classifier/metrics.json --training-samples 426 \
+	  --sample $(ARTIFACTS)/cancer_classifier/sample.npy --labels-file $(ARTIFACTS)/cancer_classifier/labels.txt \
+	  --force --actor demo --reason "demo export"
+	$(ONNXGATE) export $(ARTIFACTS)/diabetes_regressor/diabetes_regressor.joblib --name diabetes_regressor \
+	  --version $(VERSION) --metrics $(ARTIFACTS)/diabetes_regressor/metrics.json --training-samples 331 \
+	  --sample $(ARTIFACTS)/diabetes_regressor/sample.npy --force --actor demo --reason "demo export"
+	$(ONNXGATE) export $(ARTIFACTS)/intent_classifier/intent_classifier.pt --name intent_classifier \
+	  --version $(VERSION) --metrics $(ARTIFACTS)/intent_classifier/metrics.json \
+	  --sample $(ARTIFACTS)/intent_classifier/sample.json --labels-file $(ARTIFACTS)/intent_classifier/labels.txt \
+	  --tokenizer $(ARTIFACTS)/intent_classifier/tokenizer.json --force --actor demo --reason "demo export"
+
 serve: install
 	@echo "Gateway on http://127.0.0.1:$(PORT) (X-Environment: staging|production; default production). Ctrl-C stops it."
 	@echo "  curl -s -XPOST localhost:$(PORT)/predict/intent_classifier -d '{\"text\": [\"where is my order?\"]}'"
@@ -59,6 +74,7 @@ test: install
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest || [ $$? -eq 5 ]  # 5 = no tests collected: not a failure (CI judges the count)
 	cd node && ONNXGATE_PYTHON=$(abspath $(PY)) npm test
+	$(PY) -m pytest bench -q
 
 bench: install
 	$(PY) bench/run.py
