@@ -58,24 +58,51 @@ def require_deployment(data: RegistryData, name: str, environment: str) -> Deplo
     return deployment
 
 
-def _serving_elsewhere(data: RegistryData, name: str, version: str, environment: str) -> bool:
-    return any(env != environment and dep.version == version for env, dep in data.deployments.get(name, {}).items())
+def serving_versions(data: RegistryData, name: str) -> set[str]:
+    """Versions that answer or mirror traffic in some environment: stable, canary or shadow."""
+    serving = set()
+    for deployment in data.deployments.get(name, {}).values():
+        serving.add(deployment.version)
+        if deployment.canary:
+            serving.add(deployment.canary.version)
+        if deployment.shadow:
+            serving.add(deployment.shadow.version)
+    return serving
+
+
+def settle_status(data: RegistryData, name: str, version: str | None, idle_status: str) -> None:
+    """`deployed` while the version serves anywhere, else `idle_status` (deprecated, rolled_back, registered)."""
+    if version is None or version not in data.models.get(name, {}):
+        return
+    record = data.models[name][version]
+    if version in serving_versions(data, name):
+        record.status = "deployed"
+    elif record.status == "deployed":
+        record.status = idle_status
 
 
 def set_stable(data: RegistryData, name: str, environment: str, version: str, *, replaced_status: str) -> str | None:
-    """Make `version` the stable version of the environment; mark the one it replaces with `replaced_status`
-    unless another environment still serves it. Returns the replaced version."""
+    """Make `version` the stable version of the environment and return the version it replaces.
+
+    A running canary ends (its version goes back to `registered` unless it serves elsewhere); a shadow of another
+    version keeps mirroring. The replaced version gets `replaced_status` unless some environment still serves it.
+    """
     current = data.deployment(name, environment)
     previous = current.version if current else None
+    dropped_canary = current.canary.version if current and current.canary else None
+    shadow = current.shadow if current and current.shadow and current.shadow.version != version else None
     data.deployments.setdefault(name, {})[environment] = Deployment(
         version=version,
         deployed_at=utc_now(),
         previous_version=previous if previous != version else (current.previous_version if current else None),
         slo=current.slo if current else None,
+        shadow=shadow,
     )
-    data.models[name][version].status = "deployed"
-    if previous and previous != version and not _serving_elsewhere(data, name, previous, environment):
-        data.models[name][previous].status = replaced_status
+    settle_status(data, name, version, "deployed")
+    if previous != version:
+        settle_status(data, name, previous, replaced_status)
+    if dropped_canary not in (None, version):
+        settle_status(data, name, dropped_canary, "registered")
     return previous
 
 

@@ -11,8 +11,10 @@ from modelstore.metadata import ModelMetadata
 
 def format_outputs(metadata: ModelMetadata, raw: Mapping[str, np.ndarray]) -> dict[str, list]:
     formatted: dict[str, list] = {}
+    label_output = metadata.label_output
     for name, value in raw.items():
-        if name == metadata.label_output and metadata.labels and np.issubdtype(value.dtype, np.integer):
+        # dtype.kind "iu" is np.issubdtype(dtype, np.integer), at a fraction of the cost
+        if name == label_output and metadata.labels and value.dtype.kind in "iu":
             formatted[name] = _map_labels(value, metadata.labels)
         else:
             formatted[name] = value.tolist()

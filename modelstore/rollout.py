@@ -17,7 +17,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from modelstore.deployments import Change, audit_of, registry_of, require_deployment, require_version, set_stable
+from modelstore.deployments import (
+    Change,
+    audit_of,
+    registry_of,
+    require_deployment,
+    require_version,
+    set_stable,
+    settle_status,
+)
 from modelstore.errors import InvalidTransition, StoreError
 from modelstore.fileio import atomic_write
 from modelstore.layout import Store
@@ -143,40 +151,6 @@ def _editing(store: Store) -> Iterator[_Edit]:
                 audit.append(**entry)
 
 
-def _serving_versions(data: RegistryData, name: str) -> set[str]:
-    """Versions that answer or mirror traffic in some environment: stable, canary or shadow."""
-    serving = set()
-    for deployment in data.deployments.get(name, {}).values():
-        serving.add(deployment.version)
-        if deployment.canary:
-            serving.add(deployment.canary.version)
-        if deployment.shadow:
-            serving.add(deployment.shadow.version)
-    return serving
-
-
-def _settle_status(data: RegistryData, name: str, version: str | None, idle_status: str) -> None:
-    """`deployed` while the version serves anywhere, else `idle_status` (deprecated, rolled_back, registered)."""
-    if version is None or version not in data.models.get(name, {}):
-        return
-    record = data.models[name][version]
-    if version in _serving_versions(data, name):
-        record.status = "deployed"
-    elif record.status == "deployed":
-        record.status = idle_status
-
-
-def _replace_stable(data: RegistryData, name: str, environment: str, version: str, *, replaced_status: str) -> str | None:
-    """set_stable, keeping a shadow that is still a different version, and statuses that see canaries and shadows."""
-    shadow = data.deployments[name][environment].shadow
-    previous = set_stable(data, name, environment, version, replaced_status=replaced_status)
-    if shadow and shadow.version != version:
-        data.deployments[name][environment].shadow = shadow
-    _settle_status(data, name, previous, replaced_status)
-    _settle_status(data, name, version, "deployed")
-    return previous
-
-
 def _bake_seconds(deployment: Deployment, bake_s: float | None) -> float:
     if deployment.slo and deployment.slo.bake_s is not None:
         return deployment.slo.bake_s
@@ -211,7 +185,7 @@ def start_canary(store: Store, name: str, version: str, environment: str, weight
                                         started_at=running.started_at if running else now, step_started_at=now)
         deployment.slo = merge_slo(deployment.slo, slo)
         ended_bake, deployment.bake = deployment.bake, None
-        _settle_status(data, name, version, "registered")
+        settle_status(data, name, version, "registered")
         details = {"weight": weight, "steps": ladder, "interval_s": deployment.canary.interval_s,
                    "previous_weight": running.weight if running else None,
                    "ended_bake_of": ended_bake.previous_version if ended_bake else None,
@@ -226,7 +200,7 @@ def _promote_canary(edit: _Edit, name: str, environment: str, change: Change, ba
     deployment = edit.data.deployments[name][environment]
     canary = deployment.canary
     seconds = _bake_seconds(deployment, bake_s)
-    previous = _replace_stable(edit.data, name, environment, canary.version, replaced_status="deprecated")
+    previous = set_stable(edit.data, name, environment, canary.version, replaced_status="deprecated")
     promoted = edit.data.deployments[name][environment]
     if previous and seconds > 0:
         promoted.bake = BakeState(previous_version=previous, until=iso_after(seconds))
@@ -295,7 +269,7 @@ def _rollback_canary(edit: _Edit, name: str, environment: str, change: Change, d
     deployment.canary = None
     deployment.last_rollback = {"kind": "canary", "from": canary.version, "to": deployment.version, "at": utc_now(),
                                 "weight": canary.weight, "reason": change.reason, **details}
-    _settle_status(edit.data, name, canary.version, "rolled_back")
+    settle_status(edit.data, name, canary.version, "rolled_back")
     edit.record("canary_rollback", change, name, environment, before=canary.version, after=deployment.version,
                 details={"weight": canary.weight, **details})
     return Outcome("canary_rollback", name, environment, True, before=canary.version, after=deployment.version,
@@ -315,7 +289,7 @@ def rollback_bake(store: Store, name: str, environment: str, change: Change = Ch
             return Outcome("bake_rollback", name, environment, False, before=deployment.version,
                            after=deployment.version)
         bad = deployment.version
-        _replace_stable(edit.data, name, environment, bake.previous_version, replaced_status="rolled_back")
+        set_stable(edit.data, name, environment, bake.previous_version, replaced_status="rolled_back")
         edit.data.deployments[name][environment].last_rollback = {
             "kind": "bake", "from": bad, "to": bake.previous_version, "at": utc_now(), "reason": change.reason,
             **(details or {}),
@@ -341,9 +315,9 @@ def start_shadow(store: Store, name: str, version: str, environment: str, weight
             raise InvalidTransition(f"{name} {version} is the stable version in {environment}; shadow another version")
         replaced = deployment.shadow
         deployment.shadow = ShadowState(version=version, weight=weight, started_at=utc_now())
-        _settle_status(data, name, version, "registered")
+        settle_status(data, name, version, "registered")
         if replaced and replaced.version != version:
-            _settle_status(data, name, replaced.version, "registered")
+            settle_status(data, name, replaced.version, "registered")
         edit.record("shadow", change, name, environment, before=replaced.version if replaced else None, after=version,
                     details={"weight": weight})
     return Outcome("shadow", name, environment, True, before=replaced.version if replaced else None, after=version,
@@ -357,7 +331,7 @@ def stop_shadow(store: Store, name: str, environment: str, change: Change = Chan
         if shadow is None:
             raise InvalidTransition(f"{name} has no shadow in {environment} to stop")
         deployment.shadow = None
-        _settle_status(edit.data, name, shadow.version, "registered")
+        settle_status(edit.data, name, shadow.version, "registered")
         edit.record("shadow_stop", change, name, environment, before=shadow.version, after=None,
                     details={"weight": shadow.weight})
     return Outcome("shadow_stop", name, environment, True, before=shadow.version, after=None, weight=shadow.weight)
@@ -385,7 +359,7 @@ def rollback_environment(store: Store, name: str, environment: str, change: Chan
         bad = deployment.version
         if target == bad:
             raise InvalidTransition(f"{name} {target} is already the stable version in {environment}")
-        _replace_stable(edit.data, name, environment, target, replaced_status="rolled_back")
+        set_stable(edit.data, name, environment, target, replaced_status="rolled_back")
         edit.data.deployments[name][environment].last_rollback = {"kind": "stable", "from": bad, "to": target,
                                                                    "at": utc_now(), "reason": change.reason}
         edit.record("rollback", change, name, environment, before=bad, after=target)

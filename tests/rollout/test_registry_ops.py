@@ -225,3 +225,14 @@ def test_rollback_command_semantics(make_rollout_store):
     with pytest.raises(InvalidTransition, match="already the stable"):
         rollback_environment(store, "tiny", "prod", to="v1.3.0")
     assert audit_of(store).verify() == len(audit_of(store).entries())
+
+
+def test_a_plain_deploy_over_a_running_canary_ends_it_and_keeps_the_shadow(make_rollout_store):
+    store = make_rollout_store()
+    start_canary(store, "tiny", "v1.1.0", "prod", 10, change=OPS)
+    start_shadow(store, "tiny", "v1.3.0", "prod", change=OPS)
+    deploy(store, "tiny", "v1.2.0", "prod", OPS)
+    _, deployment = state(store)
+    assert (deployment.version, deployment.canary, deployment.shadow.version) == ("v1.2.0", None, "v1.3.0")
+    assert statuses(store) == {"v1.0.0": "deprecated", "v1.1.0": "registered", "v1.2.0": "deployed",
+                               "v1.3.0": "deployed"}
