@@ -18,10 +18,16 @@ def numpy_dtype(dtype_name: str) -> np.dtype:
     return np.dtype(object) if dtype_name == "string" else np.dtype(dtype_name)
 
 
+_V2_BY_DTYPE: dict[np.dtype, str] = {}  # dtype.name is slow (numpy builds it per call): cached per dtype
+
+
 def v2_datatype(dtype: np.dtype) -> str:
-    if dtype.kind in "OUS":
-        return "BYTES"
-    return V2_BY_DTYPE_NAME[dtype.name]
+    datatype = _V2_BY_DTYPE.get(dtype)
+    if datatype is None:
+        if dtype.kind in "OUS":  # not cached: "<U7", "<U9", ... would each add a key
+            return "BYTES"
+        datatype = _V2_BY_DTYPE[dtype] = V2_BY_DTYPE_NAME[dtype.name]
+    return datatype
 
 
 def v2_shape(shape: list[int | str | None]) -> list[int]:

@@ -7,7 +7,7 @@ from importlib.metadata import version as package_version
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -24,6 +24,48 @@ ROUTING_KEY_HEADER_RAW = b"x-routing-key"
 
 def json_response(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(payload), status_code=status, headers=headers, media_type=JSON)
+
+
+class PreparedResponse(Response):
+    """A JSON response whose raw headers the caller built: the same bytes on the wire as
+    `json_response(payload, headers={"X-Model-Version": version})`, without Starlette's per-response header work."""
+
+    media_type = JSON
+
+    def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:  # fields set here, no render
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = raw_headers
+
+
+_VERSION_HEADERS: dict[str, bytes] = {}
+
+
+def versioned_json(payload: object, version: str) -> Response:
+    """json_response(payload, headers={"X-Model-Version": version}), with the header's bytes cached per version."""
+    body = orjson.dumps(payload)
+    encoded = _VERSION_HEADERS.get(version)
+    if encoded is None:
+        encoded = _VERSION_HEADERS[version] = version.encode("latin-1")
+    return PreparedResponse(body, [(b"x-model-version", encoded), (b"content-length", str(len(body)).encode()),
+                                   (b"content-type", b"application/json")])
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole body straight from `receive`, without request.body()'s async generator (measurably cheaper per
+    request). Endpoints read the body once and nothing after them reads it again."""
+    receive = request.receive
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def routing_headers(request: Request) -> tuple[str | None, str | None]:
@@ -51,8 +93,12 @@ class Endpoints:
         self.server = {"name": "onnxgate", "version": server_version(), "extensions": []}
 
     def routes(self) -> list[Route]:
+        # Starlette tries routes in order: the two data-plane POSTs go first (no other pattern matches their paths,
+        # so the order changes nothing but the number of regex matches per request)
         return [
             Route("/predict/{model}", self.predict, methods=["POST"]),
+            Route("/v2/models/{model}/infer", self.v2_infer, methods=["POST"]),
+            Route("/v2/models/{model}/versions/{version}/infer", self.v2_infer, methods=["POST"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/health/{model}", self.model_health, methods=["GET"]),
             Route("/api/v1/ml-models/{model}/health", self.model_health, methods=["GET"]),
@@ -64,16 +110,14 @@ class Endpoints:
             Route("/v2/models/{model}/versions/{version}", self.v2_metadata, methods=["GET"]),
             Route("/v2/models/{model}/ready", self.v2_model_ready, methods=["GET"]),
             Route("/v2/models/{model}/versions/{version}/ready", self.v2_model_ready, methods=["GET"]),
-            Route("/v2/models/{model}/infer", self.v2_infer, methods=["POST"]),
-            Route("/v2/models/{model}/versions/{version}/infer", self.v2_infer, methods=["POST"]),
         ]
 
     async def predict(self, request: Request) -> Response:
         environment, routing_key = routing_headers(request)
         pinned = request.query_params.get("version") if request.scope["query_string"] else None
-        answer = await self.service.predict(request.path_params["model"], environment, await request.body(),
+        answer = await self.service.predict(request.path_params["model"], environment, await read_body(request),
                                             version=pinned, routing_key=routing_key)
-        return json_response(answer.as_json(), headers={"X-Model-Version": answer.version})
+        return versioned_json(answer.as_json(), answer.version)
 
     async def health(self, request: Request) -> Response:
         service = self.service
@@ -127,10 +171,10 @@ class Endpoints:
 
     async def v2_infer(self, request: Request) -> Response:
         environment, routing_key = routing_headers(request)
-        answer = await self.service.infer(request.path_params["model"], environment, await request.body(),
+        answer = await self.service.infer(request.path_params["model"], environment, await read_body(request),
                                           version=request.path_params.get("version"), routing_key=routing_key)
         body = {"model_name": answer.model, "model_version": answer.version, "outputs": v2.encode_outputs(answer.outputs),
                 "parameters": {}}
         if answer.request_id is not None:
             body["id"] = answer.request_id
-        return json_response(body, headers={"X-Model-Version": answer.version})
+        return versioned_json(body, answer.version)

@@ -133,6 +133,9 @@ class Service:
                       routing_key: str | None = None) -> LoadedModel:
         if version is not None:
             return await self.pinned(model, version)
+        return self.resolve_route(model, environment, routing_key)
+
+    def resolve_route(self, model: str, environment: str, routing_key: str | None = None) -> LoadedModel:
         route = self.route(model, environment)
         loaded = choose_version(route, routing_key)
         if loaded is None:
@@ -178,16 +181,21 @@ class Service:
     async def answer(self, model: str, environment: str | None, version: str | None, routing_key: str | None,
                      decode: Callable[[LoadedModel], Decoded]) -> Answer:
         try:
-            env = self.environment(environment)
-            loaded = await self.resolve(model, env, version, routing_key)
+            env = self.default_environment if environment is None else self.environment(environment)
+            # the unpinned path resolves without a coroutine; a pin may load a version on demand
+            loaded = self.resolve_route(model, env, routing_key) if version is None else await self.pinned(model, version)
         except (GatewayError, StoreError) as exc:
             self.rejected(model, environment, exc)
             raise
-        children = loaded.metrics_for(self.metrics, env)
+        children = loaded.metrics.get(env) or loaded.metrics_for(self.metrics, env)
         started = time.perf_counter()
         try:
             decoded = decode(loaded)
-            outputs = await self.run(loaded, decoded.feeds, decoded.rows, decoded.output_names)
+            feeds, rows, output_names = decoded.feeds, decoded.rows, decoded.output_names
+            if loaded.base_cost_s + loaded.row_cost_s * rows <= self._inline_max_s:
+                outputs = self.run_inline(loaded, feeds, output_names)
+            else:
+                outputs = await self.run(loaded, feeds, rows, output_names)
         except GatewayError as exc:
             children.record(exc.outcome, time.perf_counter() - started)
             raise
@@ -223,10 +231,22 @@ class Service:
                                    f'{{"inputs": {{"name": [...]}}}}; expected {loaded.signature}')
             [spec] = specs.values()
             array = coerce(spec, inputs, loaded.signature, self._max_rows)
-            return Decoded({spec.name: array}, rows_of({spec.name: array}))
+            return Decoded({spec.name: array}, array.shape[0] if array.ndim else 1)  # rows_of, for one input
         check_names(inputs, specs, loaded.signature)
         feeds = {name: coerce(spec, inputs[name], loaded.signature, self._max_rows) for name, spec in specs.items()}
         return Decoded(feeds, rows_of(feeds))
+
+    def run_inline(self, loaded: LoadedModel, feeds: dict[str, np.ndarray],
+                   output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """`run` for a model cheap enough to run on the event loop, without a coroutine; same error mapping."""
+        try:
+            return loaded.run(feeds, output_names)
+        except InvalidArgument as exc:
+            raise InvalidInput(f"onnxruntime refused the inputs: {exc}; expected {loaded.signature}") from None
+        except GatewayError:
+            raise
+        except Exception as exc:  # onnxruntime's own types (Fail, RuntimeException, ...)
+            raise ModelRunFailed(f"model {loaded.name!r} {loaded.version} failed to run: {exc}") from None
 
     async def run(self, loaded: LoadedModel, feeds: dict[str, np.ndarray], rows: int,
                   output_names: list[str] | None = None) -> dict[str, np.ndarray]:

@@ -70,7 +70,7 @@ def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int) -> tuple[dic
             raise InvalidInput("binary tensor data is not supported; send inputs with binary_data=False")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise InvalidInput(f"input {name!r}: \"shape\" must be a list of non-negative integers")
-        expected = V2_BY_DTYPE_NAME.get(spec.dtype.name if spec.dtype.kind != "O" else "string")
+        expected = _expected_datatype(spec.dtype)
         if datatype != expected:
             raise InvalidInput(f"input {name!r}: datatype {datatype!r}, expected {expected}; expected {loaded.signature}")
         if data is None:
@@ -78,6 +78,18 @@ def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int) -> tuple[dic
         array = coerce(spec, _as_array(spec, data, datatype, shape), loaded.signature, max_rows)
         feeds[name] = array
     return feeds, rows_of(feeds)
+
+
+_EXPECTED_BY_DTYPE: dict[np.dtype, str | None] = {}
+
+
+def _expected_datatype(dtype: np.dtype) -> str | None:
+    """The v2 datatype an input of this dtype must declare (cached: numpy builds dtype.name on every access)."""
+    try:
+        return _EXPECTED_BY_DTYPE[dtype]
+    except KeyError:
+        expected = _EXPECTED_BY_DTYPE[dtype] = V2_BY_DTYPE_NAME.get(dtype.name if dtype.kind != "O" else "string")
+        return expected
 
 
 def _as_array(spec: InputSpec, data: object, datatype: str, shape: list[int]) -> np.ndarray:

@@ -72,11 +72,26 @@ def raw_array(spec: InputSpec, value: object) -> np.ndarray:
 
 def coerce(spec: InputSpec, value: object, signature: str, max_rows: int) -> np.ndarray:
     """A request value (nested lists or an array) -> a checked array of the spec's dtype."""
-    try:
-        raw = raw_array(spec, value)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{exc}; expected {signature}") from None
-    kind = spec.dtype.kind
+    dtype = spec.dtype
+    kind = dtype.kind
+    if kind == "f" and type(value) is list:
+        # the common case, inlined (raw_array's checks for a list and a float input): one np.asarray, no calls
+        try:
+            raw = np.asarray(value)
+        except (ValueError, TypeError):
+            raise InvalidInput(f"input {spec.name!r}: not a rectangular array; expected {signature}") from None
+        if raw.dtype.kind in "fiu":
+            array = raw.astype(dtype, copy=False)
+            check_shape(spec, array, signature, max_rows)
+            if not np.isfinite(array).all():
+                raise InvalidInput(f"input {spec.name!r}: NaN or infinite values (or overflow of {dtype.name}); "
+                                   f"expected {signature}")
+            return array
+    else:
+        try:
+            raw = raw_array(spec, value)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{exc}; expected {signature}") from None
     if raw.size and raw.dtype.kind not in ACCEPTED_KINDS[kind]:
         raise InvalidInput(f"input {spec.name!r}: expected {KIND_NAMES[kind]} ({spec.dtype.name if kind != 'O' else 'string'}),"
                            f" got {_kind_of(raw)}; expected {signature}")
