@@ -3,10 +3,11 @@ service could sit behind another transport."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -239,28 +240,28 @@ class Service:
     def run_inline(self, loaded: LoadedModel, feeds: dict[str, np.ndarray],
                    output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         """`run` for a model cheap enough to run on the event loop, without a coroutine; same error mapping."""
-        try:
+        with run_errors(loaded):
             return loaded.run(feeds, output_names)
-        except InvalidArgument as exc:
-            raise InvalidInput(f"onnxruntime refused the inputs: {exc}; expected {loaded.signature}") from None
-        except GatewayError:
-            raise
-        except Exception as exc:  # onnxruntime's own types (Fail, RuntimeException, ...)
-            raise ModelRunFailed(f"model {loaded.name!r} {loaded.version} failed to run: {exc}") from None
 
     async def run(self, loaded: LoadedModel, feeds: dict[str, np.ndarray], rows: int,
                   output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         """Inline when the model's measured cost for this many rows is below the threshold (a thread hop would cost
         more than the run), else on the run executor so the event loop keeps accepting requests."""
-        try:
+        with run_errors(loaded):
             if loaded.estimated_cost_s(rows) <= self._inline_max_s:
                 return loaded.run(feeds, output_names)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, loaded.run, feeds, output_names)
-        except InvalidArgument as exc:
-            raise InvalidInput(f"onnxruntime refused the inputs: {exc}; expected {loaded.signature}") from None
-        except GatewayError:
-            raise
-        except Exception as exc:  # onnxruntime's own types (Fail, RuntimeException, ...)
-            raise ModelRunFailed(f"model {loaded.name!r} {loaded.version} failed to run: {exc}") from None
 
+
+@contextlib.contextmanager
+def run_errors(loaded: LoadedModel) -> Iterator[None]:
+    """onnxruntime's exceptions as gateway errors: refused inputs are the caller's fault (400), the rest a failure."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        raise InvalidInput(f"onnxruntime refused the inputs: {exc}; expected {loaded.signature}") from None
+    except GatewayError:
+        raise
+    except Exception as exc:  # onnxruntime's own types (Fail, RuntimeException, ...)
+        raise ModelRunFailed(f"model {loaded.name!r} {loaded.version} failed to run: {exc}") from None
