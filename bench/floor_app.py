@@ -22,17 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-
-def tuned_session_options() -> ort.SessionOptions:
-    """The options a single-core server wants: one thread, no spinning, sequential execution, all graph optimisations."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return options
+# The same onnxruntime options as the gateway, so the comparison measures only the HTTP and gateway layers.
+from gateway.loader import session_options
 
 
 @dataclass(frozen=True)
@@ -43,7 +34,7 @@ class LoadedModel:
 
 
 def load_model(path: Path) -> LoadedModel:
-    session = ort.InferenceSession(str(path), sess_options=tuned_session_options(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), sess_options=session_options(), providers=["CPUExecutionProvider"])
     return LoadedModel(session, session.get_inputs()[0].name, [o.name for o in session.get_outputs()])
 
 
