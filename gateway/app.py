@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from gateway.controller import RolloutController
 from gateway.endpoints import Endpoints
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.limits import BodyLimitMiddleware
@@ -22,21 +23,25 @@ from gateway.watcher import StoreWatcher
 def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry | None = None) -> Starlette:
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     service = Service(settings, GatewayMetrics(registry))
-    endpoints = Endpoints(service, registry)
+    controller = RolloutController(service, tick_s=settings.rollout_tick_s)
+    endpoints = Endpoints(service, registry, controller.describe)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.reload()
         watcher = StoreWatcher(service.store, service.reload, debounce_ms=settings.reload_debounce_ms,
                                poll_s=settings.registry_poll_s)
-        task = asyncio.create_task(watcher.run())
+        stop_judging = asyncio.Event()
+        tasks = [asyncio.create_task(watcher.run()), asyncio.create_task(controller.run(stop_judging))]
         try:
             yield
         finally:
+            stop_judging.set()
             watcher.stop()
             watcher.request_reload()  # wakes the loop so it sees the stop
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             service.close()
 
     app = Starlette(
@@ -46,6 +51,7 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.controller = controller
     return app
 
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import v2
-from gateway.health import gateway_health, model_health
+from gateway.health import RolloutReport, gateway_health, model_health, no_rollout
 from gateway.service import Service
 from modelstore.errors import ModelNotFound, VersionNotFound
 
@@ -87,9 +87,10 @@ def server_version() -> str:
 
 
 class Endpoints:
-    def __init__(self, service: Service, metrics_registry: CollectorRegistry) -> None:
+    def __init__(self, service: Service, metrics_registry: CollectorRegistry, rollout: RolloutReport = no_rollout) -> None:
         self.service = service
         self.metrics_registry = metrics_registry
+        self.rollout = rollout
         self.server = {"name": "onnxgate", "version": server_version(), "extensions": []}
 
     def routes(self) -> list[Route]:
@@ -117,15 +118,17 @@ class Endpoints:
         pinned = request.query_params.get("version") if request.scope["query_string"] else None
         answer = await self.service.predict(request.path_params["model"], environment, await read_body(request),
                                             version=pinned, routing_key=routing_key)
-        return versioned_json(answer.as_json(), answer.version)
+        response = versioned_json(answer.as_json(), answer.version)
+        response.background = answer.mirror  # the shadow runs after the response is sent
+        return response
 
     async def health(self, request: Request) -> Response:
         service = self.service
-        return json_response(gateway_health(service.pool, service.environments, service.last_reload))
+        return json_response(gateway_health(service.pool, service.environments, service.last_reload, self.rollout))
 
     async def model_health(self, request: Request) -> Response:
         environment = self.service.environment(request.headers.get(ENVIRONMENT_HEADER))
-        report = model_health(self.service.pool, request.path_params["model"], environment)
+        report = model_health(self.service.pool, request.path_params["model"], environment, self.rollout)
         return json_response(report, status=200 if report["status"] == "healthy" else 503)
 
     async def metrics(self, request: Request) -> Response:
@@ -174,7 +177,9 @@ class Endpoints:
         answer = await self.service.infer(request.path_params["model"], environment, await read_body(request),
                                           version=request.path_params.get("version"), routing_key=routing_key)
         body = {"model_name": answer.model, "model_version": answer.version, "outputs": v2.encode_outputs(answer.outputs),
-                "parameters": {}}
+                "parameters": {"environment": answer.environment, "arm": answer.arm}}
         if answer.request_id is not None:
             body["id"] = answer.request_id
-        return versioned_json(body, answer.version)
+        response = versioned_json(body, answer.version)
+        response.background = answer.mirror
+        return response

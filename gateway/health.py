@@ -1,22 +1,35 @@
 """Health reports over a pool: the gateway-wide one and the per-model one in the seed's shape."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gateway.pool import Pool, ReloadReport, Route
 from modelstore.errors import ModelNotFound
 
+RolloutReport = Callable[[Route], dict | None]
 
-def gateway_health(pool: Pool, environments: list[str], last_reload: ReloadReport | None) -> dict:
+
+def no_rollout(route: Route) -> None:
+    return None
+
+
+def gateway_health(pool: Pool, environments: list[str], last_reload: ReloadReport | None,
+                   rollout: RolloutReport = no_rollout) -> dict:
+    """`rollout` adds each route's canary, shadow, bake, last verdict and last rollback, when it has any."""
     models = []
     for env in environments:
         for route in pool.routes.get(env, {}).values():
-            models.append({
+            entry = {
                 "model": route.model,
                 "environment": env,
                 "version": route.stable.version if route.stable else None,
                 "deployed_version": route.deployment.version,
                 "loaded": route.stable is not None,
                 "error": route.error,
-            })
+            }
+            if (report := rollout(route)) is not None:
+                entry["rollout"] = report
+            models.append(entry)
     degraded = (last_reload is not None and not last_reload.ok) or any(m["error"] for m in models)
     return {
         "status": "degraded" if degraded else "ok",
@@ -27,7 +40,7 @@ def gateway_health(pool: Pool, environments: list[str], last_reload: ReloadRepor
     }
 
 
-def model_health(pool: Pool, model: str, environment: str) -> dict:
+def model_health(pool: Pool, model: str, environment: str, rollout: RolloutReport = no_rollout) -> dict:
     """{"model_type", "version", "status": healthy|unhealthy|not_deployed, "available", "loadable", "metadata"}."""
     route = pool.route(environment, model)
     if route is None:
@@ -45,6 +58,8 @@ def model_health(pool: Pool, model: str, environment: str) -> dict:
     }
     if not route.healthy:
         report["error"] = route.error or "deployed version is not loaded"
+    if (rollout_report := rollout(route)) is not None:
+        report["rollout"] = rollout_report
     return report
 
 

@@ -6,10 +6,13 @@ model/version/environment and kept on the loaded model.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from modelstore.metadata import ModelMetadata
 
@@ -52,6 +55,20 @@ class ModelMetrics:
         return self.class_names.get(value, self.other_class)
 
 
+class _ShadowDistance(Collector):
+    def __init__(self, source: Callable[[], Iterable[tuple[str, str, str, float]]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "shadow_distribution_distance", "How far the shadow's outputs are from stable's on the same requests: "
+            "total variation distance of predicted classes, or the two-sample KS statistic of the first output for "
+            "regressors (0 = same)", labels=["model", "version", "environment"])
+        for model, version, environment, distance in self.source():
+            family.add_metric([model, version, environment], distance)
+        yield family
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -70,7 +87,23 @@ class GatewayMetrics:
                                        "unreadable registry", ["model"], registry=registry)
         self.canary_weight = Gauge("canary_weight", "Percent of traffic routed to the canary",
                                    ["model", "environment"], registry=registry)
+        self.rollbacks = Counter("rollbacks", "Automatic rollbacks this gateway applied, by kind (canary, bake) and "
+                                 "cause (latency, error_rate, load_failure)", ["model", "environment", "kind", "cause"],
+                                 registry=registry)
+        self.rollout_steps = Counter("rollout_steps", "Canary steps and promotions this gateway applied",
+                                     ["model", "environment", "action"], registry=registry)
+        self.shadow_requests = Counter("shadow_requests", "Requests mirrored to a shadow version, by outcome",
+                                       ["model", "version", "environment", "outcome"], registry=registry)
+        self.shadow_rows = Counter("shadow_rows", "Rows the shadow answered, compared with stable's answers",
+                                   ["model", "version", "environment", "result"], registry=registry)
+        self.shadow_latency = Histogram("shadow_latency_seconds", "Shadow run time per mirrored request",
+                                        ["model", "version", "environment"], buckets=LATENCY_BUCKETS, registry=registry)
         self._children: dict[tuple[str, str, str], ModelMetrics] = {}
+
+    def export_shadow_distances(self, source: Callable[[], Iterable[tuple[str, str, str, float]]]) -> None:
+        """shadow_distribution_distance, computed from `source` (model, version, environment, distance) at scrape
+        time: the distance needs a sort over kept values, too costly to redo on every mirrored request."""
+        self.registry.register(_ShadowDistance(source))
 
     def for_model(self, metadata: ModelMetadata, environment: str) -> ModelMetrics:
         key = (metadata.name, metadata.version, environment)

@@ -15,6 +15,7 @@ from gateway.loader import Fingerprint, LoadedModel, fingerprint
 from modelstore.errors import StoreError
 from modelstore.layout import Store
 from modelstore.registry import Deployment, Registry, RegistryData
+from modelstore.rollout import epoch_seconds
 
 ModelKey = tuple[str, str]
 Loader = Callable[[Store, str, str], LoadedModel]
@@ -36,7 +37,9 @@ class Route:
     stable: LoadedModel | None  # the deployed version, or the last good one while the deployed one fails to load
     canary: LoadedModel | None = None
     shadow: LoadedModel | None = None
+    previous: LoadedModel | None = None  # during a bake, the version it replaced: ready if the bake rolls back
     error: str | None = None  # why the deployed (or canary/shadow) version is not loaded
+    watched: bool = False  # a canary, shadow or bake is on: requests are measured for the judge
 
     @property
     def healthy(self) -> bool:
@@ -64,11 +67,23 @@ def registry_stamp(store: Store) -> tuple | None:
 
 
 def deployment_versions(deployment: Deployment) -> list[str]:
+    """The versions that answer or mirror requests: stable, canary, shadow."""
     versions = [deployment.version]
     for arm in (deployment.canary, deployment.shadow):
         if arm is not None and arm.version not in versions:
             versions.append(arm.version)
     return versions
+
+
+def bake_active(deployment: Deployment, now: float) -> bool:
+    return deployment.bake is not None and epoch_seconds(deployment.bake.until) > now
+
+
+def standby_version(deployment: Deployment, now: float) -> str | None:
+    """During a bake, the replaced version, kept loaded so that a bake rollback switches at once."""
+    if bake_active(deployment, now) and deployment.bake.previous_version not in deployment_versions(deployment):
+        return deployment.bake.previous_version
+    return None
 
 
 def build_pool(store: Store, environments: Iterable[str], previous: Pool, loader: Loader) -> Pool:
@@ -80,13 +95,16 @@ def build_pool(store: Store, environments: Iterable[str], previous: Pool, loader
     A failure is retried only when the version's files change.
     """
     environments = list(environments)
+    now = time.time()
     stamp = registry_stamp(store)
     data = Registry(store.registry_path).read()
     wanted: list[ModelKey] = []
     for model, by_env in sorted(data.deployments.items()):
         for env in environments:
             if env in by_env:
-                wanted.extend((model, v) for v in deployment_versions(by_env[env]) if (model, v) not in wanted)
+                standby = standby_version(by_env[env], now)
+                versions = deployment_versions(by_env[env]) + ([standby] if standby else [])
+                wanted.extend((model, v) for v in versions if (model, v) not in wanted)
 
     models: dict[ModelKey, LoadedModel] = {}
     failures: dict[ModelKey, LoadFailure] = {}
@@ -129,7 +147,9 @@ def build_pool(store: Store, environments: Iterable[str], previous: Pool, loader
                 stable=stable,
                 canary=models.get((model, deployment.canary.version)) if deployment.canary else None,
                 shadow=models.get((model, deployment.shadow.version)) if deployment.shadow else None,
+                previous=models.get((model, standby)) if (standby := standby_version(deployment, now)) else None,
                 error="; ".join(errors) or None,
+                watched=bool(deployment.canary or deployment.shadow or bake_active(deployment, now)),
             )
     return Pool(registry=data, models=models, routes=routes, failures=failures, registry_stamp=stamp)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal
 
 import anyio
 import numpy as np
@@ -21,6 +24,8 @@ from gateway.loader import LoadedModel, load_model
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
 from gateway.pool import Pool, ReloadReport, Route, build_pool
 from gateway.settings import GatewaySettings
+from gateway.shadow import Shadows
+from gateway.traffic import Arm, TrafficWindows, choose_arm, choose_shadow
 from gateway.validation import Decoded, check_names, coerce, parse_json, rows_of
 from modelstore.errors import ModelNotFound, NotDeployed, StoreError, VersionNotFound
 from modelstore.layout import Store
@@ -29,9 +34,7 @@ from modelstore.outputs import format_outputs
 log = logging.getLogger("onnxgate.gateway")
 
 
-def choose_version(route: Route, routing_key: str | None) -> LoadedModel | None:
-    """Which loaded version answers a request. Stable only for now; the rollout work swaps in the canary split."""
-    return route.stable
+AnswerArm = Literal["stable", "canary", "pinned"]
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,11 @@ class Answer:
     outputs: dict[str, np.ndarray]
     loaded: LoadedModel
     request_id: object = None
+    arm: AnswerArm = "stable"
+    mirror: Callable[[], Awaitable[None]] | None = None  # the shadow run, for after the response is sent
 
     def as_json(self) -> dict:
-        return {"model": self.model, "version": self.version, "environment": self.environment,
+        return {"model": self.model, "version": self.version, "environment": self.environment, "arm": self.arm,
                 "outputs": format_outputs(self.loaded.metadata, self.outputs)}
 
 
@@ -62,6 +67,12 @@ class Service:
         self._executor = ThreadPoolExecutor(max_workers=settings.run_threads, thread_name_prefix="onnxgate-run")
         self._reload_lock = asyncio.Lock()
         self._pinned: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        self._rng = random.Random()
+        # rollout: what each arm measured (the judge reads it), and versions the judge stopped routing to before
+        # registry.json says so: (model, environment) -> the withheld canary, or the stable version of a failed bake
+        self.windows = TrafficWindows(horizon_s=max(60.0, 2 * settings.slo_limits.window_s))
+        self.withheld: dict[tuple[str, str], str] = {}
+        self.shadows = Shadows(metrics, settings.shadow_rtol, settings.shadow_atol)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -106,10 +117,24 @@ class Service:
             self.metrics.model_load_seconds.labels(loaded.name, loaded.version).set(loaded.load_seconds)
         for env, routes in pool.routes.items():
             for route in routes.values():
-                self.metrics.canary_weight.labels(route.model, env).set(0)
-                for arm in (route.stable, route.canary, route.shadow):
+                self.metrics.canary_weight.labels(route.model, env).set(self.canary_weight(route))
+                for arm in (route.stable, route.canary, route.previous):
                     if arm is not None:
                         arm.metrics_for(self.metrics, env)
+
+    def canary_weight(self, route: Route) -> float:
+        """The percentage of traffic the canary really gets: 0 when it is not loaded or has been withheld."""
+        canary = route.canary
+        if canary is None or self.withheld.get((route.model, route.environment)) == canary.version:
+            return 0.0
+        return route.deployment.canary.weight
+
+    def withhold(self, model: str, environment: str, version: str) -> None:
+        """Stop routing to `version` (a canary, or a stable version in a failed bake) at once, in memory."""
+        self.withheld[(model, environment)] = version
+        route = self.pool.route(environment, model)
+        if route is not None:
+            self.metrics.canary_weight.labels(model, environment).set(self.canary_weight(route))
 
     # -- resolving ---------------------------------------------------------------------------------------------
 
@@ -130,19 +155,28 @@ class Service:
             raise ModelNotFound(f"model {model!r} not found")
         return route
 
-    async def resolve(self, model: str, environment: str, version: str | None = None,
-                      routing_key: str | None = None) -> LoadedModel:
+    async def resolve(self, model: str, environment: str, version: str | None = None) -> LoadedModel:
+        """The version that answers plain (unkeyed, unsplit) requests: the pinned one, or the stable one."""
         if version is not None:
             return await self.pinned(model, version)
-        return self.resolve_route(model, environment, routing_key)
+        return self.select(self.route(model, environment), None, split=False)[0]
 
-    def resolve_route(self, model: str, environment: str, routing_key: str | None = None) -> LoadedModel:
-        route = self.route(model, environment)
-        loaded = choose_version(route, routing_key)
-        if loaded is None:
-            raise ModelUnavailable(f"model {model!r} {route.deployment.version} in {environment!r} is not loaded: "
-                                   f"{route.error or 'not loaded yet'}")
-        return loaded
+    def select(self, route: Route, routing_key: str | None, *, split: bool = True) -> tuple[LoadedModel, Arm]:
+        """The canary for its share of traffic (sticky by routing key), else stable. A withheld canary gets nothing;
+        a withheld stable version (a failed bake) gives way to the version it replaced, when that is loaded."""
+        stable = route.stable
+        if route.watched:
+            withheld = self.withheld.get((route.model, route.environment))
+            canary = route.canary
+            if (split and canary is not None and canary.version != withheld
+                    and choose_arm(route.deployment, routing_key, self._rng)[0] == "canary"):
+                return canary, "canary"
+            if withheld is not None and stable is not None and stable.version == withheld and route.previous:
+                stable = route.previous
+        if stable is None:
+            raise ModelUnavailable(f"model {route.model!r} {route.deployment.version} in {route.environment!r} is not "
+                                   f"loaded: {route.error or 'not loaded yet'}")
+        return stable, "stable"
 
     async def pinned(self, model: str, version: str) -> LoadedModel:
         """A specific version: a loaded one, or one loaded on demand (verified like any other) for debugging."""
@@ -181,10 +215,15 @@ class Service:
 
     async def answer(self, model: str, environment: str | None, version: str | None, routing_key: str | None,
                      decode: Callable[[LoadedModel], Decoded]) -> Answer:
+        route: Route | None = None
+        arm: AnswerArm = "pinned"
         try:
             env = self.default_environment if environment is None else self.environment(environment)
-            # the unpinned path resolves without a coroutine; a pin may load a version on demand
-            loaded = self.resolve_route(model, env, routing_key) if version is None else await self.pinned(model, version)
+            if version is None:  # resolves without a coroutine; a pin may load a version on demand
+                route = self.route(model, env)
+                loaded, arm = self.select(route, routing_key)
+            else:
+                loaded = await self.pinned(model, version)
         except (GatewayError, StoreError) as exc:
             self.rejected(model, environment, exc)
             raise
@@ -198,13 +237,41 @@ class Service:
             else:
                 outputs = await self.run(loaded, feeds, rows, output_names)
         except GatewayError as exc:
-            children.record(exc.outcome, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            children.record(exc.outcome, elapsed)
+            if route is not None and route.watched and exc.status_code >= 500:  # the caller's mistakes judge no version
+                self.windows.record(model, env, arm, loaded.version, elapsed, False, time.time())
             raise
-        children.record("ok", time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        children.record("ok", elapsed)
         label_output = loaded.metadata.label_output
         if label_output is not None and label_output in outputs:
             children.record_classes(outputs[label_output])
-        return Answer(model, loaded.version, env, outputs, loaded, decoded.request_id)
+        mirror = None
+        if route is not None and route.watched:
+            self.windows.record(model, env, arm, loaded.version, elapsed, True, time.time())
+            shadow = route.shadow
+            if shadow is not None and arm == "stable" and choose_shadow(route.deployment, routing_key, self._rng):
+                mirror = functools.partial(self.mirror, env, loaded, shadow, decode, outputs)
+        return Answer(model, loaded.version, env, outputs, loaded, decoded.request_id, arm, mirror)
+
+    async def mirror(self, environment: str, stable: LoadedModel, shadow: LoadedModel,
+                     decode: Callable[[LoadedModel], Decoded], stable_outputs: dict[str, np.ndarray]) -> None:
+        """The shadow's run of a request stable has already answered: measured and compared, never returned, and
+        never raising (it runs after the response, where an exception would only reach the server's log)."""
+        started = time.perf_counter()
+        shadow_outputs = None
+        try:
+            decoded = decode(shadow)
+            shadow_outputs = await self.run(shadow, decoded.feeds, decoded.rows, decoded.output_names)
+        except GatewayError as exc:
+            log.debug("shadow %s %s failed: %s", shadow.name, shadow.version, exc)
+        except Exception:  # noqa: BLE001 - a shadow's failure must never surface
+            log.exception("shadow %s %s failed", shadow.name, shadow.version)
+        latency = time.perf_counter() - started
+        self.windows.record(shadow.name, environment, "shadow", shadow.version, latency, shadow_outputs is not None,
+                            time.time())
+        self.shadows.record(environment, stable, shadow, stable_outputs, shadow_outputs, latency)
 
     def rejected(self, model: str, environment: str | None, error: Exception) -> None:
         """Count a request refused before a model was resolved. Names from URLs and headers become label values

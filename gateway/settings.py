@@ -6,7 +6,10 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.slo import SloLimits, resolve_limits
 from modelstore.layout import resolve_store_root
+from modelstore.registry import SloPolicy
+from modelstore.rollout import InvalidSloPolicy
 
 MIB = 1 << 20
 
@@ -32,6 +35,24 @@ class GatewaySettings(BaseSettings):
     )
     run_threads: int = Field(default=2, ge=1, description="threads for session.run calls too slow to run inline")
     pinned_cache_size: int = Field(default=8, ge=0, description="versions loaded on demand for ?version= pins")
+    slo: SloPolicy = Field(default_factory=SloPolicy, description="the SLO judge's defaults, e.g. ONNXGATE_SLO="
+                           '\'{"window_s": 10, "max_error_rate": 0.01}\'; a deployment\'s own slo overrides them')
+    rollout_tick_s: float = Field(default=1.0, gt=0, description="how often the rollout judge looks at the windows")
+    shadow_rtol: float = Field(default=1e-3, ge=0, description="shadow agreement for non-label outputs: np.isclose rtol")
+    shadow_atol: float = Field(default=1e-6, ge=0, description="shadow agreement for non-label outputs: np.isclose atol")
+
+    @property
+    def slo_limits(self) -> SloLimits:
+        return resolve_limits(self.slo)
+
+    @field_validator("slo")
+    @classmethod
+    def _valid_slo(cls, value: SloPolicy) -> SloPolicy:
+        try:
+            resolve_limits(value)
+        except InvalidSloPolicy as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("environments")
     @classmethod

@@ -60,6 +60,7 @@ class Verdict:
     kind: VerdictKind
     reasons: tuple[str, ...]
     figures: dict[str, float | int | str | None]
+    causes: tuple[str, ...] = ()  # for a breach: "error_rate", "latency" (bounded: a metric label)
 
 
 def judge(candidate: WindowSummary, reference: WindowSummary, limits: SloLimits) -> Verdict:
@@ -84,24 +85,29 @@ def judge(candidate: WindowSummary, reference: WindowSummary, limits: SloLimits)
                                         f"the window, fewer than {limits.min_requests}",), figures)
     quantile = f"p{limits.latency_quantile * 100:g}"
     breaches: list[str] = []
+    causes: list[str] = []
     notes: list[str] = []
     error_rate = candidate.errors / candidate.requests
     if error_rate > limits.max_error_rate:
         breaches.append(f"error rate {error_rate:.2%} above {limits.max_error_rate:.2%}")
+        causes.append("error_rate")
     latency_ms = candidate.latency_ms
     if limits.max_latency_ms is not None and latency_ms is not None and latency_ms > limits.max_latency_ms:
         breaches.append(f"{quantile} latency {latency_ms:.2f} ms above the {limits.max_latency_ms:g} ms limit")
+        causes.append("latency")
     if reference.requests >= limits.min_requests and reference.latency_ms is not None and latency_ms is not None:
         limit_ms = max(limits.max_latency_ratio * reference.latency_ms, reference.latency_ms + limits.latency_margin_ms)
         figures["latency_limit_ms"] = _rounded(limit_ms)
         if latency_ms > limit_ms:
             breaches.append(f"{quantile} latency {latency_ms:.2f} ms above {limit_ms:.2f} ms "
                             f"(reference {reference.latency_ms:.2f} ms)")
+            if "latency" not in causes:
+                causes.append("latency")
     else:
         notes.append(f"{reference.requests} requests to {reference.version or 'the reference'}, fewer than "
                      f"{limits.min_requests}: latency not compared")
     if breaches:
-        return Verdict("breach", tuple(breaches + notes), figures)
+        return Verdict("breach", tuple(breaches + notes), figures, tuple(causes))
     return Verdict("inconclusive" if notes else "healthy", tuple(notes), figures)
 
 
@@ -124,7 +130,8 @@ class Decision:
         """What goes into last_rollback and the audit entry: the reasons and the measured figures."""
         if self.verdict is None:
             return {}
-        return {"verdict": self.verdict.kind, "reasons": list(self.verdict.reasons), "figures": self.verdict.figures}
+        return {"verdict": self.verdict.kind, "reasons": list(self.verdict.reasons), "causes": list(self.verdict.causes),
+                "figures": self.verdict.figures}
 
 
 KEEP = Decision("keep")

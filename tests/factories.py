@@ -77,12 +77,20 @@ def classifier_expected(weights: tuple[np.ndarray, np.ndarray], rows: np.ndarray
     return logits.argmax(axis=1), exp / exp.sum(axis=1, keepdims=True)
 
 
-def classifier_onnx(weights: tuple[np.ndarray, np.ndarray]) -> bytes:
+def classifier_onnx(weights: tuple[np.ndarray, np.ndarray], noise: tuple[list, list] | None = None) -> bytes:
+    """softmax(X W + b) and argmax. `noise` = (nodes, initializers) computing a tensor named "noise" from X that is
+    added to the logits: the rollout tests make it zero but costly (slow_work) or failing on some inputs (poison)."""
     w, b = weights
+    extra_nodes, extra_initializers = noise or ([], [])
+    logits = [helper.make_node("Add", ["xw", "B"], ["logits"])]
+    if noise is not None:
+        logits = [helper.make_node("Add", ["xw", "B"], ["clean_logits"]),
+                  helper.make_node("Add", ["clean_logits", "noise"], ["logits"])]
     graph = helper.make_graph(
         [
             helper.make_node("MatMul", ["X", "W"], ["xw"]),
-            helper.make_node("Add", ["xw", "B"], ["logits"]),
+            *extra_nodes,
+            *logits,
             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
             helper.make_node("ArgMax", ["logits"], ["label"], axis=1, keepdims=0),
         ],
@@ -90,13 +98,72 @@ def classifier_onnx(weights: tuple[np.ndarray, np.ndarray]) -> bytes:
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", w.shape[0]])],
         [helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
          helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", w.shape[1]])],
-        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B"), *extra_initializers],
     )
     return model_bytes(graph)
 
 
+def _constant(name: str, values: object, dtype: type = np.int64) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.array(values, dtype=dtype), name)
+
+
+def slow_work(n_features: int, iterations: int, width: int = 256) -> tuple[list, list]:
+    """noise = 0 * sum(h), where h goes through `iterations` rounds of tanh(h @ M) in an ONNX Loop: real work that
+    scales with `iterations` and changes no answer."""
+    rng = np.random.default_rng(11)
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("MatMul", ["h_in", "M"], ["hm"]),
+         helper.make_node("Tanh", ["hm"], ["h_out"])],
+        "rounds",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_in", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["batch", width])],
+    )
+    nodes = [
+        helper.make_node("MatMul", ["X", "H0"], ["h0"]),
+        helper.make_node("Loop", ["rounds", "", "h0"], ["h_last"], body=body),
+        helper.make_node("ReduceSum", ["h_last", "axis1"], ["h_sum"], keepdims=1),
+        helper.make_node("Mul", ["h_sum", "zero"], ["noise"]),
+    ]
+    initializers = [
+        numpy_helper.from_array((rng.normal(size=(n_features, width)) / 2).astype(np.float32), "H0"),
+        numpy_helper.from_array((rng.normal(size=(width, width)) / np.sqrt(width)).astype(np.float32), "M"),
+        _constant("rounds", iterations), _constant("axis1", [1]), _constant("zero", 0.0, np.float32),
+    ]
+    return nodes, initializers
+
+
+def poison(threshold: float = 9.5) -> tuple[list, list]:
+    """noise = 0, except that a batch whose first feature exceeds `threshold` makes a Reshape fail (onnxruntime's
+    FAIL status at run time): X [batch, F] is reshaped to [-1, 1], or [-1, 3] when poisoned, which a batch of one
+    row of 4 features cannot take."""
+    nodes = [
+        helper.make_node("Slice", ["X", "start0", "end1", "axis1"], ["first"]),
+        helper.make_node("ReduceMax", ["first"], ["top"], keepdims=0),
+        helper.make_node("Greater", ["top", "threshold"], ["poisoned"]),
+        helper.make_node("Cast", ["poisoned"], ["poisoned_int"], to=TensorProto.INT64),
+        helper.make_node("Mul", ["poisoned_int", "two"], ["bump"]),
+        helper.make_node("Add", ["bump", "one"], ["columns"]),
+        helper.make_node("Reshape", ["columns", "one_dim"], ["columns_1d"]),
+        helper.make_node("Concat", ["minus_one", "columns_1d"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["X", "shape"], ["reshaped"]),
+        helper.make_node("ReduceSum", ["reshaped"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "zero"], ["noise"]),
+    ]
+    initializers = [
+        _constant("start0", [0]), _constant("end1", [1]), _constant("axis1", [1]),
+        _constant("threshold", threshold, np.float32), _constant("two", 2), _constant("one", 1),
+        _constant("one_dim", [1]), _constant("minus_one", [-1]), _constant("zero", 0.0, np.float32),
+    ]
+    return nodes, initializers
+
+
 def publish_classifier(store: Store, name: str = "iris", version: str = "v1.0.0", *, seed: int = 0,
-                       n_features: int = 4, labels: Sequence[str] = IRIS_LABELS) -> tuple[np.ndarray, np.ndarray]:
+                       n_features: int = 4, labels: Sequence[str] = IRIS_LABELS,
+                       noise: tuple[list, list] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Publish a linear classifier; returns its weights (to compute expected answers)."""
     weights = classifier_weights(seed, n_features, len(labels))
     metadata = minimal_metadata(
@@ -106,7 +173,7 @@ def publish_classifier(store: Store, name: str = "iris", version: str = "v1.0.0"
                  TensorSpec(name="probabilities", dtype="float32", shape=["batch", len(labels)])],
         task="classification", labels=list(labels), label_output="label", score_output="probabilities",
     )
-    publish(store, metadata, classifier_onnx(weights), change=Change(actor="tests"))
+    publish(store, metadata, classifier_onnx(weights, noise), change=Change(actor="tests"))
     return weights
 
 

@@ -65,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     slo.add_argument("--max-latency-ratio", type=float, metavar="X", help="limit relative to stable, e.g. 1.5")
     slo.add_argument("--window", type=duration, metavar="DURATION", help="judging window, e.g. 10s")
     slo.add_argument("--min-requests", type=int, metavar="N", help="fewer requests per window are inconclusive")
+    slo.add_argument("--breaches", type=int, metavar="N", help="breached windows in a row that roll back")
     slo.add_argument("--bake", type=duration, metavar="DURATION", help="watch the version this long after promotion")
     add_change_arguments(parser)
     add_store_argument(parser)
@@ -75,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def slo_from(args: argparse.Namespace) -> SloPolicy | None:
     fields = {"max_error_rate": args.max_error_rate, "max_latency_ms": args.max_latency_ms,
               "max_latency_ratio": args.max_latency_ratio, "window_s": args.window, "min_requests": args.min_requests,
-              "bake_s": args.bake}
+              "breaches_to_rollback": args.breaches, "bake_s": args.bake}
     given = {key: value for key, value in fields.items() if value is not None}
     return SloPolicy(**given) if given else None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 from onnxgate.commands.common import add_store_argument
 from onnxgate.errors import UsageError
@@ -18,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (each watches the store)")
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs "
                         "throughput)")
+    parser.add_argument("--slo-file", type=Path, metavar="FILE",
+                        help='JSON with the SLO judge\'s defaults, e.g. {"window_s": 10, "max_error_rate": 0.01, '
+                        '"max_latency_ratio": 1.5}; a deployment\'s own SLO (onnxgate canary --window ...) overrides it')
     add_store_argument(parser)
     parser.set_defaults(run=run)
 
@@ -26,7 +30,7 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
     """The ONNXGATE_* variables that carry the command line into every worker's GatewaySettings."""
     from modelstore.layout import resolve_store_root
 
-    return {
+    variables = {
         "ONNXGATE_STORE": str(resolve_store_root(args.store).resolve()),
         "ONNXGATE_ENVIRONMENTS": json.dumps(args.environments),
         "ONNXGATE_HOST": args.host,
@@ -34,6 +38,26 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
         "ONNXGATE_WORKERS": str(args.workers),
         "ONNXGATE_ACCESS_LOG": "true" if args.access_log else "false",
     }
+    if args.slo_file is not None:
+        variables["ONNXGATE_SLO"] = json.dumps(read_slo_file(args.slo_file))
+    return variables
+
+
+def read_slo_file(path: Path) -> dict:
+    """The file's SLO fields, checked here so that a typo fails the command rather than every worker."""
+    from pydantic import ValidationError
+
+    from modelstore.registry import SloPolicy
+    from modelstore.rollout import check_slo
+
+    try:
+        policy = SloPolicy.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read --slo-file {path}: {exc.strerror}") from None
+    except ValidationError as exc:
+        raise UsageError(f"--slo-file {path} is not a valid SLO policy: {exc.errors()[0]['msg']} "
+                         f"at {'.'.join(map(str, exc.errors()[0]['loc'])) or 'top level'}") from None
+    return check_slo(policy).model_dump(exclude_none=True)
 
 
 def run(args: argparse.Namespace) -> int:

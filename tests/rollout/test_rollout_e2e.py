@@ -1,0 +1,296 @@
+"""The rollout end to end: a real uvicorn server (in process, or `onnxgate serve --workers 2`), clients driving load
+over loopback, canaries that are really slow (an ONNX Loop doing real work) or really fail (onnxruntime FAIL at run
+time), and the gateway's own judge rolling them back, stepping them up or baking them.
+
+Run with `-s` to see the measured times (also recorded as junit properties)."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.app import create_app
+from gateway.traffic import bucket, threshold
+from modelstore.deployments import Change, audit_of, registry_of
+from modelstore.registry import Deployment
+from modelstore.rollout import promote
+from onnxgate.__main__ import main
+from tests.factories import running_server
+from tests.gateway.conftest import gateway_settings
+from tests.gateway.test_commands import free_port, wait_ready
+from tests.rollout.gateway_fixtures import (
+    FLAKY,
+    GOOD_ROW,
+    OTHER,
+    POISONED_ROW,
+    SLOW,
+    STABLE,
+    RolloutStore,
+    build_rollout_store,
+)
+
+pytestmark = pytest.mark.e2e
+
+# Short windows so that each test takes seconds: judged every second, 5 requests make a window conclusive.
+SLO = {"window_s": 1.0, "min_requests": 5, "breaches_to_rollback": 2}
+TICK_S = 0.1
+
+
+@dataclass(frozen=True)
+class Reply:
+    started: float
+    finished: float
+    status: int
+    version: str | None
+    arm: str | None
+    key: str
+    poisoned: bool
+
+
+class Load:
+    """Client threads posting /predict with a fresh routing key per request. `poison(i)` says which requests carry
+    a row the FLAKY version fails on; `fresh_every` opens a new connection every so many requests (so that several
+    server workers share the load)."""
+
+    def __init__(self, url: str, *, threads: int = 2, poison: Callable[[int], bool] = lambda i: False,
+                 keys: Callable[[int], str] = lambda i: f"user-{i}", fresh_every: int = 0) -> None:
+        self.url = url
+        self.replies: list[Reply] = []
+        self.errors: list[str] = []
+        self._poison, self._keys, self._fresh_every = poison, keys, fresh_every
+        self._counter = itertools.count()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        client = httpx.Client(base_url=self.url, timeout=10)
+        sent = 0
+        while not self._stop.is_set():
+            index = next(self._counter)
+            key, poisoned = self._keys(index), self._poison(index)
+            started = time.monotonic()
+            try:
+                response = client.post("/predict/iris", json={"inputs": [POISONED_ROW if poisoned else GOOD_ROW]},
+                                       headers={"X-Routing-Key": key})
+            except httpx.HTTPError as exc:
+                self.errors.append(repr(exc))
+                continue
+            body = response.json()
+            self.replies.append(Reply(started, time.monotonic(), response.status_code, body.get("version"),
+                                      body.get("arm"), key, poisoned))
+            sent += 1
+            if self._fresh_every and sent % self._fresh_every == 0:
+                client.close()
+                client = httpx.Client(base_url=self.url, timeout=10)
+        client.close()
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
+
+    def canary_replies(self) -> list[Reply]:
+        return [r for r in self.replies if r.arm == "canary"]
+
+
+def deployment(rollout: RolloutStore) -> Deployment:
+    return registry_of(rollout.store).read().deployment("iris", "production")
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Poll until `condition`; return the monotonic time it first held."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def audit_actions(rollout: RolloutStore, action: str) -> list[dict]:
+    return [e for e in audit_of(rollout.store).entries() if e["action"] == action]
+
+
+@pytest.fixture
+def rollout(tmp_path: Path) -> RolloutStore:
+    return build_rollout_store(tmp_path / "models")
+
+
+def serve(rollout: RolloutStore, **settings: object):
+    app = create_app(gateway_settings(rollout.store, "production", rollout_tick_s=TICK_S, **settings),
+                     metrics_registry=CollectorRegistry())
+    return running_server(app)
+
+
+def test_slow_canary_is_rolled_back_within_the_windows_and_clients_see_no_error(
+        rollout: RolloutStore, record_property: pytest.RecordProperty):
+    with serve(rollout) as url, Load(url) as load:
+        time.sleep(0.5)
+        rollout.canary(SLOW, 20, **SLO)
+        rolled_back_at = wait_until(lambda: deployment(rollout).canary is None, 15, "the automatic rollback")
+        time.sleep(0.5)
+        after = len(load.replies)
+        time.sleep(0.5)
+        health = httpx.get(url + "/health").json()
+        metrics = httpx.get(url + "/metrics").text
+    canary = load.canary_replies()
+    assert canary, "the canary never answered"
+    breach_started = canary[0].started
+    last_canary_answer = max(r.started for r in canary)
+    to_stop = last_canary_answer - breach_started
+    to_record = rolled_back_at - breach_started
+    record_property("breach_to_routing_stop_s", round(to_stop, 3))
+    record_property("breach_to_registry_rollback_s", round(to_record, 3))
+    record_property("requests_served_by_bad_canary", len(canary))
+    print(f"\nslow canary: routing stopped {to_stop:.2f} s after its first request, rollback recorded after "
+          f"{to_record:.2f} s; {len(canary)} of {len(load.replies)} requests answered by it")
+
+    assert not load.errors and {r.status for r in load.replies} == {200}
+    # judged every 1 s window, 2 breached windows in a row: the rollback lands about 2 s after the breach begins
+    assert to_record < (SLO["breaches_to_rollback"] + 1) * SLO["window_s"] + 1.5
+    assert not any(r.arm == "canary" for r in load.replies[after:]), "the canary answered after its rollback"
+    record = deployment(rollout)
+    assert record.version == STABLE and record.last_rollback["kind"] == "canary"
+    assert record.last_rollback["causes"] == ["latency"]
+    figures = record.last_rollback["figures"]
+    assert figures["candidate_latency_ms"] > figures["latency_limit_ms"] >= figures["reference_latency_ms"]
+    [entry] = audit_actions(rollout, "canary_rollback")
+    assert entry["actor"].startswith("gateway@") and "latency" in entry["reason"]
+    assert entry["details"]["figures"]["candidate_version"] == SLOW
+    [model] = health["models"]
+    assert model["rollout"]["last_rollback"]["from"] == SLOW
+    assert 'rollbacks_total{cause="latency",environment="production",kind="canary",model="iris"} 1.0' in metrics
+
+
+def test_failing_canary_is_rolled_back_and_only_its_requests_failed(rollout: RolloutStore,
+                                                                    record_property: pytest.RecordProperty):
+    weight = 30
+    with serve(rollout) as url, Load(url, poison=lambda i: i % 3 == 0) as load:
+        time.sleep(0.5)
+        rollout.canary(FLAKY, weight, **SLO)
+        rolled_back_at = wait_until(lambda: deployment(rollout).canary is None, 15, "the automatic rollback")
+        time.sleep(0.5)
+        after = len(load.replies)
+        time.sleep(0.5)
+    failed = [r for r in load.replies if r.status != 200]
+    canary = load.canary_replies()
+    assert failed, "the failing canary never failed a request"
+    assert not load.errors and {r.status for r in failed} == {500}
+    # every failure was a poisoned row routed (by its key's bucket) to the canary, before the rollback
+    assert all(r.poisoned and bucket(r.key) < threshold(weight) for r in failed)
+    assert all(r.status == 200 for r in load.replies[after:])
+    first_failure = min(r.started for r in failed)
+    record_property("breach_to_registry_rollback_s", round(rolled_back_at - first_failure, 3))
+    record_property("requests_failed_by_bad_canary", len(failed))
+    print(f"\nfailing canary: rollback recorded {rolled_back_at - first_failure:.2f} s after the first failure; "
+          f"{len(canary)} answered and {len(failed)} failed by it, of {len(load.replies)} requests")
+    assert rolled_back_at - first_failure < (SLO["breaches_to_rollback"] + 1) * SLO["window_s"] + 1.5
+    record = deployment(rollout)
+    assert record.last_rollback["causes"][0] == "error_rate"
+    assert record.last_rollback["figures"]["candidate_error_rate"] > 0.01
+    assert [e["before"] for e in audit_actions(rollout, "canary_rollback")] == [FLAKY]
+
+
+def test_healthy_canary_climbs_its_steps_and_is_promoted(rollout: RolloutStore):
+    with serve(rollout) as url, Load(url) as load:
+        time.sleep(0.3)
+        rollout.canary(OTHER, 25, steps=(50, 100), interval_s=1, **SLO)
+        started = time.monotonic()
+        wait_until(lambda: deployment(rollout).canary is None, 20, "the promotion")
+        promoted_after = time.monotonic() - started
+        time.sleep(0.5)
+        after = len(load.replies)
+        time.sleep(0.3)
+    print(f"\nsteps 25 -> 50 -> 100 with 1 s intervals: promoted after {promoted_after:.1f} s")
+    record = deployment(rollout)
+    assert record.version == OTHER and record.previous_version == STABLE and record.bake is not None
+    [step] = audit_actions(rollout, "canary_step")
+    assert step["details"] == {"weight_from": 25.0, "weight_to": 50.0} and step["actor"].startswith("gateway@")
+    [promotion] = audit_actions(rollout, "promote")
+    assert promotion["details"]["via"] == "steps" and promotion["after"] == OTHER
+    assert not load.errors and {r.status for r in load.replies} == {200}
+    assert {(r.version, r.arm) for r in load.replies[after:]} == {(OTHER, "stable")}
+    canary = load.canary_replies()
+    assert canary and {r.version for r in canary} == {OTHER}
+    assert all(bucket(r.key) < threshold(50) for r in canary)  # never more than the top step's share before 100
+
+
+def test_version_that_breaches_during_its_bake_is_rolled_back_to_the_one_it_replaced(rollout: RolloutStore):
+    # Keys that the 1% canary never takes: stable gets all traffic and the judge keeps its figures as the baseline.
+    stable_keys = (key for i in itertools.count() if bucket(key := f"user-{i}") >= threshold(1))
+    with serve(rollout) as url, Load(url, keys=lambda i: next(stable_keys)) as load:
+        rollout.canary(SLOW, 1, bake_s=60, **SLO)
+        time.sleep(2.5)  # two judged windows with the canary running: stable's figures are kept
+        assert not load.canary_replies()
+        promote(rollout.store, "iris", "production", Change(actor="tests", reason="promote without waiting"))
+        promoted_at = time.monotonic()
+        rolled_back_at = wait_until(lambda: deployment(rollout).version == STABLE, 15, "the bake rollback")
+        time.sleep(0.5)
+        after = len(load.replies)
+        time.sleep(0.3)
+    print(f"\nbake: {SLOW} rolled back {rolled_back_at - promoted_at:.2f} s after its promotion")
+    assert rolled_back_at - promoted_at < (SLO["breaches_to_rollback"] + 1) * SLO["window_s"] + 1.5
+    record = deployment(rollout)
+    assert record.last_rollback["kind"] == "bake" and record.last_rollback["from"] == SLOW
+    [entry] = audit_actions(rollout, "bake_rollback")
+    assert entry["actor"].startswith("gateway@") and entry["after"] == STABLE
+    assert not load.errors and {r.status for r in load.replies} == {200}
+    assert {r.version for r in load.replies[after:]} == {STABLE}
+
+
+def test_two_workers_converge_on_one_rollback(rollout: RolloutStore, tmp_path: Path):
+    root = str(rollout.store.root)
+    slo_file = tmp_path / "slo.json"
+    slo_file.write_text(json.dumps(SLO))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXGATE_")}
+    env["ONNXGATE_ROLLOUT_TICK_S"] = str(TICK_S)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onnxgate", "serve", "--env", "production", "--port", str(port), "--workers", "2",
+         "--slo-file", str(slo_file), "--store", root], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        with Load(url, threads=3, fresh_every=5) as load:
+            time.sleep(0.5)
+            assert main(["canary", "iris", SLOW, "--env", "production", "--weight", "30", "--store", root,
+                         "--actor", "tests", "--reason", "two workers"]) == 0
+            wait_until(lambda: deployment(rollout).canary is None, 20, "the automatic rollback")
+            time.sleep(1.0)
+            after = len(load.replies)
+            time.sleep(0.5)
+        # converged: 20 fresh connections in a row (spread over both workers) answer stable
+        for _ in range(20):
+            with httpx.Client(base_url=url) as fresh:
+                body = fresh.post("/predict/iris", json={"inputs": [GOOD_ROW]},
+                                  headers={"X-Routing-Key": "user-7"}).json()
+                assert (body["version"], body["arm"]) == (STABLE, "stable")
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    assert load.canary_replies(), "the canary never answered"
+    assert not load.errors and {r.status for r in load.replies} == {200}
+    assert not any(r.arm == "canary" for r in load.replies[after:])
+    [entry] = audit_actions(rollout, "canary_rollback")  # both workers judged; the registry changed once
+    assert entry["actor"].startswith("gateway@")
+    assert audit_of(rollout.store).verify() > 0
