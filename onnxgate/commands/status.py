@@ -31,8 +31,17 @@ def status_rows(data: RegistryData, environment: str | None = None) -> list[dict
                 "status": deployment.status,
                 "canary": f"{deployment.canary.version} ({deployment.canary.weight:g}%)" if deployment.canary else None,
                 "shadow": f"{deployment.shadow.version} ({deployment.shadow.weight:g}%)" if deployment.shadow else None,
+                "last_rollback": rollback_text(deployment.last_rollback),
             })
     return rows
+
+
+def rollback_text(rollback: dict | None) -> str | None:
+    """'v1.2.0->v1.0.0 canary (latency) 2026-01-31T12:00:00Z' for the table; the JSON output has the whole record."""
+    if not rollback:
+        return None
+    causes = ",".join(rollback.get("causes") or []) or "manual"
+    return f"{rollback['from']}->{rollback['to']} {rollback['kind']} ({causes}) {rollback['at']}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
         print("nothing deployed" + (f" to {args.env}" if args.env else ""))
         return 0
     headers = ["model", "environment", "version", "deployed_at", "status"]
-    headers += [column for column in ("canary", "shadow") if any(row[column] for row in rows)]
+    headers += [column for column in ("canary", "shadow", "last_rollback") if any(row[column] for row in rows)]
     print_table(headers, [[row[h] for h in headers] for row in rows])
     return 0

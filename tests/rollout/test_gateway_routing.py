@@ -17,6 +17,7 @@ from gateway.traffic import bucket, threshold
 from modelstore.deployments import Change, audit_of, registry_of
 from modelstore.registry import SloPolicy
 from modelstore.rollout import start_shadow
+from onnxgate.commands.status import status_rows
 from tests.gateway.conftest import gateway_settings
 from tests.rollout.gateway_fixtures import (
     FLAKY,
@@ -186,6 +187,8 @@ def test_canary_that_fails_to_load_is_rolled_back_while_stable_keeps_serving(rol
     assert sample(metrics, "rollbacks_total", model="iris", environment="production", kind="canary",
                   cause="load_failure") == 1
     assert health["models"][0]["rollout"]["last_rollback"]["from"] == OTHER
+    [row] = status_rows(registry_of(rollout.store).read())
+    assert row["last_rollback"].startswith(f"{OTHER}->{STABLE} canary (load_failure) ")
 
 
 def test_no_rollback_below_the_minimum_request_count_or_on_empty_windows(rollout: RolloutStore, audit_entries):
