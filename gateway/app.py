@@ -33,7 +33,7 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         gc.collect()
         gc.freeze()
         watcher = StoreWatcher(service.store, service.reload, debounce_ms=settings.reload_debounce_ms,
-                               poll_s=settings.registry_poll_s)
+                               poll_s=settings.registry_poll_s, loaded_stamp=service.pool.registry_stamp)
         stop_judging = asyncio.Event()
         tasks = [asyncio.create_task(watcher.run()), asyncio.create_task(controller.run(stop_judging))]
         try:

@@ -30,14 +30,17 @@ class StoreFilter(DefaultFilter):
 
 class StoreWatcher:
     def __init__(self, store: Store, reload: Callable[[], Awaitable[object]], *, debounce_ms: int,
-                 poll_s: float) -> None:
+                 poll_s: float, loaded_stamp: tuple | None) -> None:
+        """`loaded_stamp`: registry.json's stamp when the served pool read it (Pool.registry_stamp). Taking the
+        stamp now instead would miss a deploy landing between that read and this watcher's start: the poll would
+        see nothing new, and watchfiles was not watching yet."""
         self.store = store
         self.reload = reload
         self.debounce_ms = debounce_ms
         self.poll_s = poll_s
         self._stop = asyncio.Event()
         self._changed = asyncio.Event()
-        self._seen_stamp = registry_stamp(store)
+        self._seen_stamp = loaded_stamp
 
     def stop(self) -> None:
         self._stop.set()

@@ -2,6 +2,7 @@
 keeps serving, and a redeploy under load loses no request."""
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,9 @@ from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.metrics import GatewayMetrics
+from gateway.service import Service
+from gateway.watcher import StoreWatcher
 from modelstore.deployments import registry_of, set_stable
 from modelstore.layout import Store
 from modelstore.registry import Registry
@@ -201,3 +205,33 @@ def test_redeploy_under_load_switches_versions_with_no_failed_request(fresh_stor
     _, probabilities = classifier_expected(weights["v2.0.0"], np.array(ROW, dtype=np.float32))
     np.testing.assert_allclose(answer["outputs"]["probabilities"], probabilities, rtol=1e-5)
 
+
+
+def test_a_deploy_between_the_first_load_and_the_watcher_start_is_not_missed(fresh_store: Store):
+    """The race behind a worker of `serve --workers 2` that stayed on the old version: the first load read the
+    registry, a deploy landed, and only then did the watcher start. It must compare with what the pool read."""
+    publish_classifier(fresh_store, "iris", "v1.0.0", seed=1)
+    publish_classifier(fresh_store, "iris", "v2.0.0", seed=2)
+    deploy_version(fresh_store, "iris", "v1.0.0")
+    settings = gateway_settings(fresh_store, registry_poll_s=0.05)
+
+    async def scenario() -> str:
+        service = Service(settings, GatewayMetrics(CollectorRegistry()))
+        await service.reload()
+        deploy_version(fresh_store, "iris", "v2.0.0")
+        watcher = StoreWatcher(service.store, service.reload, debounce_ms=settings.reload_debounce_ms,
+                               poll_s=settings.registry_poll_s, loaded_stamp=service.pool.registry_stamp)
+        task = asyncio.create_task(watcher.run())
+        try:
+            for _ in range(200):
+                if service.pool.route("production", "iris").stable.version == "v2.0.0":
+                    break
+                await asyncio.sleep(0.025)
+            return service.pool.route("production", "iris").stable.version
+        finally:
+            watcher.stop()
+            watcher.request_reload()
+            await task
+            service.close()
+
+    assert asyncio.run(scenario()) == "v2.0.0"
