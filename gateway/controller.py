@@ -43,7 +43,7 @@ def load_failure(canary: CanaryState, error: str) -> Decision:
 
 def reason_for(decision: Decision) -> str:
     verdict = decision.verdict
-    reasons = "; ".join(r for r in verdict.reasons) if verdict else ""
+    reasons = "; ".join(verdict.reasons) if verdict else ""
     if decision.action == "rollback_canary":
         return f"automatic rollback of canary {decision.version}: {reasons}"
     if decision.action == "rollback_bake":

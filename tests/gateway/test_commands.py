@@ -87,6 +87,16 @@ def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 30) -> No
     raise AssertionError("server did not become ready")
 
 
+def stop_server(process: subprocess.Popen) -> None:
+    """Ctrl-C (uvicorn's graceful shutdown), then kill if it has not exited within 15 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 @pytest.mark.e2e
 def test_serve_with_two_workers_converges_on_a_redeploy(two_versions: Store, tmp_path: Path):
     root = str(two_versions.root)
@@ -117,9 +127,4 @@ def test_serve_with_two_workers_converges_on_a_redeploy(two_versions: Store, tmp
                 if in_a_row == 0:
                     time.sleep(0.05)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_server(process)

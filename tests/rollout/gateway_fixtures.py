@@ -6,14 +6,16 @@ whose first feature exceeds POISON_THRESHOLD (onnxruntime FAIL status: a 500 fro
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from modelstore.deployments import Change
+from modelstore.deployments import Change, audit_of, registry_of
 from modelstore.layout import Store
-from modelstore.registry import SloPolicy
+from modelstore.registry import Deployment, SloPolicy
 from modelstore.rollout import start_canary
 from tests.factories import classifier_expected, deploy_version, make_store, poison, publish_classifier, slow_work
 
@@ -32,10 +34,25 @@ class RolloutStore:
     def expected_labels(self, version: str, rows: np.ndarray) -> np.ndarray:
         return classifier_expected(self.weights[version], rows)[0]
 
+    def deployment(self, environment: str = "production") -> Deployment:
+        return registry_of(self.store).read().deployment("iris", environment)
+
+    def audit_actions(self, action: str) -> list[dict]:
+        return [e for e in audit_of(self.store).entries() if e["action"] == action]
+
     def canary(self, version: str, weight: float, environment: str = "production", *, steps: tuple = (),
                interval_s: float | None = None, **slo: object) -> None:
         start_canary(self.store, "iris", version, environment, weight, steps, interval_s,
                      Change(actor="tests", reason="test canary"), slo=SloPolicy(**slo) if slo else None)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Poll until `condition`; return the monotonic time it first held."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(0.01)
+    return time.monotonic()
 
 
 def build_rollout_store(root: Path) -> RolloutStore:

@@ -4,7 +4,6 @@ no timing (a canary that fails to load) or must not happen (too little traffic).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.traffic import bucket, threshold
-from modelstore.deployments import Change, audit_of, registry_of
+from modelstore.deployments import Change, registry_of
 from modelstore.registry import SloPolicy
 from modelstore.rollout import start_shadow
 from onnxgate.commands.status import status_rows
@@ -28,6 +27,7 @@ from tests.rollout.gateway_fixtures import (
     STABLE,
     RolloutStore,
     build_rollout_store,
+    wait_until,
 )
 
 NO_TICKS = 3600.0  # the controller's background task never ticks: tests that need no judge
@@ -151,38 +151,24 @@ def test_shadow_answers_never_reach_the_client_and_are_measured(rollout: Rollout
                   outcome="ok") == len(rows) + poisoned
 
 
-@pytest.fixture
-def audit_entries(rollout: RolloutStore) -> Iterator:
-    def read() -> list[dict]:
-        return list(audit_of(rollout.store).entries())
-    yield read
-
-
-def wait_for(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        time.sleep(0.02)
-
-
-def test_canary_that_fails_to_load_is_rolled_back_while_stable_keeps_serving(rollout: RolloutStore, audit_entries):
+def test_canary_that_fails_to_load_is_rolled_back_while_stable_keeps_serving(rollout: RolloutStore):
     rollout.canary(OTHER, 50)
     model_file = rollout.store.version_dir("iris", OTHER) / "model.onnx"
     model_file.write_bytes(model_file.read_bytes() + b"tampered")
     metrics = CollectorRegistry()
     with serving(rollout, metrics, rollout_tick_s=0.05) as client:
         answers = [client.post("/predict/iris", json={"inputs": [GOOD_ROW]}) for _ in range(20)]
-        wait_for(lambda: registry_of(rollout.store).read().deployment("iris", "production").canary is None, 5,
+        wait_until(lambda: rollout.deployment().canary is None, 5,
                  "the canary rollback")
-        wait_for(lambda: "last_rollback" in client.get("/health").json()["models"][0].get("rollout", {}), 5,
+        wait_until(lambda: "last_rollback" in client.get("/health").json()["models"][0].get("rollout", {}), 5,
                  "health to show the rollback")
         health = client.get("/health").json()
     assert {(a.status_code, a.json()["version"]) for a in answers} == {(200, STABLE)}
-    deployment = registry_of(rollout.store).read().deployment("iris", "production")
+    deployment = rollout.deployment()
     assert deployment.version == STABLE and deployment.last_rollback["kind"] == "canary"
     assert deployment.last_rollback["causes"] == ["load_failure"]
     assert "sha256 mismatch" in deployment.last_rollback["reasons"][0]
-    [entry] = [e for e in audit_entries() if e["action"] == "canary_rollback"]
+    [entry] = rollout.audit_actions("canary_rollback")
     assert entry["actor"].startswith("gateway@") and "failed to load" in entry["reason"]
     assert sample(metrics, "rollbacks_total", model="iris", environment="production", kind="canary",
                   cause="load_failure") == 1
@@ -191,7 +177,7 @@ def test_canary_that_fails_to_load_is_rolled_back_while_stable_keeps_serving(rol
     assert row["last_rollback"].startswith(f"{OTHER}->{STABLE} canary (load_failure) ")
 
 
-def test_no_rollback_below_the_minimum_request_count_or_on_empty_windows(rollout: RolloutStore, audit_entries):
+def test_no_rollback_below_the_minimum_request_count_or_on_empty_windows(rollout: RolloutStore):
     """A canary 100x slower than stable, but with fewer requests per window than the minimum: every verdict is
     inconclusive and nothing is rolled back, however long it runs; then nothing at all for a while (empty windows)."""
     rollout.canary(SLOW, 50, window_s=0.5, min_requests=20, breaches_to_rollback=1)
@@ -202,8 +188,8 @@ def test_no_rollback_below_the_minimum_request_count_or_on_empty_windows(rollout
             time.sleep(0.1)  # ~5 requests per 0.5 s window, ~2-3 of them to the canary
         time.sleep(1.5)
         verdict = client.get("/health").json()["models"][0]["rollout"]["last_verdict"]
-    assert registry_of(rollout.store).read().deployment("iris", "production").canary.version == SLOW
-    assert [e for e in audit_entries() if e["action"] == "canary_rollback"] == []
+    assert rollout.deployment().canary.version == SLOW
+    assert rollout.audit_actions("canary_rollback") == []
     assert verdict["kind"] == "inconclusive" and "fewer than 20" in verdict["reasons"][0]
 
 

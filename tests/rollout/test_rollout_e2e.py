@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,13 +22,12 @@ from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
 from gateway.traffic import bucket, threshold
-from modelstore.deployments import Change, audit_of, registry_of
-from modelstore.registry import Deployment
+from modelstore.deployments import Change, audit_of
 from modelstore.rollout import promote
 from onnxgate.__main__ import main
 from tests.factories import running_server
 from tests.gateway.conftest import gateway_settings
-from tests.gateway.test_commands import free_port, wait_ready
+from tests.gateway.test_commands import free_port, stop_server, wait_ready
 from tests.rollout.gateway_fixtures import (
     FLAKY,
     GOOD_ROW,
@@ -39,6 +37,7 @@ from tests.rollout.gateway_fixtures import (
     STABLE,
     RolloutStore,
     build_rollout_store,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -110,23 +109,6 @@ class Load:
         return [r for r in self.replies if r.arm == "canary"]
 
 
-def deployment(rollout: RolloutStore) -> Deployment:
-    return registry_of(rollout.store).read().deployment("iris", "production")
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
-    """Poll until `condition`; return the monotonic time it first held."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        time.sleep(0.01)
-    return time.monotonic()
-
-
-def audit_actions(rollout: RolloutStore, action: str) -> list[dict]:
-    return [e for e in audit_of(rollout.store).entries() if e["action"] == action]
-
-
 @pytest.fixture
 def rollout(tmp_path: Path) -> RolloutStore:
     return build_rollout_store(tmp_path / "models")
@@ -143,7 +125,7 @@ def test_slow_canary_is_rolled_back_within_the_windows_and_clients_see_no_error(
     with serve(rollout) as url, Load(url) as load:
         time.sleep(0.5)
         rollout.canary(SLOW, 20, **SLO)
-        rolled_back_at = wait_until(lambda: deployment(rollout).canary is None, 15, "the automatic rollback")
+        rolled_back_at = wait_until(lambda: rollout.deployment().canary is None, 15, "the automatic rollback")
         time.sleep(0.5)
         after = len(load.replies)
         time.sleep(0.5)
@@ -165,12 +147,12 @@ def test_slow_canary_is_rolled_back_within_the_windows_and_clients_see_no_error(
     # judged every 1 s window, 2 breached windows in a row: the rollback lands about 2 s after the breach begins
     assert to_record < (SLO["breaches_to_rollback"] + 1) * SLO["window_s"] + 1.5
     assert not any(r.arm == "canary" for r in load.replies[after:]), "the canary answered after its rollback"
-    record = deployment(rollout)
+    record = rollout.deployment()
     assert record.version == STABLE and record.last_rollback["kind"] == "canary"
     assert record.last_rollback["causes"] == ["latency"]
     figures = record.last_rollback["figures"]
     assert figures["candidate_latency_ms"] > figures["latency_limit_ms"] >= figures["reference_latency_ms"]
-    [entry] = audit_actions(rollout, "canary_rollback")
+    [entry] = rollout.audit_actions("canary_rollback")
     assert entry["actor"].startswith("gateway@") and "latency" in entry["reason"]
     assert entry["details"]["figures"]["candidate_version"] == SLOW
     [model] = health["models"]
@@ -184,7 +166,7 @@ def test_failing_canary_is_rolled_back_and_only_its_requests_failed(rollout: Rol
     with serve(rollout) as url, Load(url, poison=lambda i: i % 3 == 0) as load:
         time.sleep(0.5)
         rollout.canary(FLAKY, weight, **SLO)
-        rolled_back_at = wait_until(lambda: deployment(rollout).canary is None, 15, "the automatic rollback")
+        rolled_back_at = wait_until(lambda: rollout.deployment().canary is None, 15, "the automatic rollback")
         time.sleep(0.5)
         after = len(load.replies)
         time.sleep(0.5)
@@ -201,10 +183,10 @@ def test_failing_canary_is_rolled_back_and_only_its_requests_failed(rollout: Rol
     print(f"\nfailing canary: rollback recorded {rolled_back_at - first_failure:.2f} s after the first failure; "
           f"{len(canary)} answered and {len(failed)} failed by it, of {len(load.replies)} requests")
     assert rolled_back_at - first_failure < (SLO["breaches_to_rollback"] + 1) * SLO["window_s"] + 1.5
-    record = deployment(rollout)
+    record = rollout.deployment()
     assert record.last_rollback["causes"][0] == "error_rate"
     assert record.last_rollback["figures"]["candidate_error_rate"] > 0.01
-    assert [e["before"] for e in audit_actions(rollout, "canary_rollback")] == [FLAKY]
+    assert [e["before"] for e in rollout.audit_actions("canary_rollback")] == [FLAKY]
 
 
 def test_healthy_canary_climbs_its_steps_and_is_promoted(rollout: RolloutStore):
@@ -212,17 +194,17 @@ def test_healthy_canary_climbs_its_steps_and_is_promoted(rollout: RolloutStore):
         time.sleep(0.3)
         rollout.canary(OTHER, 25, steps=(50, 100), interval_s=1, **SLO)
         started = time.monotonic()
-        wait_until(lambda: deployment(rollout).canary is None, 20, "the promotion")
+        wait_until(lambda: rollout.deployment().canary is None, 20, "the promotion")
         promoted_after = time.monotonic() - started
         time.sleep(0.5)
         after = len(load.replies)
         time.sleep(0.3)
     print(f"\nsteps 25 -> 50 -> 100 with 1 s intervals: promoted after {promoted_after:.1f} s")
-    record = deployment(rollout)
+    record = rollout.deployment()
     assert record.version == OTHER and record.previous_version == STABLE and record.bake is not None
-    [step] = audit_actions(rollout, "canary_step")
+    [step] = rollout.audit_actions("canary_step")
     assert step["details"] == {"weight_from": 25.0, "weight_to": 50.0} and step["actor"].startswith("gateway@")
-    [promotion] = audit_actions(rollout, "promote")
+    [promotion] = rollout.audit_actions("promote")
     assert promotion["details"]["via"] == "steps" and promotion["after"] == OTHER
     assert not load.errors and {r.status for r in load.replies} == {200}
     assert {(r.version, r.arm) for r in load.replies[after:]} == {(OTHER, "stable")}
@@ -240,15 +222,15 @@ def test_version_that_breaches_during_its_bake_is_rolled_back_to_the_one_it_repl
         assert not load.canary_replies()
         promote(rollout.store, "iris", "production", Change(actor="tests", reason="promote without waiting"))
         promoted_at = time.monotonic()
-        rolled_back_at = wait_until(lambda: deployment(rollout).version == STABLE, 15, "the bake rollback")
+        rolled_back_at = wait_until(lambda: rollout.deployment().version == STABLE, 15, "the bake rollback")
         time.sleep(0.5)
         after = len(load.replies)
         time.sleep(0.3)
     print(f"\nbake: {SLOW} rolled back {rolled_back_at - promoted_at:.2f} s after its promotion")
     assert rolled_back_at - promoted_at < (SLO["breaches_to_rollback"] + 1) * SLO["window_s"] + 1.5
-    record = deployment(rollout)
+    record = rollout.deployment()
     assert record.last_rollback["kind"] == "bake" and record.last_rollback["from"] == SLOW
-    [entry] = audit_actions(rollout, "bake_rollback")
+    [entry] = rollout.audit_actions("bake_rollback")
     assert entry["actor"].startswith("gateway@") and entry["after"] == STABLE
     assert not load.errors and {r.status for r in load.replies} == {200}
     assert {r.version for r in load.replies[after:]} == {STABLE}
@@ -271,7 +253,7 @@ def test_two_workers_converge_on_one_rollback(rollout: RolloutStore, tmp_path: P
             time.sleep(0.5)
             assert main(["canary", "iris", SLOW, "--env", "production", "--weight", "30", "--store", root,
                          "--actor", "tests", "--reason", "two workers"]) == 0
-            wait_until(lambda: deployment(rollout).canary is None, 20, "the automatic rollback")
+            wait_until(lambda: rollout.deployment().canary is None, 20, "the automatic rollback")
             time.sleep(1.0)
             after = len(load.replies)
             time.sleep(0.5)
@@ -282,15 +264,10 @@ def test_two_workers_converge_on_one_rollback(rollout: RolloutStore, tmp_path: P
                                   headers={"X-Routing-Key": "user-7"}).json()
                 assert (body["version"], body["arm"]) == (STABLE, "stable")
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_server(process)
     assert load.canary_replies(), "the canary never answered"
     assert not load.errors and {r.status for r in load.replies} == {200}
     assert not any(r.arm == "canary" for r in load.replies[after:])
-    [entry] = audit_actions(rollout, "canary_rollback")  # both workers judged; the registry changed once
+    [entry] = rollout.audit_actions("canary_rollback")  # both workers judged; the registry changed once
     assert entry["actor"].startswith("gateway@")
     assert audit_of(rollout.store).verify() > 0
