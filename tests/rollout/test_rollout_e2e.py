@@ -1,10 +1,11 @@
-"""The rollout end to end: a real uvicorn server (in process, or `onnxgate serve --workers 2`), clients driving load
+"""The rollout end to end: a real gateway (`onnxgate serve`, one worker or two, in its own process), clients driving load
 over loopback, canaries that are really slow (an ONNX Loop doing real work) or really fail (onnxruntime FAIL at run
 time), and the gateway's own judge rolling them back, stepping them up or baking them.
 
 Run with `-s` to see the measured times (also recorded as junit properties)."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -12,21 +13,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
 
-from gateway.app import create_app
 from gateway.traffic import bucket, threshold
 from modelstore.deployments import Change, audit_of
 from modelstore.rollout import promote
 from onnxgate.__main__ import main
-from tests.factories import running_server
-from tests.gateway.conftest import gateway_settings
 from tests.gateway.test_commands import free_port, stop_server, wait_ready
 from tests.rollout.gateway_fixtures import (
     FLAKY,
@@ -114,15 +111,32 @@ def rollout(tmp_path: Path) -> RolloutStore:
     return build_rollout_store(tmp_path / "models")
 
 
-def serve(rollout: RolloutStore, **settings: object):
-    app = create_app(gateway_settings(rollout.store, "production", rollout_tick_s=TICK_S, **settings),
-                     metrics_registry=CollectorRegistry())
-    return running_server(app)
+@contextlib.contextmanager
+def serve(rollout: RolloutStore, *, workers: int = 1, slo: dict | None = None) -> Iterator[str]:
+    """`onnxgate serve` in its own process (so the load generator's threads do not share its GIL), judging every
+    TICK_S; `slo` goes in through --slo-file. Its log goes to gateway.log beside the store."""
+    root = rollout.store.root
+    command = [sys.executable, "-m", "onnxgate", "serve", "--env", "production", "--port", str(port := free_port()),
+               "--workers", str(workers), "--store", str(root)]
+    if slo is not None:
+        slo_file = root.parent / "slo.json"
+        slo_file.write_text(json.dumps(slo))
+        command += ["--slo-file", str(slo_file)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXGATE_")}
+    env.update(ONNXGATE_ROLLOUT_TICK_S=str(TICK_S), ONNXGATE_REGISTRY_POLL_S="0.1")
+    with open(root.parent / "gateway.log", "wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, process)
+            yield url
+        finally:
+            stop_server(process)
 
 
 def test_slow_canary_is_rolled_back_within_the_windows_and_clients_see_no_error(
         rollout: RolloutStore, record_property: pytest.RecordProperty):
-    with serve(rollout) as url, Load(url) as load:
+    with serve(rollout) as url, Load(url, threads=4) as load:
         time.sleep(0.5)
         rollout.canary(SLOW, 20, **SLO)
         rolled_back_at = wait_until(lambda: rollout.deployment().canary is None, 15, "the automatic rollback")
@@ -236,19 +250,9 @@ def test_version_that_breaches_during_its_bake_is_rolled_back_to_the_one_it_repl
     assert {r.version for r in load.replies[after:]} == {STABLE}
 
 
-def test_two_workers_converge_on_one_rollback(rollout: RolloutStore, tmp_path: Path):
+def test_two_workers_converge_on_one_rollback(rollout: RolloutStore):
     root = str(rollout.store.root)
-    slo_file = tmp_path / "slo.json"
-    slo_file.write_text(json.dumps(SLO))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXGATE_")}
-    env["ONNXGATE_ROLLOUT_TICK_S"] = str(TICK_S)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "onnxgate", "serve", "--env", "production", "--port", str(port), "--workers", "2",
-         "--slo-file", str(slo_file), "--store", root], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process)
+    with serve(rollout, workers=2, slo=SLO) as url:
         with Load(url, threads=3, fresh_every=5) as load:
             time.sleep(0.5)
             assert main(["canary", "iris", SLOW, "--env", "production", "--weight", "30", "--store", root,
@@ -263,8 +267,6 @@ def test_two_workers_converge_on_one_rollback(rollout: RolloutStore, tmp_path: P
                 body = fresh.post("/predict/iris", json={"inputs": [GOOD_ROW]},
                                   headers={"X-Routing-Key": "user-7"}).json()
                 assert (body["version"], body["arm"]) == (STABLE, "stable")
-    finally:
-        stop_server(process)
     assert load.canary_replies(), "the canary never answered"
     assert not load.errors and {r.status for r in load.replies} == {200}
     assert not any(r.arm == "canary" for r in load.replies[after:])
