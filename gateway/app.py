@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
 from gateway.controller import RolloutController
+from gateway.data_plane import DataPlane
 from gateway.endpoints import Endpoints
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.metrics import GatewayMetrics
@@ -19,7 +21,23 @@ from gateway.settings import GatewaySettings
 from gateway.watcher import StoreWatcher
 
 
-def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry | None = None) -> Starlette:
+class GatewayApp(Starlette):
+    """Starlette, with the data plane's requests sent straight to their endpoints (see gateway/data_plane.py)."""
+
+    def __init__(self, data_plane: DataPlane, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.data_plane = data_plane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.data_plane.match(scope)
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry | None = None) -> GatewayApp:
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     service = Service(settings, GatewayMetrics(registry))
     controller = RolloutController(service, tick_s=settings.rollout_tick_s)
@@ -47,7 +65,8 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
                     await task
             service.close()
 
-    app = Starlette(
+    app = GatewayApp(
+        endpoints.data_plane,
         routes=endpoints.routes(),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -57,6 +76,6 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     return app
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> GatewayApp:
     """Factory for `uvicorn --factory gateway.app:app_from_env` (several workers): settings from ONNXGATE_* vars."""
     return create_app(GatewaySettings())

@@ -36,7 +36,7 @@ def v2_shape(shape: list[int | str | None]) -> list[int]:
 
 
 def flat_data(array: np.ndarray) -> list:
-    flat = array.ravel()
+    flat = array if array.ndim == 1 else array.ravel()
     if flat.dtype.kind == "S":
         return [item.decode("utf-8", "replace") for item in flat]
     return flat.tolist()

@@ -2,21 +2,19 @@
 Inference Protocol (v2) REST routes."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.datastructures import QueryParams
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 
 from gateway import v2
-from gateway.errors import PayloadTooLarge
+from gateway.data_plane import DataPlane, DataPlaneEndpoint, DataPlaneHeaders
 from gateway.health import RolloutReport, gateway_health, model_health, no_rollout
 from gateway.service import Answer, Service
 from modelstore.errors import ModelNotFound, VersionNotFound
@@ -27,83 +25,6 @@ ENVIRONMENT_HEADER = "x-environment"
 
 def json_response(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(payload), status_code=status, headers=headers, media_type=JSON)
-
-
-_VERSION_HEADERS: dict[str, bytes] = {}
-
-
-async def send_versioned_json(send: Send, payload: object, version: str) -> None:
-    """A 200 JSON answer with X-Model-Version, sent straight to the server (the header's bytes cached per version)."""
-    body = orjson.dumps(payload)
-    encoded = _VERSION_HEADERS.get(version)
-    if encoded is None:
-        encoded = _VERSION_HEADERS[version] = version.encode("latin-1")
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"x-model-version", encoded)]})
-    await send({"type": "http.response.body", "body": body})
-
-
-@dataclass(frozen=True)
-class DataPlaneHeaders:
-    environment: str | None = None
-    routing_key: str | None = None
-    content_length: bytes | None = None
-
-
-def data_plane_headers(scope: Scope) -> DataPlaneHeaders:
-    """X-Environment, X-Routing-Key and Content-Length in one pass over the raw headers (ASGI lowercases names)."""
-    environment = routing_key = length = None
-    for key, value in scope["headers"]:
-        if key == b"x-environment":
-            environment = value.decode("latin-1")
-        elif key == b"x-routing-key":
-            routing_key = value.decode("latin-1")
-        elif key == b"content-length":
-            length = value
-    return DataPlaneHeaders(environment, routing_key, length)
-
-
-async def read_body(receive: Receive, declared_length: bytes | None, limit: int) -> bytes:
-    """The whole body straight from `receive`, refused (413) over `limit` bytes: at once from Content-Length, else by
-    counting what arrives (chunked bodies)."""
-    if declared_length is not None and (not declared_length.isdigit() or int(declared_length) > limit):
-        raise PayloadTooLarge(f"request body of {declared_length.decode('latin-1')} bytes is over the limit of "
-                              f"{limit} bytes")
-    chunks: list[bytes] = []
-    received = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        if chunk:
-            received += len(chunk)
-            if received > limit:
-                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-class DataPlaneEndpoint:
-    """POST /predict/{model} and the v2 infer routes as plain ASGI apps. Starlette's Route calls an object like this
-    directly, without building a Request and a Response and a second exception wrapper around them (measured with
-    bench/asgi_overhead.py); errors still reach the one handler table through Starlette's ExceptionMiddleware.
-    After the answer is sent, the shadow version (if any) runs on the same request."""
-
-    def __init__(self, answer: Callable[[Scope, DataPlaneHeaders, bytes], Awaitable[tuple[dict, Answer]]],
-                 max_body_bytes: int) -> None:
-        self.answer = answer
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = data_plane_headers(scope)
-        body = await read_body(receive, headers.content_length, self.max_body_bytes)
-        payload, answer = await self.answer(scope, headers, body)
-        await send_versioned_json(send, payload, answer.version)
-        if answer.mirror is not None:
-            await answer.mirror()
 
 
 def server_version() -> str:
@@ -119,17 +40,18 @@ class Endpoints:
         self.metrics_registry = metrics_registry
         self.rollout = rollout
         max_body_bytes = service.settings.max_body_bytes
-        self.predict = DataPlaneEndpoint(self.predict_answer, max_body_bytes)
-        self.v2_infer = DataPlaneEndpoint(self.v2_answer, max_body_bytes)
+        self.data_plane = DataPlane(predict=DataPlaneEndpoint(self.predict_answer, max_body_bytes),
+                                    v2_infer=DataPlaneEndpoint(self.v2_answer, max_body_bytes))
         self.server = {"name": "onnxgate", "version": server_version(), "extensions": []}
 
     def routes(self) -> list[Route]:
-        # Starlette tries routes in order: the two data-plane POSTs go first (no other pattern matches their paths,
-        # so the order changes nothing but the number of regex matches per request)
+        # The data-plane POSTs normally reach their endpoints through DataPlane.match, before this router; listed here
+        # too so that the router answers other methods on their paths (405) and lists every route.
+        predict, v2_infer = self.data_plane.predict, self.data_plane.v2_infer
         return [
-            Route("/predict/{model}", self.predict, methods=["POST"]),
-            Route("/v2/models/{model}/infer", self.v2_infer, methods=["POST"]),
-            Route("/v2/models/{model}/versions/{version}/infer", self.v2_infer, methods=["POST"]),
+            Route("/predict/{model}", predict, methods=["POST"]),
+            Route("/v2/models/{model}/infer", v2_infer, methods=["POST"]),
+            Route("/v2/models/{model}/versions/{version}/infer", v2_infer, methods=["POST"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/health/{model}", self.model_health, methods=["GET"]),
             Route("/api/v1/ml-models/{model}/health", self.model_health, methods=["GET"]),

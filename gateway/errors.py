@@ -90,19 +90,24 @@ def outcome_for(error: Exception) -> str:
     return "not_found" if status_for(error) == 404 else "unavailable"
 
 
-def error_body(message: str) -> bytes:
-    return orjson.dumps({"error": message})
+def error_answer(error: Exception, method: str, path: str) -> tuple[int, str]:
+    """The status and the `error` message for a failed request, logged once when it is the server's fault. An
+    unexpected exception answers a plain 500 (its traceback goes to the log, never to the caller)."""
+    if isinstance(error, GatewayError | StoreError):
+        status = status_for(error)
+        if status >= 500 and not isinstance(error, ModelUnavailable | StoreError):
+            log.error("%s %s failed: %s", method, path, error)
+        return status, str(error)
+    log.error("%s %s failed", method, path, exc_info=error)
+    return 500, "internal server error"
 
 
 def json_error(status: int, message: str) -> Response:
-    return Response(error_body(message), status_code=status, media_type="application/json")
+    return Response(orjson.dumps({"error": message}), status_code=status, media_type="application/json")
 
 
 async def handle_error(request: Request, error: Exception) -> Response:
-    status = status_for(error)
-    if status >= 500 and not isinstance(error, ModelUnavailable | StoreError):
-        log.error("%s %s failed: %s", request.method, request.url.path, error)
-    return json_error(status, str(error))
+    return json_error(*error_answer(error, request.method, request.url.path))
 
 
 EXCEPTION_HANDLERS = {GatewayError: handle_error, StoreError: handle_error}

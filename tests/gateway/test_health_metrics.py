@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.testclient import TestClient
+
+from gateway.metrics import LATENCY_BUCKETS, GatewayMetrics
 
 
 def test_gateway_health_lists_every_served_model_per_environment(client: TestClient):
@@ -66,3 +71,32 @@ def test_metrics_count_requests_latency_and_predicted_classes(client: TestClient
         assert re.search(rf"^{name}[{{ ]", text, re.MULTILINE), name
     assert sample(text, "models_loaded") == 5  # iris v1 + v2, pair, echo, sentiment
     assert "# TYPE reload_failures_total counter" in text
+
+
+def test_request_series_match_prometheus_clients_own_counter_and_histogram():
+    """The per-request series are kept as plain numbers (gateway/metrics.py); fed the same observations, they must
+    expose exactly what prometheus_client's Counter and Histogram would."""
+    observations = [("ok", 0.0001), ("ok", 0.0005), ("ok", 0.00051), ("error", 0.003), ("ok", 4.9), ("ok", 7.0),
+                    ("invalid_input", 0.001)]
+    ours = CollectorRegistry()
+    series = GatewayMetrics(ours).for_model(
+        SimpleNamespace(name="m", version="v1", labels=["a", "b"], label_output="label"), "prod")
+    reference = CollectorRegistry()
+    requests = Counter("requests", "", ["model", "version", "environment", "outcome"], registry=reference)
+    latency = Histogram("request_latency_seconds", "", ["model", "version", "environment"], buckets=LATENCY_BUCKETS,
+                        registry=reference)
+    predictions = Counter("predictions", "", ["model", "version", "environment", "class"], registry=reference)
+    for outcome, seconds in observations:
+        series.record(outcome, seconds)
+        requests.labels("m", "v1", "prod", outcome).inc()
+        latency.labels("m", "v1", "prod").observe(seconds)
+    for values in (np.array([1]), np.array([0, 1, 1, 7]), np.array([b"b"]), np.array(["a", "zzz"])):
+        series.record_classes(values)
+    for name, count in (("a", 2), ("b", 4), ("other", 2)):
+        predictions.labels("m", "v1", "prod", name).inc(count)
+
+    def samples(registry: CollectorRegistry) -> dict:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in registry.collect()
+                for s in family.samples if not s.name.endswith("_created") and s.value}
+
+    assert samples(ours) == samples(reference)

@@ -1,0 +1,143 @@
+"""The data plane's HTTP side: `POST /predict/{model}` and the v2 infer routes as plain ASGI callables, and the match
+that lets the application send those requests straight to them.
+
+Measured over HTTP (bench/README.md), Starlette's per-request machinery (its error and exception middleware, the
+router's regex walk, a Request and a Response per call) costs about as much CPU as everything else a small model's
+request needs. The data plane therefore skips it: `match` recognises the two POST shapes from the path alone, and the
+endpoint reads the body, answers, and maps errors through `gateway.errors` itself. Every other request (and any
+method or path the match does not take) goes through Starlette's router as usual, where the same endpoints are also
+mounted, so `GET /predict/x` still gets Starlette's 405.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
+
+import orjson
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
+
+from gateway.errors import PayloadTooLarge, error_answer
+from gateway.service import Answer
+
+PREDICT_PREFIX = "/predict/"
+V2_MODELS_PREFIX = "/v2/models/"
+JSON_HEADER = (b"content-type", b"application/json")
+
+
+class DataPlaneHeaders(NamedTuple):
+    environment: str | None
+    routing_key: str | None
+    content_length: bytes | None
+
+
+def data_plane_headers(scope: Scope) -> DataPlaneHeaders:
+    """X-Environment, X-Routing-Key and Content-Length in one pass over the raw headers (ASGI lowercases names)."""
+    environment = routing_key = length = None
+    for key, value in scope["headers"]:
+        if key == b"x-environment":
+            environment = value.decode("latin-1")
+        elif key == b"x-routing-key":
+            routing_key = value.decode("latin-1")
+        elif key == b"content-length":
+            length = value
+    return DataPlaneHeaders(environment, routing_key, length)
+
+
+async def read_body(receive: Receive, declared_length: bytes | None, limit: int) -> bytes:
+    """The whole body straight from `receive`, refused (413) over `limit` bytes: at once from Content-Length, else by
+    counting what arrives (chunked bodies)."""
+    if declared_length is not None and (not declared_length.isdigit() or int(declared_length) > limit):
+        raise PayloadTooLarge(f"request body of {declared_length.decode('latin-1')} bytes is over the limit of "
+                              f"{limit} bytes")
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_VERSION_HEADERS: dict[str, bytes] = {}
+
+
+async def send_json(send: Send, status: int, body: bytes, version: str | None = None) -> None:
+    """A JSON answer sent straight to the server; X-Model-Version when a version answered (its bytes cached)."""
+    headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
+    if version is not None:
+        encoded = _VERSION_HEADERS.get(version)
+        if encoded is None:
+            encoded = _VERSION_HEADERS[version] = version.encode("latin-1")
+        headers.append((b"x-model-version", encoded))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+AnswerFunction = Callable[[Scope, DataPlaneHeaders, bytes], Awaitable[tuple[dict, Answer]]]
+
+
+class DataPlaneEndpoint:
+    """One data-plane route: read the body, answer, send. Errors become their JSON answer here, through the one
+    mapping in gateway.errors, so the endpoint behaves the same whether `match` or Starlette's router called it.
+    After the answer is sent, the shadow version (if any) runs on the same request."""
+
+    def __init__(self, answer: AnswerFunction, max_body_bytes: int) -> None:
+        self.answer = answer
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            headers = data_plane_headers(scope)
+            body = await read_body(receive, headers.content_length, self.max_body_bytes)
+            payload, answer = await self.answer(scope, headers, body)
+        except ClientDisconnect:
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure gets its JSON answer; unexpected ones are logged
+            status, message = error_answer(exc, scope["method"], scope["path"])
+            await send_json(send, status, orjson.dumps({"error": message}))
+            return
+        await send_json(send, 200, orjson.dumps(payload), answer.version)
+        if answer.mirror is not None:
+            await answer.mirror()
+
+
+class DataPlane:
+    """The two data-plane endpoints, and `match`: which of them (if either) takes a request, from its method and
+    path alone, with the path parameters Starlette's router would have set."""
+
+    def __init__(self, predict: DataPlaneEndpoint, v2_infer: DataPlaneEndpoint) -> None:
+        self.predict = predict
+        self.v2_infer = v2_infer
+
+    def match(self, scope: Scope) -> DataPlaneEndpoint | None:
+        """`/predict/{model}`, `/v2/models/{model}/infer` or `/v2/models/{model}/versions/{version}/infer` for a
+        POST (a parameter is one non-empty path segment, as in Starlette's `{name}`); None for anything else."""
+        if scope["method"] != "POST":
+            return None
+        path = scope["path"]
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        if path.startswith(PREDICT_PREFIX):
+            model = path[len(PREDICT_PREFIX):]
+            if model and "/" not in model:
+                scope["path_params"] = {"model": model}
+                return self.predict
+            return None
+        if path.startswith(V2_MODELS_PREFIX):
+            parts = path[len(V2_MODELS_PREFIX):].split("/")
+            if len(parts) == 2 and parts[1] == "infer" and parts[0]:
+                scope["path_params"] = {"model": parts[0]}
+                return self.v2_infer
+            if len(parts) == 4 and parts[1] == "versions" and parts[3] == "infer" and parts[0] and parts[2]:
+                scope["path_params"] = {"model": parts[0], "version": parts[2]}
+                return self.v2_infer
+        return None
