@@ -1,9 +1,11 @@
 """What the gateway's application code costs per request over the floor's, with no server and no sockets.
 
-Both ASGI apps (bench/floor_app.py and the gateway, metrics on) are called directly in one process, on the same
-models and rows, in interleaved rounds; the figure is the median µs per request of each and their ratio. This
-isolates the part of the HTTP benchmark (bench/run.py) the gateway's own code decides, from uvicorn's parsing and
-the kernel's loopback, and is steady enough to compare one change with the next. `--profile` prints where the
+The apps (bench/floor_app.py in both its forms, Starlette and plain ASGI, and the gateway, metrics on) are called
+directly in one process, on the same models and rows, in interleaved rounds; the figure is the median µs per request
+of each and the gateway's ratio to the Starlette floor. This isolates the part of the HTTP benchmark (bench/run.py)
+the apps' own code decides, from uvicorn's parsing and the kernel's loopback, and is steady enough to compare one
+change with the next. It understates what a cost weighs over HTTP, where caches are cold between requests: a numpy
+reduction of ~1 µs here cost ~15 µs a request there (bench/README.md). `--profile` prints where the
 gateway's time goes (cProfile, sorted by own time).
 
 Run (repo root): .venv/bin/python -m bench.asgi_overhead [--requests 20000 --rounds 5] [--profile]
@@ -69,6 +71,7 @@ async def per_request_us(call: Callable, requests: int) -> float:
 async def measure(args: argparse.Namespace, work: Path) -> None:
     store_root, onnx_paths = build_onnx_store(work)
     floor = floor_app.create_app(onnx_paths)
+    asgi_floor = floor_app.create_asgi_app(onnx_paths)
     gateway = create_app(GatewaySettings(store=store_root, environments=[ENVIRONMENT]),
                          metrics_registry=CollectorRegistry())
     body, v2_body = lua_body(PREDICT_LUA), lua_body(V2_INFER_LUA)  # the bytes the HTTP benchmark sends
@@ -76,6 +79,7 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
         for model in args.models:
             calls = {
                 "floor /predict": caller(floor, f"/predict/{model}", body, []),
+                "floor-asgi /predict": caller(asgi_floor, f"/predict/{model}", body, []),
                 "gateway /predict": caller(gateway, f"/predict/{model}", body, []),
                 "gateway v2 infer": caller(gateway, f"/v2/models/{model}/infer", v2_body, []),
             }
@@ -91,7 +95,7 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
                 median = statistics.median(values)
                 ratio = "" if name.startswith("floor") else (f"  floor/gateway throughput {floor_us / median:.0%}, "
                                                              f"+{median - floor_us:.1f} µs")
-                print(f"{model} {name:17} median {median:6.1f} µs/request over {args.rounds} rounds{ratio}")
+                print(f"{model} {name:19} median {median:6.1f} µs/request over {args.rounds} rounds{ratio}")
             if args.profile:
                 profiler = cProfile.Profile()
                 profiler.enable()

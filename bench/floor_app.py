@@ -4,7 +4,11 @@ One route, `POST /predict/{model}`, with the gateway's request shape (`{"inputs"
 outputs as nested lists. No validation, no metrics, no thread hop: orjson parse, np.asarray float32, session.run
 inline on the event loop, orjson dump. Anything the gateway does on top of this is what the benchmark prices.
 
-Run (repo root): python -m bench.floor_app --model lr=/path/lr.onnx --model rf=/path/rf.onnx --port 8000
+Two forms of the same code: the issue's floor, a bare Starlette endpoint (the default), and `--asgi`, a plain ASGI
+callable with no Starlette at all. The gateway's data plane skips Starlette's router and middleware
+(gateway/data_plane.py), so the second shows what its own code costs without that advantage.
+
+Run (repo root): python -m bench.floor_app --model lr=/path/lr.onnx --model rf=/path/rf.onnx --port 8000 [--asgi]
 """
 from __future__ import annotations
 
@@ -21,9 +25,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 # The same onnxruntime options as the gateway, so the comparison measures only the HTTP and gateway layers.
 from gateway.loader import session_options
+
+READY_BODY = b'{"status":"ok"}'
 
 
 @dataclass(frozen=True)
@@ -38,23 +45,50 @@ def load_model(path: Path) -> LoadedModel:
     return LoadedModel(session, session.get_inputs()[0].name, [o.name for o in session.get_outputs()])
 
 
+def answer(models: Mapping[str, LoadedModel], name: str, body: bytes) -> tuple[int, bytes]:
+    model = models.get(name)
+    if model is None:
+        return 404, orjson.dumps({"error": "unknown model"})
+    payload = orjson.loads(body)
+    batch = np.asarray(payload["inputs"], dtype=np.float32)
+    raw = model.session.run(None, {model.input_name: batch})
+    outputs = {name: value.tolist() for name, value in zip(model.output_names, raw, strict=True)}
+    return 200, orjson.dumps({"outputs": outputs})
+
+
 def create_app(model_paths: Mapping[str, Path]) -> Starlette:
     models = {name: load_model(path) for name, path in model_paths.items()}
 
     async def predict(request: Request) -> Response:
-        model = models.get(request.path_params["model"])
-        if model is None:
-            return Response(orjson.dumps({"error": "unknown model"}), status_code=404, media_type="application/json")
-        payload = orjson.loads(await request.body())
-        batch = np.asarray(payload["inputs"], dtype=np.float32)
-        raw = model.session.run(None, {model.input_name: batch})
-        outputs = {name: value.tolist() for name, value in zip(model.output_names, raw, strict=True)}
-        return Response(orjson.dumps({"outputs": outputs}), media_type="application/json")
+        status, body = answer(models, request.path_params["model"], await request.body())
+        return Response(body, status_code=status, media_type="application/json")
 
     async def ready(request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
+        return Response(READY_BODY, media_type="application/json")
 
     return Starlette(routes=[Route("/predict/{model}", predict, methods=["POST"]), Route("/v2/health/ready", ready)])
+
+
+def create_asgi_app(model_paths: Mapping[str, Path]) -> ASGIApp:
+    """The same floor as one ASGI callable: POST /predict/{model} and GET /v2/health/ready, 404 for the rest."""
+    models = {name: load_model(path) for name, path in model_paths.items()}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # served with lifespan="off": nothing else arrives
+            return
+        path = scope["path"]
+        if scope["method"] == "POST" and path.startswith("/predict/"):
+            message = await receive()  # the benchmark's bodies arrive in one message
+            status, body = answer(models, path[len("/predict/"):], message.get("body", b""))
+        elif path == "/v2/health/ready":
+            status, body = 200, READY_BODY
+        else:
+            status, body = 404, b'{"error":"not found"}'
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
 def parse_model_argument(text: str) -> tuple[str, Path]:
@@ -69,9 +103,11 @@ def main() -> int:
     parser.add_argument("--model", type=parse_model_argument, action="append", required=True, metavar="NAME=PATH")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--asgi", action="store_true", help="a plain ASGI app instead of a Starlette endpoint")
     args = parser.parse_args()
-    app = create_app(dict(args.model))
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    app = (create_asgi_app if args.asgi else create_app)(dict(args.model))
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                            lifespan="off" if args.asgi else "auto")
     uvicorn.Server(config).run()
     return 0
 

@@ -8,6 +8,7 @@ from bench.loadgen import WrkResult
 from onnxgate.output import print_table
 
 FLOOR_ENDPOINT = "floor /predict"
+ASGI_FLOOR_ENDPOINT = "floor-asgi /predict"  # no goal: shows what skipping Starlette gives the gateway
 MLSERVER_ENDPOINT = "mlserver v2 infer"
 GATEWAY_PREFIX = "gateway "
 GOAL_OF_FLOOR = 0.85
@@ -51,7 +52,8 @@ class Summary:
 @dataclass(frozen=True)
 class Ratio:
     """The gateway's requests/s over the floor's and MLServer's; the `_cpu` variants compare server CPU time per
-    request instead (inverted, so higher is better for the gateway either way)."""
+    request instead (inverted, so higher is better for the gateway either way). `of_asgi_floor` compares with the
+    floor as a plain ASGI app, for information."""
 
     model: str
     endpoint: str
@@ -59,6 +61,7 @@ class Ratio:
     over_mlserver: float | None
     of_floor_cpu: float | None
     over_mlserver_cpu: float | None
+    of_asgi_floor: float | None = None
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "meets_floor_goal": _meets(self.of_floor, GOAL_OF_FLOOR),
@@ -88,12 +91,14 @@ def ratios(summaries: list[Summary]) -> list[Ratio]:
             continue
         floor = by_key.get((FLOOR_ENDPOINT, summary.model))
         mlserver = by_key.get((MLSERVER_ENDPOINT, summary.model))
+        asgi_floor = by_key.get((ASGI_FLOOR_ENDPOINT, summary.model))
         found.append(Ratio(
             summary.model, summary.endpoint,
             summary.requests_per_s / floor.requests_per_s if floor else None,
             summary.requests_per_s / mlserver.requests_per_s if mlserver else None,
             floor.cpu_us_per_request / summary.cpu_us_per_request if floor else None,
             mlserver.cpu_us_per_request / summary.cpu_us_per_request if mlserver else None,
+            summary.requests_per_s / asgi_floor.requests_per_s if asgi_floor else None,
         ))
     return found
 
@@ -108,11 +113,13 @@ def print_report(summaries: list[Summary], found_ratios: list[Ratio]) -> None:
     if found_ratios:
         print()
         headers = ["model", "endpoint", f"gateway/floor req/s (goal >= {GOAL_OF_FLOOR:.0%})", "by CPU/req",
-                   f"gateway/MLServer req/s (goal >= {GOAL_OVER_MLSERVER:g}x)", "by CPU/req"]
+                   f"gateway/MLServer req/s (goal >= {GOAL_OVER_MLSERVER:g}x)", "by CPU/req",
+                   "gateway/ASGI floor req/s"]
         print_table(
             headers,
             [(r.model, r.endpoint, _percent(r.of_floor, GOAL_OF_FLOOR), _percent(r.of_floor_cpu, GOAL_OF_FLOOR),
-              _times(r.over_mlserver, GOAL_OVER_MLSERVER), _times(r.over_mlserver_cpu, GOAL_OVER_MLSERVER))
+              _times(r.over_mlserver, GOAL_OVER_MLSERVER), _times(r.over_mlserver_cpu, GOAL_OVER_MLSERVER),
+              "n/a" if r.of_asgi_floor is None else f"{r.of_asgi_floor:.0%}")
              for r in sorted(found_ratios, key=lambda r: r.model)],
         )
 

@@ -39,7 +39,7 @@ from bench.servers import (
 )
 from bench.train_sklearn import MODEL_KINDS
 
-TARGETS = ("floor", "gateway", "mlserver")
+TARGETS = ("floor", "floor-asgi", "gateway", "mlserver")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -71,8 +71,8 @@ def _subset(parser: argparse.ArgumentParser, text: str, allowed: tuple[str, ...]
 
 
 def make_target(name: str, models: BenchModels, port: int, workdir: Path, extra_pythonpath: Path | None) -> Target:
-    if name == "floor":
-        return floor_target(models, port, extra_pythonpath)
+    if name in ("floor", "floor-asgi"):
+        return floor_target(models, port, extra_pythonpath, asgi=name == "floor-asgi")
     if name == "gateway":
         return gateway_target(models, port, extra_pythonpath)
     return mlserver_target(models, port, workdir)
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, flush=True)
 
-    runs_per_rep = sum({"floor": 1, "gateway": 2, "mlserver": 1}[t] for t in args.targets) * len(args.models)
+    runs_per_rep = sum({"floor": 1, "floor-asgi": 1, "gateway": 2, "mlserver": 1}[t] for t in args.targets) * len(args.models)
     log(f"{args.repeats} x {runs_per_rep} runs of {args.warmup}+{args.duration} s, {args.connections} connections: "
         f"about {args.repeats * runs_per_rep * (args.warmup + args.duration) / 60:.1f} min of load plus server start-ups")
     args.results_dir.mkdir(parents=True, exist_ok=True)

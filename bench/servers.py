@@ -72,12 +72,14 @@ def server_env(extra_pythonpath: Path | None) -> dict[str, str]:
     return {"PYTHONPATH": f"{extra_pythonpath}{os.pathsep}{existing}" if existing else str(extra_pythonpath)}
 
 
-def floor_target(models: BenchModels, port: int, extra_pythonpath: Path | None = None) -> Target:
-    command = [sys.executable, "-m", "bench.floor_app", "--host", HOST, "--port", str(port)]
+def floor_target(models: BenchModels, port: int, extra_pythonpath: Path | None = None, *, asgi: bool = False) -> Target:
+    """The floor as a bare Starlette endpoint, or with `asgi` the same code as one plain ASGI callable."""
+    name = "floor-asgi" if asgi else "floor"
+    command = [sys.executable, "-m", "bench.floor_app", "--host", HOST, "--port", str(port), *(["--asgi"] if asgi else [])]
     for kind, path in models.onnx_paths.items():
         command += ["--model", f"{kind}={path}"]
-    endpoint = Endpoint("floor /predict", "/predict/{model}", PREDICT_LUA, "probabilities")
-    return Target("floor", command, [endpoint], env=server_env(extra_pythonpath))
+    endpoint = Endpoint(f"{name} /predict", "/predict/{model}", PREDICT_LUA, "probabilities")
+    return Target(name, command, [endpoint], env=server_env(extra_pythonpath))
 
 
 def gateway_target(models: BenchModels, port: int, extra_pythonpath: Path | None = None) -> Target:

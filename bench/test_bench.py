@@ -5,6 +5,7 @@ Run: .venv/bin/python -m pytest bench -q   (not under tests/: the suite does not
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from sklearn.datasets import load_breast_cancer
 from starlette.testclient import TestClient
 
 from bench.answers import WrongAnswer, bench_row, check_answer, contains_run, expected_answer, lua_body
-from bench.floor_app import create_app
+from bench.floor_app import create_app, create_asgi_app
 from bench.loadgen import LoadSpec, WrkResult, parse_wrk_output, run_wrk
 from bench.make_models import ENVIRONMENT, VERSION, BenchModels, build
 from bench.report import Measurement, ratios, summarize
@@ -55,17 +56,19 @@ def test_models_are_published_and_deployed_to_the_bench_environment(models: Benc
         assert models.onnx_paths[kind].read_bytes() == store.model_path(kind, VERSION).read_bytes()
 
 
-def test_floor_answers_what_scikit_learn_predicts(models: BenchModels) -> None:
+@pytest.mark.parametrize("create", [create_app, create_asgi_app], ids=["starlette", "asgi"])
+def test_floor_answers_what_scikit_learn_predicts(models: BenchModels, create: Callable) -> None:
     rows = load_breast_cancer().data[:5]
-    with TestClient(create_app(models.onnx_paths)) as client:
-        for kind in MODEL_KINDS:
-            response = client.post(f"/predict/{kind}", json={"inputs": rows.tolist()})
-            assert response.status_code == 200
-            outputs = response.json()["outputs"]
-            estimator = train(kind)
-            assert outputs["label"] == estimator.predict(rows).tolist()
-            np.testing.assert_allclose(outputs["probabilities"], estimator.predict_proba(rows), atol=1e-4)
-        assert client.post("/predict/nope", json={"inputs": rows.tolist()}).status_code == 404
+    client = TestClient(create(models.onnx_paths))  # no lifespan: neither floor has start-up work
+    for kind in MODEL_KINDS:
+        response = client.post(f"/predict/{kind}", json={"inputs": rows.tolist()})
+        assert response.status_code == 200
+        outputs = response.json()["outputs"]
+        estimator = train(kind)
+        assert outputs["label"] == estimator.predict(rows).tolist()
+        np.testing.assert_allclose(outputs["probabilities"], estimator.predict_proba(rows), atol=1e-4)
+    assert client.post("/predict/nope", json={"inputs": rows.tolist()}).status_code == 404
+    assert client.get("/v2/health/ready").status_code == 200
 
 
 def test_wrk_bodies_carry_the_same_row() -> None:
@@ -103,6 +106,7 @@ def test_summary_takes_medians_and_ratios_compare_the_gateway() -> None:
     runs = [_measurement("floor /predict", rate, rate * 100e-6, i) for i, rate in enumerate([9000, 10000, 20000])]
     runs += [_measurement("gateway /predict", rate, rate * 125e-6, i) for i, rate in enumerate([8000, 8500, 1000])]
     runs += [_measurement("mlserver v2 infer", 1000, 1000 * 1e-3)]
+    runs += [_measurement("floor-asgi /predict", 16000, 16000 * 60e-6)]
     summaries = {s.endpoint: s for s in summarize(runs)}
     assert summaries["floor /predict"].requests_per_s == 10000
     assert summaries["gateway /predict"].requests_per_s == 8000
@@ -111,14 +115,16 @@ def test_summary_takes_medians_and_ratios_compare_the_gateway() -> None:
     assert ratio.of_floor == pytest.approx(0.8)
     assert ratio.over_mlserver == pytest.approx(8.0)
     assert ratio.of_floor_cpu == pytest.approx(0.8)
+    assert ratio.of_asgi_floor == pytest.approx(0.5)
     assert ratio.as_dict()["meets_floor_goal"] is False
 
 
 @pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("taskset") is None, reason="needs wrk and taskset")
-def test_harness_starts_checks_and_loads_the_floor(models: BenchModels, tmp_path: Path) -> None:
+@pytest.mark.parametrize("asgi", [False, True], ids=["starlette", "asgi"])
+def test_harness_starts_checks_and_loads_the_floor(models: BenchModels, tmp_path: Path, asgi: bool) -> None:
     port = free_port()
-    target = floor_target(models, port)
+    target = floor_target(models, port, asgi=asgi)
     expected = expected_answer(models.onnx_paths["lr"], bench_row(PREDICT_LUA))
     with running(target, port, tmp_path / "floor.log") as server:
         (endpoint,) = target.endpoints
@@ -139,5 +145,5 @@ def test_asgi_overhead_measures_both_apps_on_both_endpoints(capsys: pytest.Captu
     asgi_overhead.main(["--requests", "20", "--rounds", "1", "--models", "lr"])
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" median")[0].split(maxsplit=1)[1].strip() for line in lines] == [
-        "floor /predict", "gateway /predict", "gateway v2 infer"]
-    assert all("µs/request" in line for line in lines) and "floor/gateway throughput" in lines[1]
+        "floor /predict", "floor-asgi /predict", "gateway /predict", "gateway v2 infer"]
+    assert all("µs/request" in line for line in lines) and "floor/gateway throughput" in lines[2]
