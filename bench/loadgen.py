@@ -63,13 +63,27 @@ def wrk_command(url: str, lua_script: Path, spec: LoadSpec) -> list[str]:
 
 
 def run_wrk(url: str, lua_script: Path, spec: LoadSpec) -> WrkResult:
+    return finish_wrk(start_wrk(url, lua_script, spec), url, spec)
+
+
+def start_wrk(url: str, lua_script: Path, spec: LoadSpec) -> subprocess.Popen:
+    """wrk started in the background (see finish_wrk), so that two can load two servers at once."""
     if not url.startswith("http://127.0.0.1:"):
         raise LoadgenError(f"refusing to load anything but 127.0.0.1: {url}")
-    completed = subprocess.run(wrk_command(url, lua_script, spec), capture_output=True, text=True,
-                               timeout=spec.duration_s + 30, check=False)
-    if completed.returncode != 0 or completed.stderr.strip():
-        raise LoadgenError(f"wrk failed on {url} (exit {completed.returncode}): {completed.stderr.strip()[:500]}")
-    return parse_wrk_output(completed.stdout)
+    return subprocess.Popen(wrk_command(url, lua_script, spec), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def finish_wrk(process: subprocess.Popen, url: str, spec: LoadSpec) -> WrkResult:
+    try:
+        stdout, stderr = process.communicate(timeout=spec.duration_s + 30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise LoadgenError(f"wrk on {url} did not finish in {spec.duration_s + 30} s") from None
+    if process.returncode != 0 or stderr.strip():
+        raise LoadgenError(f"wrk failed on {url} (exit {process.returncode}): {stderr.strip()[:500]}")
+    return parse_wrk_output(stdout)
 
 
 def parse_wrk_output(text: str) -> WrkResult:

@@ -4,6 +4,7 @@ Run: .venv/bin/python -m pytest bench -q   (not under tests/: the suite does not
 """
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -147,3 +148,24 @@ def test_asgi_overhead_measures_both_apps_on_both_endpoints(capsys: pytest.Captu
     assert [line.split(" median")[0].split(maxsplit=1)[1].strip() for line in lines] == [
         "floor /predict", "floor-asgi /predict", "gateway /predict", "gateway v2 infer"]
     assert all("µs/request" in line for line in lines) and "floor/gateway throughput" in lines[2]
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("taskset") is None, reason="needs wrk and taskset")
+def test_paired_runs_two_servers_at_once_and_prints_their_cpu_ratio(capsys: pytest.CaptureFixture):
+    from bench import paired
+
+    assert paired.main(["floor /predict", "floor-asgi /predict", "--repeats", "1", "--duration", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    figures = re.match(r"rep 1: floor /predict +([\d.]+) µs/req, floor-asgi /predict +([\d.]+) µs/req, ratio ([\d.]+)",
+                       lines[0])
+    assert figures and float(figures[1]) > 0 and float(figures[2]) > 0
+    assert float(figures[3]) == pytest.approx(float(figures[2]) / float(figures[1]), abs=3e-3)
+    assert "median of 1 paired runs" in lines[-1]
+
+
+def test_paired_refuses_an_unknown_endpoint(models: BenchModels):
+    from bench import paired
+
+    with pytest.raises(SystemExit, match="unknown endpoint 'gateway /nope'"):
+        paired.side("gateway /nope", models)

@@ -1,0 +1,102 @@
+"""Paired comparison over HTTP: two endpoints' servers run at the same time, both pinned to core 0, each loaded by its
+own wrk on core 1; the figure is the median, over repetitions, of the ratio of their CPU time per request.
+
+Both sides see the same machine at the same moment, so a VM neighbour's noise, which moves sequential runs (run.py)
+by +-10%, mostly cancels out: use this to price one change against another, and run.py for the report's figures.
+The two sides may be two endpoints of one target (each side gets its own server).
+
+Run (repo root): .venv/bin/python -m bench.paired "floor /predict" "gateway v2 infer" [--model lr --repeats 4]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.answers import bench_row, check_answer, expected_answer
+from bench.loadgen import LoadgenError, LoadSpec, finish_wrk, require_wrk, run_wrk, start_wrk
+from bench.make_models import BenchModels, build
+from bench.servers import PREDICT_LUA, Endpoint, RunningServer, Target, floor_target, free_port, gateway_target, running
+from bench.train_sklearn import MODEL_KINDS
+
+TARGETS = {"floor": floor_target, "floor-asgi": lambda models, port: floor_target(models, port, asgi=True),
+           "gateway": gateway_target}
+
+
+@dataclass(frozen=True)
+class Side:
+    label: str
+    target: Target
+    endpoint: Endpoint
+    port: int
+
+
+def side(label: str, models: BenchModels) -> Side:
+    """The server and endpoint behind an endpoint label such as "gateway v2 infer" (a fresh server and port)."""
+    port = free_port()
+    for make in TARGETS.values():
+        target = make(models, port)
+        for endpoint in target.endpoints:
+            if endpoint.label == label:
+                return Side(label, target, endpoint, port)
+    known = [e.label for make in TARGETS.values() for e in make(models, 0).endpoints]
+    raise SystemExit(f"unknown endpoint {label!r}; choose from {', '.join(known)}")
+
+
+def cpu_us_per_request(servers: list[RunningServer], urls: list[str], sides: list[Side], spec: LoadSpec) -> list[float]:
+    """Load both servers at once and return each one's server CPU µs per request over that window."""
+    before = [server.cpu_seconds() for server in servers]
+    processes = [start_wrk(url, s.endpoint.lua_script, spec) for url, s in zip(urls, sides, strict=True)]
+    results = [finish_wrk(process, url, spec) for process, url in zip(processes, urls, strict=True)]
+    after = [server.cpu_seconds() for server in servers]
+    for result, url in zip(results, urls, strict=True):
+        if not result.clean:
+            raise LoadgenError(f"{url}: {result.non_2xx} non-2xx answers, {result.socket_errors} socket errors")
+    return [(end - start) / result.requests * 1e6 for start, end, result in zip(before, after, results, strict=True)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", help='the baseline endpoint, e.g. "floor /predict"')
+    parser.add_argument("b", help='the endpoint compared with it, e.g. "gateway /predict"')
+    parser.add_argument("--model", choices=MODEL_KINDS, default="lr")
+    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--duration", type=int, default=5, help="seconds of measured load per repetition")
+    parser.add_argument("--connections", type=int, default=8, help="per side")
+    args = parser.parse_args(argv)
+    if args.a == args.b:
+        parser.error("compare two different endpoints")
+    require_wrk()
+    spec, warmup = LoadSpec(args.duration, args.connections), LoadSpec(1, args.connections)
+    ratios = []
+    with tempfile.TemporaryDirectory(prefix="onnxgate-paired-") as tmp:
+        models = build(Path(tmp), None)
+        expected = expected_answer(models.onnx_paths[args.model], bench_row(PREDICT_LUA))
+        for repetition in range(args.repeats):
+            sides = [side(args.a, models), side(args.b, models)]
+            if repetition % 2:  # alternate which side starts first
+                sides.reverse()
+            with contextlib.ExitStack() as stack:
+                servers = [stack.enter_context(running(s.target, s.port, Path(tmp) / f"{s.target.name}.log"))
+                           for s in sides]
+                urls = [server.base_url + s.endpoint.path(args.model) for server, s in zip(servers, sides, strict=True)]
+                for url, s in zip(urls, sides, strict=True):
+                    check_answer(url, s.endpoint, expected)
+                    run_wrk(url, s.endpoint.lua_script, warmup)
+                figures = dict(zip((s.label for s in sides), cpu_us_per_request(servers, urls, sides, spec),
+                                   strict=True))
+            ratio = figures[args.b] / figures[args.a]
+            ratios.append(ratio)
+            print(f"rep {repetition + 1}: {args.a} {figures[args.a]:6.1f} µs/req, {args.b} {figures[args.b]:6.1f} "
+                  f"µs/req, ratio {ratio:.3f}", flush=True)
+    print(f"{args.model}: {args.b!r} uses {statistics.median(ratios):.3f}x the CPU per request of {args.a!r} "
+          f"(median of {len(ratios)} paired runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
