@@ -52,7 +52,7 @@ def answer(models: Mapping[str, LoadedModel], name: str, body: bytes) -> tuple[i
     payload = orjson.loads(body)
     batch = np.asarray(payload["inputs"], dtype=np.float32)
     raw = model.session.run(None, {model.input_name: batch})
-    outputs = {name: value.tolist() for name, value in zip(model.output_names, raw, strict=True)}
+    outputs = {output: value.tolist() for output, value in zip(model.output_names, raw, strict=True)}
     return 200, orjson.dumps({"outputs": outputs})
 
 
