@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import onnx
@@ -343,3 +344,33 @@ def running_server(app: object, host: str = "127.0.0.1", timeout_s: float = 30.0
     finally:
         server.should_exit = True
         thread.join(timeout_s)
+
+
+class ClientThreads:
+    """Client threads that load a server while a `with` block runs: each calls `_run(*args)` for one entry of `runs`
+    and should loop until `stopped()`. Subclasses say what a client sends and keep what it sees; `errors` collects
+    transport failures."""
+
+    join_s = 10.0
+
+    def __init__(self, url: str, runs: Sequence[tuple]) -> None:
+        self.url = url
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=args, daemon=True) for args in runs]
+
+    def _run(self, *args: object) -> None:
+        raise NotImplementedError
+
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.join_s)

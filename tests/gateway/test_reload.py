@@ -3,7 +3,6 @@ keeps serving, and a redeploy under load loses no request."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 
@@ -20,7 +19,7 @@ from gateway.watcher import StoreWatcher
 from modelstore.deployments import registry_of, set_stable
 from modelstore.layout import Store
 from modelstore.registry import Registry
-from tests.factories import classifier_expected, deploy_version, publish_classifier, running_server
+from tests.factories import ClientThreads, classifier_expected, deploy_version, publish_classifier, running_server
 from tests.gateway.conftest import gateway_settings
 
 ROW = [[5.1, 3.5, 1.4, 0.2]]
@@ -133,20 +132,16 @@ def test_undeployed_model_becomes_served_after_deploy(app_client: TestClient, fr
     assert app_client.post("/predict/other", json={"inputs": ROW}).status_code == 200
 
 
-class Load:
+class Load(ClientThreads):
     """Clients posting /predict in threads, recording (finished_at, status, version, environment)."""
 
     def __init__(self, url: str, environments: list[str], threads_per_env: int = 2) -> None:
-        self.url = url
+        super().__init__(url, [(env,) for env in environments for _ in range(threads_per_env)])
         self.results: list[tuple[float, int, str | None, str]] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(env,), daemon=True)
-                         for env in environments for _ in range(threads_per_env)]
 
     def _run(self, environment: str) -> None:
         with httpx.Client(base_url=self.url, timeout=10) as client:
-            while not self._stop.is_set():
+            while not self.stopped():
                 try:
                     response = client.post("/predict/iris", json={"inputs": ROW},
                                            headers={"X-Environment": environment})
@@ -154,16 +149,6 @@ class Load:
                     self.results.append((time.monotonic(), response.status_code, version, environment))
                 except httpx.HTTPError as exc:
                     self.errors.append(repr(exc))
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(10)
 
 
 @pytest.mark.e2e

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from gateway.traffic import bucket, threshold
 from modelstore.deployments import Change, audit_of
 from modelstore.rollout import promote
 from onnxgate.__main__ import main
+from tests.factories import ClientThreads
 from tests.gateway.test_commands import free_port, stop_server, wait_ready
 from tests.rollout.gateway_fixtures import (
     FLAKY,
@@ -55,25 +55,24 @@ class Reply:
     poisoned: bool
 
 
-class Load:
+class Load(ClientThreads):
     """Client threads posting /predict with a fresh routing key per request. `poison(i)` says which requests carry
     a row the FLAKY version fails on; `fresh_every` opens a new connection every so many requests (so that several
     server workers share the load)."""
 
+    join_s = 15.0
+
     def __init__(self, url: str, *, threads: int = 2, poison: Callable[[int], bool] = lambda i: False,
                  keys: Callable[[int], str] = lambda i: f"user-{i}", fresh_every: int = 0) -> None:
-        self.url = url
+        super().__init__(url, [()] * threads)
         self.replies: list[Reply] = []
-        self.errors: list[str] = []
         self._poison, self._keys, self._fresh_every = poison, keys, fresh_every
         self._counter = itertools.count()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
         client = httpx.Client(base_url=self.url, timeout=10)
         sent = 0
-        while not self._stop.is_set():
+        while not self.stopped():
             index = next(self._counter)
             key, poisoned = self._keys(index), self._poison(index)
             started = time.monotonic()
@@ -91,16 +90,6 @@ class Load:
                 client.close()
                 client = httpx.Client(base_url=self.url, timeout=10)
         client.close()
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(15)
 
     def canary_replies(self) -> list[Reply]:
         return [r for r in self.replies if r.arm == "canary"]
