@@ -20,11 +20,11 @@ from pathlib import Path
 from bench.answers import bench_row, check_answer, expected_answer
 from bench.loadgen import LoadgenError, LoadSpec, finish_wrk, require_wrk, run_wrk, start_wrk
 from bench.make_models import BenchModels, build
-from bench.servers import PREDICT_LUA, Endpoint, RunningServer, Target, floor_target, free_port, gateway_target, running
+from bench.run import TARGETS, make_target
+from bench.servers import PREDICT_LUA, Endpoint, RunningServer, Target, free_port, running
 from bench.train_sklearn import MODEL_KINDS
 
-TARGETS = {"floor": floor_target, "floor-asgi": lambda models, port: floor_target(models, port, asgi=True),
-           "gateway": gateway_target}
+PAIRABLE = [name for name in TARGETS if name != "mlserver"]  # MLServer's repository is not built here
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,15 @@ class Side:
     port: int
 
 
-def side(label: str, models: BenchModels) -> Side:
+def side(label: str, models: BenchModels, workdir: Path) -> Side:
     """The server and endpoint behind an endpoint label such as "gateway v2 infer" (a fresh server and port)."""
     port = free_port()
-    for make in TARGETS.values():
-        target = make(models, port)
+    targets = [make_target(name, models, port, workdir, None) for name in PAIRABLE]
+    for target in targets:
         for endpoint in target.endpoints:
             if endpoint.label == label:
                 return Side(label, target, endpoint, port)
-    known = [e.label for make in TARGETS.values() for e in make(models, 0).endpoints]
+    known = [endpoint.label for target in targets for endpoint in target.endpoints]
     raise SystemExit(f"unknown endpoint {label!r}; choose from {', '.join(known)}")
 
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         models = build(Path(tmp), None)
         expected = expected_answer(models.onnx_paths[args.model], bench_row(PREDICT_LUA))
         for repetition in range(args.repeats):
-            sides = [side(args.a, models), side(args.b, models)]
+            sides = [side(args.a, models, Path(tmp)), side(args.b, models, Path(tmp))]
             if repetition % 2:  # alternate which side starts first
                 sides.reverse()
             with contextlib.ExitStack() as stack:

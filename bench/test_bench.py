@@ -164,8 +164,8 @@ def test_paired_runs_two_servers_at_once_and_prints_their_cpu_ratio(capsys: pyte
     assert "median of 1 paired runs" in lines[-1]
 
 
-def test_paired_refuses_an_unknown_endpoint(models: BenchModels):
+def test_paired_refuses_an_unknown_endpoint(models: BenchModels, tmp_path: Path):
     from bench import paired
 
     with pytest.raises(SystemExit, match="unknown endpoint 'gateway /nope'"):
-        paired.side("gateway /nope", models)
+        paired.side("gateway /nope", models, tmp_path)
