@@ -32,8 +32,8 @@ class ModelMetrics:
     Histogram take a lock and several calls per update, which cost ~8% of a small model's request over HTTP
     (bench/README.md). Updated only from the event loop's thread, which also serves /metrics, so no lock is needed."""
 
-    __slots__ = ("labels", "outcomes", "buckets", "latency_sum", "class_labels", "class_counts", "other_count",
-                 "counts_classes")
+    __slots__ = ("labels", "outcomes", "buckets", "latency_sum", "class_labels", "class_index", "class_counts",
+                 "other_count", "counts_classes")
 
     def __init__(self, labels: tuple[str, str, str], class_labels: list[str], counts_classes: bool) -> None:
         self.labels = labels
@@ -41,6 +41,8 @@ class ModelMetrics:
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
         self.latency_sum = 0.0
         self.class_labels = class_labels
+        # names (string label outputs) -> their first index, as list.index would give
+        self.class_index = {label: index for index, label in reversed(list(enumerate(class_labels)))}
         self.class_counts = [0] * len(class_labels)
         self.other_count = 0
         self.counts_classes = counts_classes
@@ -66,7 +68,7 @@ class ModelMetrics:
         if isinstance(value, int):
             index = value if 0 <= value < len(self.class_labels) else -1
         else:
-            index = self.class_labels.index(value) if value in self.class_labels else -1
+            index = self.class_index.get(value, -1)
         if index < 0:
             self.other_count += count
         else:
