@@ -21,7 +21,6 @@ from bench.make_models import ENVIRONMENT, VERSION, BenchModels, build
 from bench.report import Measurement, ratios, summarize
 from bench.servers import PREDICT_LUA, V2_INFER_LUA, Endpoint, floor_target, free_port, running
 from bench.train_sklearn import MODEL_KINDS, train
-from modelstore.deployments import registry_of
 from modelstore.layout import Store
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:1234/predict/lr
@@ -49,7 +48,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> BenchModels:
 
 def test_models_are_published_and_deployed_to_the_bench_environment(models: BenchModels) -> None:
     store = Store(models.store_root)
-    data = registry_of(store).read()
+    data = store.registry.read().state
     for kind in MODEL_KINDS:
         assert data.deployment(kind, ENVIRONMENT).version == VERSION
         metadata = store.verify_version(kind, VERSION)

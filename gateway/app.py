@@ -19,6 +19,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.service import Service
 from gateway.settings import GatewaySettings
 from gateway.watcher import StoreWatcher
+from modelstore.layout import open_store
 
 
 class GatewayApp(Starlette):
@@ -39,7 +40,8 @@ class GatewayApp(Starlette):
 
 def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry | None = None) -> GatewayApp:
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
-    service = Service(settings, GatewayMetrics(registry))
+    store = open_store(settings.store, relative_paths=True)
+    service = Service(settings, GatewayMetrics(registry), store)
     controller = RolloutController(service, tick_s=settings.rollout_tick_s)
     endpoints = Endpoints(service, registry, controller.describe)
 
@@ -50,8 +52,8 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         # collector's generations, so that its collections only walk what requests allocate.
         gc.collect()
         gc.freeze()
-        watcher = StoreWatcher(service.store, service.reload, debounce_ms=settings.reload_debounce_ms,
-                               poll_s=settings.registry_poll_s, loaded_stamp=service.pool.registry_stamp)
+        feed = store.change_feed(poll_s=settings.registry_poll_s, debounce_ms=settings.reload_debounce_ms)
+        watcher = StoreWatcher(feed, service.reload, lambda: service.pools.seen_revision)
         stop_judging = asyncio.Event()
         tasks = [asyncio.create_task(watcher.run()), asyncio.create_task(controller.run(stop_judging))]
         try:
@@ -59,7 +61,6 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         finally:
             stop_judging.set()
             watcher.stop()
-            watcher.request_reload()  # wakes the loop so it sees the stop
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

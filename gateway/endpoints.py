@@ -15,8 +15,11 @@ from starlette.types import Scope
 
 from gateway import v2
 from gateway.data_plane import DataPlane, DataPlaneEndpoint, DataPlaneHeaders
-from gateway.health import RolloutReport, gateway_health, model_health, no_rollout
+from gateway.errors import InvalidInput
+from gateway.health import RolloutReport, gateway_health, model_health, no_rollout, readiness
+from gateway.requests import InferRequest, ModelRequest, PredictRequest
 from gateway.service import Answer, Service
+from gateway.validation import parse_json
 from modelstore.errors import ModelNotFound, VersionNotFound
 
 JSON = "application/json"
@@ -65,20 +68,29 @@ class Endpoints:
             Route("/v2/models/{model}/versions/{version}/ready", self.v2_model_ready, methods=["GET"]),
         ]
 
+    def decode(self, model: str, headers: DataPlaneHeaders, body: bytes, request_type: type) -> ModelRequest:
+        """The body as a request for the service; a body that is not JSON is refused (and counted) here."""
+        try:
+            return request_type(parse_json(body))
+        except InvalidInput as exc:
+            self.service.rejected(model, headers.environment, exc)
+            raise
+
     async def predict_answer(self, scope: Scope, headers: DataPlaneHeaders, body: bytes) -> tuple[dict, Answer]:
         query = scope["query_string"]
         pinned = QueryParams(query).get("version") if query else None
-        answer = await self.service.predict(scope["path_params"]["model"], headers.environment, body, version=pinned,
-                                            routing_key=headers.routing_key)
+        model = scope["path_params"]["model"]
+        request = self.decode(model, headers, body, PredictRequest)
+        answer = await self.service.answer(model, headers.environment, pinned, headers.routing_key, request)
         return answer.as_json(), answer
 
     async def health(self, request: Request) -> Response:
         service = self.service
-        return json_response(gateway_health(service.pool, service.environments, service.last_reload, self.rollout))
+        return json_response(gateway_health(service.pools, service.environments, self.rollout))
 
     async def model_health(self, request: Request) -> Response:
         environment = self.service.environment(request.headers.get(ENVIRONMENT_HEADER))
-        report = model_health(self.service.pool, request.path_params["model"], environment, self.rollout)
+        report = model_health(self.service.pools.pool, request.path_params["model"], environment, self.rollout)
         return json_response(report, status=200 if report["status"] == "healthy" else 503)
 
     async def metrics(self, request: Request) -> Response:
@@ -91,8 +103,8 @@ class Endpoints:
         return json_response({"live": True})
 
     async def v2_ready(self, request: Request) -> Response:
-        ready = self.service.ready
-        return json_response({"ready": ready}, status=200 if ready else 503)
+        ready, why = readiness(self.service.pools, self.service.environments)
+        return json_response({"ready": ready, **({"reasons": why} if why else {})}, status=200 if ready else 503)
 
     async def v2_metadata(self, request: Request) -> Response:
         model = request.path_params["model"]
@@ -110,7 +122,7 @@ class Endpoints:
         model = request.path_params["model"]
         version = request.path_params.get("version")
         environment = self.service.environment(request.headers.get(ENVIRONMENT_HEADER))
-        pool = self.service.pool
+        pool = self.service.pools.pool
         if model not in pool.registry.models:
             raise ModelNotFound(f"model {model!r} not found")
         if version is None:
@@ -124,8 +136,10 @@ class Endpoints:
 
     async def v2_answer(self, scope: Scope, headers: DataPlaneHeaders, body: bytes) -> tuple[dict, Answer]:
         params = scope["path_params"]
-        answer = await self.service.infer(params["model"], headers.environment, body, version=params.get("version"),
-                                          routing_key=headers.routing_key)
+        model = params["model"]
+        request = self.decode(model, headers, body, InferRequest)
+        answer = await self.service.answer(model, headers.environment, params.get("version"), headers.routing_key,
+                                           request)
         payload = {"model_name": answer.model, "model_version": answer.version,
                    "outputs": v2.encode_outputs(answer.outputs),
                    "parameters": {"environment": answer.environment, "arm": answer.arm}}

@@ -1,9 +1,15 @@
-"""Health reports over a pool: the gateway-wide one and the per-model one in the seed's shape."""
+"""Health reports over the served pool: the gateway-wide one, readiness, and the per-model one in the seed's shape.
+
+Truthful: `degraded` whenever the registry could not be read or anything it names is not served as it says, with
+each problem's model, version and reason (store-relative names, never host paths); not ready while an environment
+that has deployments serves none of them.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.pool import Pool, ReloadReport, Route
+from gateway.pool import Pool, Route
+from gateway.pool_keeper import PoolKeeper
 from modelstore.errors import ModelNotFound
 
 RolloutReport = Callable[[Route], dict | None]
@@ -13,9 +19,9 @@ def no_rollout(route: Route) -> None:
     return None
 
 
-def gateway_health(pool: Pool, environments: list[str], last_reload: ReloadReport | None,
-                   rollout: RolloutReport = no_rollout) -> dict:
+def gateway_health(pools: PoolKeeper, environments: list[str], rollout: RolloutReport = no_rollout) -> dict:
     """`rollout` adds each route's canary, shadow, bake, last verdict and last rollback, when it has any."""
+    pool, last_reload = pools.pool, pools.last_reload
     models = []
     for env in environments:
         for route in pool.routes.get(env, {}).values():
@@ -30,20 +36,46 @@ def gateway_health(pool: Pool, environments: list[str], last_reload: ReloadRepor
             if (report := rollout(route)) is not None:
                 entry["rollout"] = report
             models.append(entry)
-    degraded = (last_reload is not None and not last_reload.ok) or any(m["error"] for m in models)
+    problems = [problem.as_json() for problem in pools.problems()]
+    degraded = (last_reload is not None and not last_reload.ok) or bool(problems) or any(m["error"] for m in models)
+    ready, not_ready = readiness(pools, environments)
     return {
         "status": "degraded" if degraded else "ok",
         "live": True,
+        "ready": ready,
+        "not_ready": not_ready,
         "environments": environments,
         "models": models,
+        "problems": problems,
         "last_reload": last_reload.as_json() if last_reload else None,
     }
+
+
+def readiness(pools: PoolKeeper, environments: list[str]) -> tuple[bool, list[str]]:
+    """(ready, why not): ready once the registry has been read, unless an environment that has deployments serves
+    none of them."""
+    if not pools.loaded_once:
+        return False, [pools.registry_error or "the registry has not been read yet"]
+    pool = pools.pool
+    why = [f"environment {env!r} has deployments but serves none of them" for env in environments
+           if _has_deployments(pool, env) and not any(r.stable for r in pool.routes.get(env, {}).values())]
+    return not why, why
+
+
+def _has_deployments(pool: Pool, environment: str) -> bool:
+    registry = pool.registry
+    return (any(environment in by_env for by_env in registry.deployments.values())
+            or any(e.section == "deployments" and e.key == environment for e in registry.invalid))
 
 
 def model_health(pool: Pool, model: str, environment: str, rollout: RolloutReport = no_rollout) -> dict:
     """{"model_type", "version", "status": healthy|unhealthy|not_deployed, "available", "loadable", "metadata"}."""
     route = pool.route(environment, model)
     if route is None:
+        invalid = pool.registry.invalid_entry("deployments", model, environment)
+        if invalid is not None:
+            return {"model_type": model, "version": None, "status": "unhealthy", "available": False,
+                    "loadable": False, "metadata": {"version": None, "deployed_at": None}, "error": invalid.describe()}
         if model not in pool.registry.models:
             raise ModelNotFound(f"model {model!r} not found")
         return {"model_type": model, "version": None, "status": "not_deployed", "available": False,

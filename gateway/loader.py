@@ -2,10 +2,8 @@
 build a tuned onnxruntime session, and measure what a run costs so the service knows whether to run it inline."""
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -13,15 +11,13 @@ import onnxruntime as ort
 from gateway.metrics import GatewayMetrics, ModelMetrics
 from gateway.text import TextEncoder
 from gateway.validation import InputSpec
-from modelstore.errors import IntegrityError, InvalidMetadata
-from modelstore.fileio import sha256_bytes
-from modelstore.layout import METADATA_FILE, Store
-from modelstore.metadata import ModelMetadata, read_metadata
+from modelstore.backends import ArtifactStore
+from modelstore.errors import InvalidMetadata
+from modelstore.layout import check_sha256
+from modelstore.metadata import ModelMetadata
 
 COST_SAMPLE_ROWS = 32
 COST_REPEATS = 5
-
-Fingerprint = tuple[tuple[str, int, int, int], ...]
 
 
 @dataclass(eq=False)
@@ -31,7 +27,7 @@ class LoadedModel:
     inputs: dict[str, InputSpec]
     output_names: list[str]
     signature: str
-    fingerprint: Fingerprint
+    stamp: str  # the artifact store's version_stamp when the files were read: a change means reload
     load_seconds: float
     text: TextEncoder | None = None
     base_cost_s: float = float("inf")
@@ -73,40 +69,29 @@ def session_options() -> ort.SessionOptions:
     return options
 
 
-def fingerprint(store: Store, name: str, version: str) -> Fingerprint:
-    """A cheap identity of a version directory's files (name, size, mtime, inode): changes when any file does."""
-    directory = store.version_dir(name, version)
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except FileNotFoundError:
-        return ()
-    stamps = []
-    for entry in entries:
-        if entry.is_file(follow_symlinks=False):
-            stat = entry.stat(follow_symlinks=False)
-            stamps.append((entry.name, stat.st_size, stat.st_mtime_ns, stat.st_ino))
-    return tuple(stamps)
-
-
-def load_model(store: Store, name: str, version: str, *, cost_limit_s: float) -> LoadedModel:
+def load_model(store: ArtifactStore, name: str, version: str, *, cost_limit_s: float) -> LoadedModel:
+    """Read, verify and load one version. The sha256 is checked on the very bytes handed to onnxruntime."""
     started = time.perf_counter()
-    stamp = fingerprint(store, name, version)
-    directory = store.version_dir(name, version)
-    metadata = read_metadata(directory / METADATA_FILE)
+    stamp = store.version_stamp(name, version)
+    metadata = store.read_metadata(name, version)
+    where = f"{name} {version}"
     if (metadata.name, metadata.version) != (name, version):
-        raise InvalidMetadata(f"{directory}: metadata.json describes {metadata.name} {metadata.version}")
-    model_bytes = read_verified(directory, metadata.model_file, metadata.model_sha256)
-    extra = {file_name: read_verified(directory, file_name, digest) for file_name, digest in metadata.files.items()}
+        raise InvalidMetadata(f"{where}: metadata.json describes {metadata.name} {metadata.version}")
+    model_bytes = read_verified(store, metadata, metadata.model_file, metadata.model_sha256)
+    extra = {file_name: read_verified(store, metadata, file_name, digest) for file_name, digest in metadata.files.items()}
     try:
         session = ort.InferenceSession(model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for unloadable graphs
-        raise InvalidMetadata(f"{directory / metadata.model_file}: onnxruntime refused the model: {exc}") from None
-    inputs = {spec.name: InputSpec.from_tensor_spec(spec) for spec in metadata.inputs}
-    check_session_matches(session, metadata, directory)
+        raise InvalidMetadata(f"{where} {metadata.model_file}: onnxruntime refused the model: {exc}") from None
+    try:
+        inputs = {spec.name: InputSpec.from_tensor_spec(spec) for spec in metadata.inputs}
+    except TypeError as exc:  # numpy's answer to a dtype name it does not know
+        raise InvalidMetadata(f"{where}: metadata.json declares an input dtype onnxgate cannot serve: {exc}") from None
+    check_session_matches(session, metadata, where)
     text = None
     if metadata.tokenizer is not None:
         if metadata.tokenizer.file not in extra:
-            raise InvalidMetadata(f"{directory}: tokenizer file {metadata.tokenizer.file!r} is not listed in files")
+            raise InvalidMetadata(f"{where}: tokenizer file {metadata.tokenizer.file!r} is not listed in files")
         text = TextEncoder(extra[metadata.tokenizer.file], metadata)
     loaded = LoadedModel(
         metadata=metadata,
@@ -114,7 +99,7 @@ def load_model(store: Store, name: str, version: str, *, cost_limit_s: float) ->
         inputs=inputs,
         output_names=[spec.name for spec in metadata.outputs],
         signature=metadata.signature_text(),
-        fingerprint=stamp,
+        stamp=stamp,
         load_seconds=0.0,
         text=text,
     )
@@ -123,28 +108,19 @@ def load_model(store: Store, name: str, version: str, *, cost_limit_s: float) ->
     return loaded
 
 
-def read_verified(directory: Path, file_name: str, digest: str) -> bytes:
-    path = directory / file_name
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise IntegrityError(f"{path}: file listed in metadata.json is missing") from None
-    actual = sha256_bytes(data)
-    if actual != digest:
-        raise IntegrityError(
-            f"{path}: sha256 mismatch (metadata says {digest[:12]}…, file is {actual[:12]}…): refusing a tampered model"
-        )
-    return data
+def read_verified(store: ArtifactStore, metadata: ModelMetadata, file_name: str, digest: str) -> bytes:
+    return check_sha256(store.read_file(metadata.name, metadata.version, file_name), digest,
+                        f"{metadata.name} {metadata.version} {file_name}")
 
 
-def check_session_matches(session: ort.InferenceSession, metadata: ModelMetadata, directory: Path) -> None:
+def check_session_matches(session: ort.InferenceSession, metadata: ModelMetadata, where: str) -> None:
     graph_inputs = {i.name for i in session.get_inputs()}
     graph_outputs = {o.name for o in session.get_outputs()}
     declared_inputs = {s.name for s in metadata.inputs}
     missing_outputs = {s.name for s in metadata.outputs} - graph_outputs
     if graph_inputs != declared_inputs or missing_outputs:
         raise InvalidMetadata(
-            f"{directory}: metadata signature does not match the graph "
+            f"{where}: metadata signature does not match the graph "
             f"(graph inputs {sorted(graph_inputs)}, metadata inputs {sorted(declared_inputs)}, "
             f"outputs missing from graph {sorted(missing_outputs)})"
         )

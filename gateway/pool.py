@@ -1,29 +1,51 @@
 """The loaded sessions and which version each environment serves.
 
-A Pool is never changed after it is built: a reload builds a new one (off the event loop) and the service swaps it
-in with one assignment. A request holds the LoadedModel it started with, so in-flight requests finish on their
-session while new ones see the new pool.
+A Pool is never changed after it is built: a reload builds a new one (off the event loop) and swaps it in with one
+assignment. A request holds the LoadedModel it started with, so in-flight requests finish on their session while new
+ones see the new pool.
+
+Faults stay where they happen: a version that fails to load (any exception: bad metadata, bad bytes, a dtype nobody
+serves, an unreadable file) fails that version only; a registry entry that does not validate fails that entry only;
+the rest is served. Each fault is a Problem that /health reports.
 """
 from __future__ import annotations
 
-import os
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from gateway.loader import Fingerprint, LoadedModel, fingerprint
+from gateway.loader import LoadedModel
+from gateway.rollout_state import RolloutState
+from modelstore.backends import ModelRepository, Revision, Snapshot
 from modelstore.errors import StoreError
-from modelstore.layout import Store
-from modelstore.registry import Deployment, Registry, RegistryData
-from modelstore.rollout import epoch_seconds
+from modelstore.registry import Deployment, RegistryData
+from modelstore.rollout import bake_active
+
+log = logging.getLogger("onnxgate.gateway")
 
 ModelKey = tuple[str, str]
-Loader = Callable[[Store, str, str], LoadedModel]
+Loader = Callable[[ModelRepository, str, str], LoadedModel]
+RolloutFor = Callable[[str, str], RolloutState]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the pool could not serve as the registry says: a version that did not load, or a registry entry
+    that does not validate. `version` and `environment` are None where they do not apply."""
+
+    model: str
+    version: str | None
+    environment: str | None
+    reason: str
+
+    def as_json(self) -> dict:
+        return {"model": self.model, "version": self.version, "environment": self.environment, "reason": self.reason}
 
 
 @dataclass(frozen=True)
 class LoadFailure:
-    fingerprint: Fingerprint
+    stamp: str
     error: str
 
 
@@ -39,7 +61,11 @@ class Route:
     shadow: LoadedModel | None = None
     previous: LoadedModel | None = None  # during a bake, the version it replaced: ready if the bake rolls back
     error: str | None = None  # why the deployed (or canary/shadow) version is not loaded
-    watched: bool = False  # a canary, shadow or bake is on: requests are measured for the judge
+    rollout: RolloutState | None = None  # set while a canary, shadow or bake is on: requests are measured for it
+
+    @property
+    def watched(self) -> bool:
+        return self.rollout is not None
 
     @property
     def healthy(self) -> bool:
@@ -49,21 +75,14 @@ class Route:
 @dataclass(frozen=True)
 class Pool:
     registry: RegistryData = field(default_factory=RegistryData)
+    revision: Revision | None = None
     models: dict[ModelKey, LoadedModel] = field(default_factory=dict)
     routes: dict[str, dict[str, Route]] = field(default_factory=dict)
     failures: dict[ModelKey, LoadFailure] = field(default_factory=dict)
-    registry_stamp: tuple | None = None
+    problems: tuple[Problem, ...] = ()
 
     def route(self, environment: str, model: str) -> Route | None:
         return self.routes.get(environment, {}).get(model)
-
-
-def registry_stamp(store: Store) -> tuple | None:
-    try:
-        stat = os.stat(store.registry_path)
-    except FileNotFoundError:
-        return None
-    return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
 def deployment_versions(deployment: Deployment) -> list[str]:
@@ -75,10 +94,6 @@ def deployment_versions(deployment: Deployment) -> list[str]:
     return versions
 
 
-def bake_active(deployment: Deployment, now: float) -> bool:
-    return deployment.bake is not None and epoch_seconds(deployment.bake.until) > now
-
-
 def standby_version(deployment: Deployment, now: float) -> str | None:
     """During a bake, the replaced version, kept loaded so that a bake rollback switches at once."""
     if bake_active(deployment, now) and deployment.bake.previous_version not in deployment_versions(deployment):
@@ -86,72 +101,104 @@ def standby_version(deployment: Deployment, now: float) -> str | None:
     return None
 
 
-def build_pool(store: Store, environments: Iterable[str], previous: Pool, loader: Loader) -> Pool:
-    """Read the registry and load every version the environments reference, reusing unchanged sessions.
+def build_pool(store: ModelRepository, snapshot: Snapshot, environments: Iterable[str], previous: Pool,
+               loader: Loader, rollout_for: RolloutFor) -> Pool:
+    """Load every version the environments reference, reusing sessions whose files are unchanged.
 
-    Raises CorruptRegistry (the caller keeps the previous pool). A version that fails to load is recorded in
-    `failures`; if a session of it was already loaded from files that have since changed, the loaded (verified)
+    If a session of a failing version was already loaded from files that have since changed, the loaded (verified)
     session keeps serving; if an environment's deployed version fails, that environment keeps its previous stable.
     A failure is retried only when the version's files change.
     """
     environments = list(environments)
     now = time.time()
-    stamp = registry_stamp(store)
-    data = Registry(store.registry_path).read()
-    wanted: list[ModelKey] = []
+    data = snapshot.state
+    problems = [Problem(entry.name, entry.key if entry.section == "models" else None,
+                        entry.key if entry.section == "deployments" else None, entry.describe())
+                for entry in data.invalid]
+    wanted: dict[ModelKey, None] = {}
     for model, by_env in sorted(data.deployments.items()):
         for env in environments:
             if env in by_env:
                 standby = standby_version(by_env[env], now)
-                versions = deployment_versions(by_env[env]) + ([standby] if standby else [])
-                wanted.extend((model, v) for v in versions if (model, v) not in wanted)
+                for version in deployment_versions(by_env[env]) + ([standby] if standby else []):
+                    wanted[(model, version)] = None
 
     models: dict[ModelKey, LoadedModel] = {}
     failures: dict[ModelKey, LoadFailure] = {}
     for key in wanted:
-        current = fingerprint(store, *key)
-        old = previous.models.get(key)
-        old_failure = previous.failures.get(key)
-        if old is not None and old.fingerprint == current:
-            models[key] = old
-            continue
-        if old_failure is not None and old_failure.fingerprint == current:
-            failures[key] = old_failure
-        else:
-            try:
-                models[key] = loader(store, *key)
-                continue
-            except (StoreError, OSError) as exc:
-                failures[key] = LoadFailure(current, str(exc))
-        if old is not None:
-            models[key] = old
+        loaded, failure = _load(store, key, previous, loader)
+        if loaded is not None:
+            models[key] = loaded
+        if failure is not None:
+            failures[key] = failure
+            problems.append(Problem(key[0], key[1], None, failure.error))
 
     routes: dict[str, dict[str, Route]] = {}
     for env in environments:
         routes[env] = {}
         for model, by_env in sorted(data.deployments.items()):
-            deployment = by_env.get(env)
-            if deployment is None:
-                continue
-            stable = models.get((model, deployment.version))
-            errors = [failures[(model, v)].error for v in deployment_versions(deployment) if (model, v) in failures]
-            if stable is None:
-                earlier = previous.route(env, model)
-                if earlier is not None and earlier.stable is not None:
-                    stable = earlier.stable
-                    models.setdefault((model, stable.version), stable)
-            routes[env][model] = Route(
-                model=model,
-                environment=env,
-                deployment=deployment,
-                stable=stable,
-                canary=models.get((model, deployment.canary.version)) if deployment.canary else None,
-                shadow=models.get((model, deployment.shadow.version)) if deployment.shadow else None,
-                previous=models.get((model, standby)) if (standby := standby_version(deployment, now)) else None,
-                error="; ".join(errors) or None,
-                watched=bool(deployment.canary or deployment.shadow or bake_active(deployment, now)),
-            )
-    return Pool(registry=data, models=models, routes=routes, failures=failures, registry_stamp=stamp)
+            if (deployment := by_env.get(env)) is not None:
+                routes[env][model] = _route(model, env, deployment, models, failures, previous, now, rollout_for)
+        for model in _lost_routes(data, previous, env):
+            kept = routes[env][model] = previous.routes[env][model]  # its entry is invalid now: keep what it served
+            for loaded in (kept.stable, kept.canary, kept.shadow, kept.previous):
+                if loaded is not None:
+                    models.setdefault((model, loaded.version), loaded)
+    return Pool(registry=data, revision=snapshot.revision, models=models, routes=routes, failures=failures,
+                problems=tuple(problems))
+
+
+def _load(store: ModelRepository, key: ModelKey, previous: Pool,
+          loader: Loader) -> tuple[LoadedModel | None, LoadFailure | None]:
+    """(the session to serve, the failure to report): a new session, the unchanged old one, or the old one kept
+    beside the failure of its changed files."""
+    try:
+        stamp = store.version_stamp(*key)
+    except Exception as exc:  # noqa: BLE001 - one version's fault is that version's alone
+        stamp = f"unreadable: {exc}"
+    old = previous.models.get(key)
+    if old is not None and old.stamp == stamp:
+        return old, None
+    old_failure = previous.failures.get(key)
+    if old_failure is not None and old_failure.stamp == stamp:
+        return old, old_failure
+    try:
+        return loader(store, *key), None
+    except StoreError as exc:
+        return old, LoadFailure(stamp, str(exc))
+    except Exception as exc:  # noqa: BLE001 - one version's fault is that version's alone
+        log.warning("loading %s %s failed", *key, exc_info=exc)
+        return old, LoadFailure(stamp, f"{key[0]} {key[1]}: {type(exc).__name__}: {exc}")
+
+
+def _route(model: str, env: str, deployment: Deployment, models: dict[ModelKey, LoadedModel],
+           failures: dict[ModelKey, LoadFailure], previous: Pool, now: float, rollout_for: RolloutFor) -> Route:
+    stable = models.get((model, deployment.version))
+    errors = [failures[(model, v)].error for v in deployment_versions(deployment) if (model, v) in failures]
+    if stable is None:
+        earlier = previous.route(env, model)
+        if earlier is not None and earlier.stable is not None:
+            stable = earlier.stable
+            models.setdefault((model, stable.version), stable)
+    standby = standby_version(deployment, now)
+    watched = bool(deployment.canary or deployment.shadow or deployment.bake)  # an expired bake: until it is ended
+    return Route(
+        model=model,
+        environment=env,
+        deployment=deployment,
+        stable=stable,
+        canary=models.get((model, deployment.canary.version)) if deployment.canary else None,
+        shadow=models.get((model, deployment.shadow.version)) if deployment.shadow else None,
+        previous=models.get((model, standby)) if standby else None,
+        error="; ".join(errors) or None,
+        rollout=rollout_for(model, env) if watched else None,
+    )
+
+
+def _lost_routes(data: RegistryData, previous: Pool, env: str) -> list[str]:
+    """Models the previous pool served in `env` whose deployment entry is now set aside as invalid."""
+    return [model for model in previous.routes.get(env, {})
+            if data.deployment(model, env) is None and data.invalid_entry("deployments", model, env) is not None]
 
 
 @dataclass(frozen=True)

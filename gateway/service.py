@@ -1,5 +1,13 @@
-"""The data plane: resolve the deployment, pick the version, validate inputs, run, record. No HTTP here, so the same
-service could sit behind another transport."""
+"""The data plane, transport-free: resolve the route, select the version, run it, record what happened.
+
+    answer(model, environment, version, routing_key, request)
+      resolve  environment and route (or a pinned version) from the served pool
+      select   the canary for its share of traffic (sticky by routing key), else stable; a withheld version gets none
+      run      the request's feeds for the selected version, inline when cheap, else on a thread
+      record   per-version metrics, and the route's rollout windows while a canary, shadow or bake is on
+
+HTTP (gateway/endpoints.py) and any other transport decode their bytes into a ModelRequest first.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -17,17 +25,17 @@ import anyio
 import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-from gateway import v2
 from gateway.errors import GatewayError, InvalidInput, ModelRunFailed, ModelUnavailable, UnknownEnvironment, outcome_for
 from gateway.loader import LoadedModel, load_model
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
-from gateway.pool import Pool, ReloadReport, Route, build_pool
+from gateway.pool import Route
+from gateway.pool_keeper import PoolKeeper
+from gateway.requests import ModelRequest
 from gateway.settings import GatewaySettings
-from gateway.shadow import Shadows
-from gateway.traffic import Arm, TrafficWindows, choose_arm, choose_shadow
-from gateway.validation import Decoded, check_names, coerce, parse_json, rows_of
+from gateway.shadow import Tolerance
+from gateway.traffic import Arm, choose_arm, choose_shadow
+from modelstore.backends import ModelRepository
 from modelstore.errors import ModelNotFound, NotDeployed, StoreError, VersionNotFound
-from modelstore.layout import Store
 from modelstore.outputs import format_outputs
 
 log = logging.getLogger("onnxgate.gateway")
@@ -53,89 +61,34 @@ class Answer:
 
 
 class Service:
-    def __init__(self, settings: GatewaySettings, metrics: GatewayMetrics) -> None:
+    def __init__(self, settings: GatewaySettings, metrics: GatewayMetrics, store: ModelRepository) -> None:
         self.settings = settings
-        self.store = Store(settings.store)
+        self.store = store
         self.metrics = metrics
         self.environments = list(settings.environments)
         self.default_environment = self.environments[0]
-        self.pool = Pool()
-        self.last_reload: ReloadReport | None = None
         self._max_rows = settings.max_batch_rows
         self._inline_max_s = settings.inline_run_max_ms / 1000
+        self.pools = PoolKeeper(store, self.environments, self.load, metrics, settings.slo_limits,
+                                Tolerance(settings.shadow_rtol, settings.shadow_atol))
         self._executor = ThreadPoolExecutor(max_workers=settings.run_threads, thread_name_prefix="onnxgate-run")
-        self._reload_lock = asyncio.Lock()
         self._pinned: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._rng = random.Random()
-        # rollout: what each arm measured (the judge reads it), and versions the judge stopped routing to before
-        # registry.json says so: (model, environment) -> the withheld canary, or the stable version of a failed bake
-        self.windows = TrafficWindows(horizon_s=max(60.0, 2 * settings.slo_limits.window_s))
-        self.withheld: dict[tuple[str, str], str] = {}
-        self.shadows = Shadows(metrics, settings.shadow_rtol, settings.shadow_atol)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
-
-    @property
-    def ready(self) -> bool:
-        return self.last_reload is not None
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def load(self, store: Store, name: str, version: str) -> LoadedModel:
+    def load(self, store: ModelRepository, name: str, version: str) -> LoadedModel:
         return load_model(store, name, version, cost_limit_s=self._inline_max_s)
 
-    async def reload(self) -> ReloadReport:
-        """Build a new pool on a worker thread and swap it in with one assignment."""
-        async with self._reload_lock:
-            started = time.time()
-            clock = time.perf_counter()
-            self.metrics.reloads.inc()
-            try:
-                pool = await anyio.to_thread.run_sync(build_pool, self.store, self.environments, self.pool, self.load)
-            except StoreError as exc:
-                self.metrics.reload_failures.labels("").inc()
-                report = ReloadReport(started, False, str(exc), time.perf_counter() - clock)
-                log.warning("reload failed, keeping the previous models: %s", exc)
-            else:
-                new_failures = [key for key, failure in pool.failures.items() if self.pool.failures.get(key) != failure]
-                for model, version in new_failures:
-                    self.metrics.reload_failures.labels(model).inc()
-                    log.warning("not loading %s %s: %s", model, version, pool.failures[(model, version)].error)
-                self.pool = pool
-                self._pinned.clear()
-                self._publish_gauges(pool)
-                errors = "; ".join(f.error for f in pool.failures.values()) or None
-                report = ReloadReport(started, errors is None, errors, time.perf_counter() - clock)
-            self.last_reload = report
-            return report
+    async def reload(self) -> object:
+        report = await self.pools.reload()
+        self._pinned.clear()
+        return report
 
-    def _publish_gauges(self, pool: Pool) -> None:
-        self.metrics.models_loaded.set(len(pool.models))
-        for loaded in pool.models.values():
-            self.metrics.model_load_seconds.labels(loaded.name, loaded.version).set(loaded.load_seconds)
-        for env, routes in pool.routes.items():
-            for route in routes.values():
-                self.metrics.canary_weight.labels(route.model, env).set(self.canary_weight(route))
-                for arm in (route.stable, route.canary, route.previous):
-                    if arm is not None:
-                        arm.metrics_for(self.metrics, env)
-
-    def canary_weight(self, route: Route) -> float:
-        """The percentage of traffic the canary really gets: 0 when it is not loaded or has been withheld."""
-        canary = route.canary
-        if canary is None or self.withheld.get((route.model, route.environment)) == canary.version:
-            return 0.0
-        return route.deployment.canary.weight
-
-    def withhold(self, model: str, environment: str, version: str) -> None:
-        """Stop routing to `version` (a canary, or a stable version in a failed bake) at once, in memory."""
-        self.withheld[(model, environment)] = version
-        route = self.pool.route(environment, model)
-        if route is not None:
-            self.metrics.canary_weight.labels(model, environment).set(self.canary_weight(route))
-
-    # -- resolving ---------------------------------------------------------------------------------------------
+    # -- resolve -----------------------------------------------------------------------------------------------
 
     def environment(self, requested: str | None) -> str:
         if requested is None:
@@ -146,7 +99,7 @@ class Service:
         return requested
 
     def route(self, model: str, environment: str) -> Route:
-        pool = self.pool
+        pool = self.pools.pool
         route = pool.route(environment, model)
         if route is None:
             if model in pool.registry.models:
@@ -160,26 +113,9 @@ class Service:
             return await self.pinned(model, version)
         return self.select(self.route(model, environment), None, split=False)[0]
 
-    def select(self, route: Route, routing_key: str | None, *, split: bool = True) -> tuple[LoadedModel, Arm]:
-        """The canary for its share of traffic (sticky by routing key), else stable. A withheld canary gets nothing;
-        a withheld stable version (a failed bake) gives way to the version it replaced, when that is loaded."""
-        stable = route.stable
-        if route.watched:
-            withheld = self.withheld.get((route.model, route.environment))
-            canary = route.canary
-            if (split and canary is not None and canary.version != withheld
-                    and choose_arm(route.deployment, routing_key, self._rng)[0] == "canary"):
-                return canary, "canary"
-            if withheld is not None and stable is not None and stable.version == withheld and route.previous:
-                stable = route.previous
-        if stable is None:
-            raise ModelUnavailable(f"model {route.model!r} {route.deployment.version} in {route.environment!r} is not "
-                                   f"loaded: {route.error or 'not loaded yet'}")
-        return stable, "stable"
-
     async def pinned(self, model: str, version: str) -> LoadedModel:
         """A specific version: a loaded one, or one loaded on demand (verified like any other) for debugging."""
-        pool = self.pool
+        pool = self.pools.pool
         loaded = pool.models.get((model, version)) or self._pinned.get((model, version))
         if loaded is not None:
             return loaded
@@ -198,22 +134,30 @@ class Service:
                 self._pinned.popitem(last=False)
         return loaded
 
-    # -- answering ---------------------------------------------------------------------------------------------
+    # -- select ------------------------------------------------------------------------------------------------
 
-    async def predict(self, model: str, environment: str | None, body: bytes, version: str | None = None,
-                      routing_key: str | None = None) -> Answer:
-        """The /predict call: `{"inputs": [[...]]}`, `{"inputs": {"name": [[...]]}}` or `{"text": [...]}`."""
-        return await self.answer(model, environment, version, routing_key,
-                                 lambda loaded: self.predict_feeds(loaded, parse_json(body)))
+    def select(self, route: Route, routing_key: str | None, *, split: bool = True) -> tuple[LoadedModel, Arm]:
+        """The canary for its share of traffic (sticky by routing key), else stable. A withheld canary gets nothing;
+        a withheld stable version (a failed bake) gives way to the version it replaced, when that is loaded."""
+        stable = route.stable
+        rollout = route.rollout
+        if rollout is not None:
+            withheld = rollout.withheld
+            canary = route.canary
+            if (split and canary is not None and canary.version != withheld
+                    and choose_arm(route.deployment, routing_key, self._rng)[0] == "canary"):
+                return canary, "canary"
+            if withheld is not None and stable is not None and stable.version == withheld and route.previous:
+                stable = route.previous
+        if stable is None:
+            raise ModelUnavailable(f"model {route.model!r} {route.deployment.version} in {route.environment!r} is not "
+                                   f"loaded: {route.error or 'not loaded yet'}")
+        return stable, "stable"
 
-    async def infer(self, model: str, environment: str | None, body: bytes, version: str | None = None,
-                    routing_key: str | None = None) -> Answer:
-        """The Open Inference Protocol (v2) infer call."""
-        return await self.answer(model, environment, version, routing_key,
-                                 lambda loaded: v2.decode_request(parse_json(body), loaded, self._max_rows))
+    # -- answer: select, run, record ---------------------------------------------------------------------------
 
     async def answer(self, model: str, environment: str | None, version: str | None, routing_key: str | None,
-                     decode: Callable[[LoadedModel], Decoded]) -> Answer:
+                     request: ModelRequest) -> Answer:
         route: Route | None = None
         arm: AnswerArm = "pinned"
         try:
@@ -227,9 +171,10 @@ class Service:
             self.rejected(model, environment, exc)
             raise
         children = loaded.metrics.get(env) or loaded.metrics_for(self.metrics, env)
+        rollout = route.rollout if route is not None else None
         started = time.perf_counter()
         try:
-            decoded = decode(loaded)
+            decoded = request.feeds(loaded, self._max_rows)
             feeds, rows, output_names = decoded.feeds, decoded.rows, decoded.output_names
             if loaded.base_cost_s + loaded.row_cost_s * rows <= self._inline_max_s:
                 outputs = self.run_inline(loaded, feeds, output_names)
@@ -238,8 +183,8 @@ class Service:
         except GatewayError as exc:
             elapsed = time.perf_counter() - started
             children.record(exc.outcome, elapsed)
-            if route is not None and route.watched and exc.status_code >= 500:  # the caller's mistakes judge no version
-                self.windows.record(model, env, arm, loaded.version, elapsed, False, time.time())
+            if rollout is not None and exc.status_code >= 500:  # the caller's mistakes judge no version
+                rollout.record(arm, loaded.version, elapsed, False, time.time())
             raise
         elapsed = time.perf_counter() - started
         children.record("ok", elapsed)
@@ -247,30 +192,28 @@ class Service:
         if label_output is not None and label_output in outputs:
             children.record_classes(outputs[label_output])
         mirror = None
-        if route is not None and route.watched:
-            self.windows.record(model, env, arm, loaded.version, elapsed, True, time.time())
+        if rollout is not None:
+            rollout.record(arm, loaded.version, elapsed, True, time.time())
             shadow = route.shadow
             if shadow is not None and arm == "stable" and choose_shadow(route.deployment, routing_key, self._rng):
-                mirror = functools.partial(self.mirror, env, loaded, shadow, decode, outputs)
+                mirror = functools.partial(self.mirror, route, loaded, shadow, request, outputs)
         return Answer(model, loaded.version, env, outputs, loaded, decoded.request_id, arm, mirror)
 
-    async def mirror(self, environment: str, stable: LoadedModel, shadow: LoadedModel,
-                     decode: Callable[[LoadedModel], Decoded], stable_outputs: dict[str, np.ndarray]) -> None:
+    async def mirror(self, route: Route, stable: LoadedModel, shadow: LoadedModel, request: ModelRequest,
+                     stable_outputs: dict[str, np.ndarray]) -> None:
         """The shadow's run of a request stable has already answered: measured and compared, never returned, and
         never raising (it runs after the response, where an exception would only reach the server's log)."""
         started = time.perf_counter()
         shadow_outputs = None
         try:
-            decoded = decode(shadow)
+            decoded = request.feeds(shadow, self._max_rows)
             shadow_outputs = await self.run(shadow, decoded.feeds, decoded.rows, decoded.output_names)
         except GatewayError as exc:
             log.debug("shadow %s %s failed: %s", shadow.name, shadow.version, exc)
         except Exception:  # noqa: BLE001 - a shadow's failure must never surface
             log.exception("shadow %s %s failed", shadow.name, shadow.version)
         latency = time.perf_counter() - started
-        self.windows.record(shadow.name, environment, "shadow", shadow.version, latency, shadow_outputs is not None,
-                            time.time())
-        self.shadows.record(environment, stable, shadow, stable_outputs, shadow_outputs, latency)
+        route.rollout.record_shadow(stable, shadow, stable_outputs, shadow_outputs, latency, time.time())
 
     def rejected(self, model: str, environment: str | None, error: Exception) -> None:
         """Count a request refused before a model was resolved. Names from URLs and headers become label values
@@ -278,30 +221,10 @@ class Service:
         env = environment if environment in self.environments else ""
         if environment is None:
             env = self.default_environment
-        self.metrics.rejected(model if model in self.pool.registry.models else UNKNOWN_MODEL, env, outcome_for(error))
+        known = model in self.pools.pool.registry.models
+        self.metrics.rejected(model if known else UNKNOWN_MODEL, env, outcome_for(error))
 
-    def predict_feeds(self, loaded: LoadedModel, payload: object) -> Decoded:
-        if not isinstance(payload, dict):
-            raise InvalidInput(f'body must be a JSON object with "inputs" or "text"; expected {loaded.signature}')
-        if "text" in payload:
-            if loaded.text is None:
-                raise InvalidInput(f"model {loaded.name!r} takes no raw text; expected {loaded.signature}")
-            feeds = loaded.text.encode(payload["text"], self._max_rows)
-            return Decoded(feeds, len(payload["text"]))
-        if "inputs" not in payload:
-            raise InvalidInput(f'body must have "inputs" (or "text" for text models); expected {loaded.signature}')
-        inputs = payload["inputs"]
-        specs = loaded.inputs
-        if not isinstance(inputs, dict):
-            if len(specs) != 1:
-                raise InvalidInput(f"model {loaded.name!r} has {len(specs)} inputs: name them, "
-                                   f'{{"inputs": {{"name": [...]}}}}; expected {loaded.signature}')
-            [spec] = specs.values()
-            array = coerce(spec, inputs, loaded.signature, self._max_rows)
-            return Decoded({spec.name: array}, array.shape[0] if array.ndim else 1)  # rows_of, for one input
-        check_names(inputs, specs, loaded.signature)
-        feeds = {name: coerce(spec, inputs[name], loaded.signature, self._max_rows) for name, spec in specs.items()}
-        return Decoded(feeds, rows_of(feeds))
+    # -- run ---------------------------------------------------------------------------------------------------
 
     def run_inline(self, loaded: LoadedModel, feeds: dict[str, np.ndarray],
                    output_names: list[str] | None = None) -> dict[str, np.ndarray]:

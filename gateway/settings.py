@@ -6,10 +6,9 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.slo import SloLimits, resolve_limits
+from modelstore.errors import InvalidSloPolicy
 from modelstore.layout import resolve_store_root
-from modelstore.registry import SloPolicy
-from modelstore.rollout import InvalidSloPolicy
+from modelstore.slo import SloLimits, SloPolicy, resolve_limits
 
 MIB = 1 << 20
 
@@ -49,7 +48,7 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _valid_slo(cls, value: SloPolicy) -> SloPolicy:
         try:
-            resolve_limits(value)
+            value.checked()
         except InvalidSloPolicy as exc:
             raise ValueError(str(exc)) from None
         return value

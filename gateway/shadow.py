@@ -1,8 +1,9 @@
 """Shadow traffic: how a shadow version's answers compare with stable's on the same requests.
 
-The service runs the shadow after the response has been sent and hands both answers here; nothing here reaches a
-client. Per (model, environment, shadow version) it keeps the agreement count and what the distribution distance
-needs, and exports them as metrics (the distance computed when /metrics is scraped); /health reads `report`.
+The service runs the shadow after the response has been sent and hands both answers to the rollout state of the
+route, whose ShadowTally (one per shadow version) keeps the agreement count and what the distribution distance needs
+and counts them in metrics (the distance is computed when /metrics is scraped); /health reads `report`. Nothing here
+reaches a client.
 
 Agreement is per row: equal labels for a classifier (its label output), else the first output compared with
 `np.isclose(rtol, atol)`. Distribution distance: the total variation distance between the two predicted-class
@@ -12,7 +13,6 @@ first output's values over the last KEPT_VALUES rows.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,8 +23,19 @@ from gateway.metrics import GatewayMetrics
 KEPT_VALUES = 4096
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """Agreement of non-label outputs: np.isclose(rtol, atol)."""
+
+    rtol: float
+    atol: float
+
+
 @dataclass
 class ShadowTally:
+    model: str
+    version: str
+    environment: str
     output: str | None = None
     labelled: bool = False
     requests: int = 0
@@ -46,6 +57,42 @@ class ShadowTally:
         if not self.stable_values or not self.shadow_values:
             return None
         return ks_statistic(np.fromiter(self.stable_values, float), np.fromiter(self.shadow_values, float))
+
+    def record(self, stable: LoadedModel, stable_out: dict, shadow_out: dict | None, latency_s: float,
+               metrics: GatewayMetrics, tolerance: Tolerance) -> None:
+        """One mirrored request: `shadow_out` None when the shadow failed on it."""
+        labels = (self.model, self.version, self.environment)
+        self.requests += 1
+        metrics.shadow_latency.labels(*labels).observe(latency_s)
+        if shadow_out is None:
+            self.errors += 1
+            metrics.shadow_requests.labels(*labels, "error").inc()
+            return
+        metrics.shadow_requests.labels(*labels, "ok").inc()
+        output, labelled = compared_output(stable, stable_out, shadow_out)
+        if output is None:
+            return
+        self.output, self.labelled = output, labelled
+        ours, theirs = stable_out[output], shadow_out[output]
+        agree = agreeing_rows(ours, theirs, labelled, tolerance.rtol, tolerance.atol)
+        agreed = int(agree.sum())
+        self.rows += agree.size
+        self.agreed += agreed
+        metrics.shadow_rows.labels(*labels, "agree").inc(agreed)
+        metrics.shadow_rows.labels(*labels, "disagree").inc(agree.size - agreed)
+        if labelled:
+            self.stable_classes.update(ours.ravel().tolist())
+            self.shadow_classes.update(theirs.ravel().tolist())
+        else:
+            self.stable_values.extend(first_column(ours))
+            self.shadow_values.extend(first_column(theirs))
+
+    def report(self) -> dict:
+        rate, distance = self.agreement_rate, self.distance()
+        return {"mirrored": self.requests, "errors": self.errors, "rows_compared": self.rows,
+                "output": self.output, "agreement_rate": None if rate is None else round(rate, 4),
+                "distribution_distance": None if distance is None else round(distance, 4),
+                "distance_measure": "total_variation" if self.labelled else "ks"}
 
 
 def total_variation(first: Counter, second: Counter) -> float | None:
@@ -83,63 +130,6 @@ def agreeing_rows(stable: np.ndarray, shadow: np.ndarray, labelled: bool, rtol: 
     else:
         same = np.isclose(stable.astype(np.float64), shadow.astype(np.float64), rtol=rtol, atol=atol)
     return np.asarray(same).reshape(rows, -1).all(axis=1)
-
-
-class Shadows:
-    def __init__(self, metrics: GatewayMetrics, rtol: float, atol: float) -> None:
-        self.metrics = metrics
-        self.rtol = rtol
-        self.atol = atol
-        self._tallies: dict[tuple[str, str, str], ShadowTally] = {}
-        metrics.export_shadow_distances(self.distances)
-
-    def distances(self) -> Iterator[tuple[str, str, str, float]]:
-        for (model, environment, version), tally in list(self._tallies.items()):
-            distance = tally.distance()
-            if distance is not None:
-                yield model, version, environment, distance
-
-    def record(self, environment: str, stable: LoadedModel, shadow: LoadedModel, stable_out: dict,
-               shadow_out: dict | None, latency_s: float) -> None:
-        """One mirrored request: `shadow_out` None when the shadow failed on it."""
-        model, version = shadow.name, shadow.version
-        tally = self._tallies.setdefault((model, environment, version), ShadowTally())
-        tally.requests += 1
-        metrics = self.metrics
-        metrics.shadow_latency.labels(model, version, environment).observe(latency_s)
-        if shadow_out is None:
-            tally.errors += 1
-            metrics.shadow_requests.labels(model, version, environment, "error").inc()
-            return
-        metrics.shadow_requests.labels(model, version, environment, "ok").inc()
-        output, labelled = compared_output(stable, stable_out, shadow_out)
-        if output is None:
-            return
-        tally.output, tally.labelled = output, labelled
-        ours, theirs = stable_out[output], shadow_out[output]
-        agree = agreeing_rows(ours, theirs, labelled, self.rtol, self.atol)
-        agreed = int(agree.sum())
-        tally.rows += agree.size
-        tally.agreed += agreed
-        metrics.shadow_rows.labels(model, version, environment, "agree").inc(agreed)
-        metrics.shadow_rows.labels(model, version, environment, "disagree").inc(agree.size - agreed)
-        if labelled:
-            tally.stable_classes.update(ours.ravel().tolist())
-            tally.shadow_classes.update(theirs.ravel().tolist())
-        else:
-            tally.stable_values.extend(first_column(ours))
-            tally.shadow_values.extend(first_column(theirs))
-
-
-    def report(self, model: str, environment: str, version: str) -> dict:
-        tally = self._tallies.get((model, environment, version))
-        if tally is None:
-            return {"mirrored": 0}
-        rate, distance = tally.agreement_rate, tally.distance()
-        return {"mirrored": tally.requests, "errors": tally.errors, "rows_compared": tally.rows,
-                "output": tally.output, "agreement_rate": None if rate is None else round(rate, 4),
-                "distribution_distance": None if distance is None else round(distance, 4),
-                "distance_measure": "total_variation" if tally.labelled else "ks"}
 
 
 def first_column(values: np.ndarray) -> list[float]:

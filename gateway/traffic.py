@@ -174,31 +174,30 @@ def _quantile(bins: dict[int, int], total: int, quantile: float) -> float | None
     return bin_value(max(bins))
 
 
-class TrafficWindows:
-    """One SlidingWindow per (model, environment, arm), tied to the version it measures: the first observation of a
-    new version on an arm (after a promotion or a new canary) starts that arm afresh, so figures never mix versions."""
+MAX_SLOTS = 120
 
-    def __init__(self, horizon_s: float = 60.0, slot_s: float = 1.0) -> None:
-        self.horizon_s = horizon_s
-        self.slot_s = slot_s
-        self._windows: dict[tuple[str, str, str], tuple[str, SlidingWindow]] = {}
 
-    def record(self, model: str, environment: str, arm: Arm, version: str, latency_s: float, ok: bool,
-               now: float) -> None:
-        key = (model, environment, arm)
-        held = self._windows.get(key)
+class ArmWindows:
+    """The windows of one model in one environment: one SlidingWindow per arm, tied to the version it measures (the
+    first observation of a new version on an arm, after a promotion or a new canary, starts that arm afresh, so
+    figures never mix versions). The ring keeps two judging windows, in at most MAX_SLOTS slots: a 5-minute window is
+    judged on 5 minutes of data, in 5-second slots."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self.horizon_s = max(60.0, 2 * window_s)
+        self.slot_s = max(1.0, self.horizon_s / MAX_SLOTS)
+        self._arms: dict[str, tuple[str, SlidingWindow]] = {}
+
+    def record(self, arm: Arm, version: str, latency_s: float, ok: bool, now: float) -> None:
+        held = self._arms.get(arm)
         if held is None or held[0] != version:
-            held = self._windows[key] = (version, SlidingWindow(self.horizon_s, self.slot_s))
+            held = self._arms[arm] = (version, SlidingWindow(self.horizon_s, self.slot_s))
         held[1].record(latency_s, ok, now)
 
-    def summary(self, model: str, environment: str, arm: Arm, version: str, now: float, span_s: float,
-                quantile: float) -> WindowSummary:
-        """That arm's figures if it has measured `version`, else an empty summary."""
-        held = self._windows.get((model, environment, arm))
+    def summary(self, arm: Arm, version: str, now: float, span_s: float, quantile: float) -> WindowSummary:
+        """That arm's figures over the last `span_s` if it has measured `version`, else an empty summary."""
+        held = self._arms.get(arm)
         if held is None or held[0] != version:
             return WindowSummary(quantile=quantile, version=version)
         return held[1].summary(now, span_s, quantile, version)
-
-    def forget(self, model: str, environment: str) -> None:
-        for key in [k for k in self._windows if k[:2] == (model, environment)]:
-            del self._windows[key]

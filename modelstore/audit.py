@@ -24,17 +24,20 @@ def default_actor() -> str:
 
 
 class AuditLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, display: str | None = None) -> None:
+        """`display`: how errors name the file (default: its path)."""
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.display = display or str(self.path)
 
     def append(self, action: str, *, actor: str | None = None, reason: str | None = None, model: str | None = None,
                environment: str | None = None, before: str | None = None, after: str | None = None,
-               details: dict | None = None) -> dict:
+               details: dict | None = None, revision: int | None = None, time: str | None = None) -> dict:
+        """Append one entry; `revision` is the registry revision the change produced, `time` when it was made."""
         with exclusive_lock(self.lock_path):
             last = _last_line(self.path)
             entry = {
-                "time": utc_now(),
+                "time": time or utc_now(),
                 "action": action,
                 "actor": actor or default_actor(),
                 "reason": reason,
@@ -43,6 +46,7 @@ class AuditLog:
                 "before": before,
                 "after": after,
                 "details": details or {},
+                **({"revision": revision} if revision is not None else {}),
                 "prev_sha256": sha256_bytes(last) if last else GENESIS,
             }
             line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
@@ -55,28 +59,41 @@ class AuditLog:
         return entry
 
     def entries(self) -> list[dict]:
-        if not self.path.exists():
+        """Every entry, oldest first; a line that is not a JSON object is reported with its number."""
+        entries = []
+        for number, line in enumerate(self._lines(), start=1):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if not isinstance(entry, dict):
+                raise AuditChainBroken(f"{self.display}: line {number} is not a valid audit entry")
+            entries.append(entry)
+        return entries
+
+    def _lines(self) -> list[bytes]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
             return []
-        return [json.loads(line) for line in self.path.read_bytes().splitlines() if line.strip()]
+        except OSError as exc:
+            raise AuditChainBroken(f"{self.display}: cannot be read ({exc.strerror})") from None
+        return [line for line in raw.split(b"\n") if line.strip()]
 
     def verify(self) -> int:
         """Return the number of lines checked; raise AuditChainBroken naming the first line that breaks the chain."""
-        if not self.path.exists():
-            return 0
         previous = None
-        lines = self.path.read_bytes().split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
+        lines = self._lines()
         for number, line in enumerate(lines, start=1):
             try:
                 entry = json.loads(line)
                 claimed = entry["prev_sha256"]
             except (ValueError, KeyError, TypeError):
-                raise AuditChainBroken(f"{self.path}: line {number} is not a valid audit entry") from None
+                raise AuditChainBroken(f"{self.display}: line {number} is not a valid audit entry") from None
             expected = GENESIS if previous is None else sha256_bytes(previous)
             if claimed != expected:
                 raise AuditChainBroken(
-                    f"{self.path}: chain breaks at line {number}: it records prev_sha256 {claimed[:12]}…, "
+                    f"{self.display}: chain breaks at line {number}: it records prev_sha256 {claimed[:12]}…, "
                     f"but line {number - 1 if number > 1 else 0} hashes to {expected[:12]}…"
                 )
             previous = line

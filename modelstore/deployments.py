@@ -1,55 +1,32 @@
-"""Changes to registry.json that ops make: register, deploy, rollback. Each runs under the registry lock and
-appends to the audit log before the lock is released, so the log's order is the registry's order."""
+"""Registering versions and deploying them: the operations, and the rules on registry state that every deployment
+change shares (which versions serve, what status a version has, how a version becomes an environment's stable one).
+
+Operations are applied through modelstore.transitions.transition, the one way to change the registry; the functions
+at the end (`register_version`, `deploy`) are that call with the arguments spelled out.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from modelstore.audit import AuditLog
-from modelstore.errors import DuplicateVersion, InvalidTransition, ModelNotFound, NotDeployed, VersionNotFound
-from modelstore.layout import Store
-from modelstore.metadata import ModelMetadata, utc_now
-from modelstore.registry import Deployment, Registry, RegistryData, VersionRecord
+from modelstore.backends import ModelRepository
+from modelstore.errors import DuplicateVersion, ModelNotFound, NotDeployed, VersionNotFound
+from modelstore.metadata import ModelMetadata
+from modelstore.registry import Deployment, RegistryData, VersionRecord
+from modelstore.transitions import Change, Outcome, transition
 
-
-@dataclass(frozen=True)
-class Change:
-    """Who changed what, and why: carried into the audit log."""
-
-    actor: str | None = None
-    reason: str | None = None
+# --- rules on state ---------------------------------------------------------------------------------------------
 
 
-def registry_of(store: Store) -> Registry:
-    return Registry(store.registry_path)
-
-
-def audit_of(store: Store) -> AuditLog:
-    return AuditLog(store.audit_path)
-
-
-def register_version(store: Store, metadata: ModelMetadata, change: Change = Change(), *, force: bool = False) -> None:
-    with registry_of(store).transaction() as data:
-        versions = data.models.setdefault(metadata.name, {})
-        if metadata.version in versions and not force:
-            raise DuplicateVersion(f"{metadata.name} {metadata.version} is already registered (use --force to replace it)")
-        versions[metadata.version] = VersionRecord(
-            registered_at=utc_now(),
-            metrics=metadata.metrics,
-            sha256=metadata.model_sha256,
-            training_samples=metadata.training_samples,
-        )
-        audit_of(store).append("register", actor=change.actor, reason=change.reason, model=metadata.name,
-                               after=metadata.version, details={"sha256": metadata.model_sha256, "force": force})
-
-
-def require_version(data: RegistryData, store: Store, name: str, version: str) -> None:
+def require_version(data: RegistryData, name: str, version: str) -> None:
+    data.require_valid("models", name, version)
     if name not in data.models:
-        raise ModelNotFound(f"model {name!r} is not registered in {store.registry_path}")
+        raise ModelNotFound(f"model {name!r} is not registered")
     if version not in data.models[name]:
         raise VersionNotFound(f"model {name!r} has no registered version {version!r}")
 
 
 def require_deployment(data: RegistryData, name: str, environment: str) -> Deployment:
+    data.require_valid("deployments", name, environment)
     deployment = data.deployment(name, environment)
     if deployment is None:
         if name not in data.models:
@@ -81,7 +58,8 @@ def settle_status(data: RegistryData, name: str, version: str | None, idle_statu
         record.status = idle_status
 
 
-def set_stable(data: RegistryData, name: str, environment: str, version: str, *, replaced_status: str) -> str | None:
+def set_stable(data: RegistryData, name: str, environment: str, version: str, now: str, *,
+               replaced_status: str) -> str | None:
     """Make `version` the stable version of the environment and return the version it replaces.
 
     A running canary ends (its version goes back to `registered` unless it serves elsewhere); a shadow of another
@@ -93,11 +71,13 @@ def set_stable(data: RegistryData, name: str, environment: str, version: str, *,
     shadow = current.shadow if current and current.shadow and current.shadow.version != version else None
     data.deployments.setdefault(name, {})[environment] = Deployment(
         version=version,
-        deployed_at=utc_now(),
+        deployed_at=now,
         previous_version=previous if previous != version else (current.previous_version if current else None),
         slo=current.slo if current else None,
         shadow=shadow,
     )
+    data.invalid = [e for e in data.invalid if e.where not in (f"deployments.{name}.{environment}",
+                                                                f"deployments.{name}")]
     settle_status(data, name, version, "deployed")
     if previous != version:
         settle_status(data, name, previous, replaced_status)
@@ -106,30 +86,64 @@ def set_stable(data: RegistryData, name: str, environment: str, version: str, *,
     return previous
 
 
-def deploy(store: Store, name: str, version: str, environment: str, change: Change = Change()) -> str | None:
+class RegistryOperation:
+    """An operation that names no artifact to check."""
+
+    def prepare(self, store: ModelRepository) -> RegistryOperation:
+        return self
+
+
+# --- operations -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Register(RegistryOperation):
+    """Record a version written to the artifacts (with its sha256, metrics and training sample count)."""
+
+    model: str
+    version: str
+    sha256: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    training_samples: int | None = None
+    force: bool = False
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        versions = state.models.setdefault(self.model, {})
+        if self.version in versions and not self.force:
+            raise DuplicateVersion(f"{self.model} {self.version} is already registered (use --force to replace it)")
+        versions[self.version] = VersionRecord(registered_at=now, metrics=self.metrics, sha256=self.sha256,
+                                               training_samples=self.training_samples)
+        state.invalid = [e for e in state.invalid if e.where != f"models.{self.model}.{self.version}"]
+        settle_status(state, self.model, self.version, "registered")
+        details = {"sha256": self.sha256, "force": self.force, "metrics": self.metrics,
+                   "training_samples": self.training_samples}
+        return Outcome("register", self.model, None, True, after=self.version, details=details)
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """Make a verified version the stable version of an environment."""
+
+    model: str
+    environment: str
+    version: str
+
+    def prepare(self, store: ModelRepository) -> Deploy:
+        store.verify_version(self.model, self.version)
+        return self
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        require_version(state, self.model, self.version)
+        previous = set_stable(state, self.model, self.environment, self.version, now, replaced_status="deprecated")
+        return Outcome("deploy", self.model, self.environment, True, before=previous, after=self.version)
+
+
+def register_version(store: ModelRepository, metadata: ModelMetadata, change: Change = Change(), *,
+                     force: bool = False) -> Outcome:
+    return transition(store, Register(metadata.name, metadata.version, metadata.model_sha256, dict(metadata.metrics),
+                                      metadata.training_samples, force), change)
+
+
+def deploy(store: ModelRepository, name: str, version: str, environment: str, change: Change = Change()) -> str | None:
     """Deploy `version` of `name` to `environment` as its stable version; returns the version it replaced."""
-    store.verify_version(name, version)
-    with registry_of(store).transaction() as data:
-        require_version(data, store, name, version)
-        previous = set_stable(data, name, environment, version, replaced_status="deprecated")
-        audit_of(store).append("deploy", actor=change.actor, reason=change.reason, model=name,
-                               environment=environment, before=previous, after=version)
-    return previous
-
-
-def rollback(store: Store, name: str, environment: str, change: Change = Change(), *, to: str | None = None,
-             details: dict | None = None) -> tuple[str, str]:
-    """Return the environment to its previous stable version (or `to`); returns (from, to)."""
-    with registry_of(store).transaction() as data:
-        deployment = require_deployment(data, name, environment)
-        target = to or deployment.previous_version
-        if target is None:
-            raise InvalidTransition(f"{name} in {environment} has no previous version to roll back to; use --to VERSION")
-        require_version(data, store, name, target)
-        bad = deployment.version
-        set_stable(data, name, environment, target, replaced_status="rolled_back")
-        data.deployments[name][environment].last_rollback = {"from": bad, "to": target, "at": utc_now(),
-                                                              "reason": change.reason, **(details or {})}
-        audit_of(store).append("rollback", actor=change.actor, reason=change.reason, model=name,
-                               environment=environment, before=bad, after=target, details=details)
-    return bad, target
+    return transition(store, Deploy(name, environment, version), change).before

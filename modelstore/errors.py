@@ -52,3 +52,28 @@ class AuditChainBroken(StoreError):
 
 class InvalidTransition(StoreError):
     """A registry change that the current state does not allow (e.g. promote with no canary)."""
+
+
+class RegistryMissing(CorruptRegistry):
+    """registry.json is gone from a store that had one (its audit log records changes): a store error, never read as
+    an empty store, so a gateway keeps what it serves and no write starts a registry over."""
+
+
+class InvalidEntry(StoreError):
+    """One registry entry (a version record or a deployment) fails validation: the rest of the registry is usable."""
+
+
+class RevisionConflict(StoreError):
+    """The registry changed between a read and the commit based on it (compare-and-set failed)."""
+
+
+class InvalidSloPolicy(StoreError):
+    """An SLO value out of range (a quantile outside (0, 1), a negative rate, ...)."""
+
+
+class ChangeRefused(StoreError):
+    """A configured check refused a deployment change (the policy hook of the transition API)."""
+
+
+class ArtifactUnreadable(StoreError):
+    """A version's file exists but cannot be read (permission denied, not a regular file, I/O error)."""

@@ -1,5 +1,6 @@
-"""Where things live in a store: ml/models/<name>/<version>/{model.onnx, metadata.json}, the `latest` link,
-registry.json and audit.log at the root."""
+"""The file store: ml/models/<name>/<version>/{model.onnx, metadata.json}, the `latest` link, registry.json and
+audit.log at the root. `Store` is the embedded default implementation of modelstore.backends.ModelRepository; its
+path helpers are for the code that writes the store (exporters, packages) and for tests, never for the gateway."""
 from __future__ import annotations
 
 import os
@@ -7,8 +8,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelstore.errors import IntegrityError, ModelNotFound, VersionNotFound
-from modelstore.fileio import fsync_dir, sha256_file
+from modelstore.backends import ChangeFeed, Check
+from modelstore.errors import ArtifactUnreadable, IntegrityError, ModelNotFound, VersionNotFound
+from modelstore.file_registry import FileRegistry
+from modelstore.fileio import fsync_dir, sha256_bytes
 from modelstore.metadata import ModelMetadata, read_metadata
 from modelstore.versions import check_name, check_version, sort_versions
 
@@ -30,10 +33,26 @@ def resolve_store_root(cli_value: str | os.PathLike | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Store:
+    """`relative_paths`: errors name files relative to the root (`iris/v1.0.0/model.onnx`), as a server answering
+    clients should; by default they carry the whole path, as a command line should. `checks`: the policies every
+    deployment change must pass (modelstore.transitions)."""
+
     root: Path
+    relative_paths: bool = False
+    checks: tuple[Check, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+
+    def describe(self, path: Path) -> str:
+        if self.relative_paths:
+            try:
+                return str(path.relative_to(self.root))
+            except ValueError:
+                return path.name
+        return str(path)
+
+    # -- the registry and changes ----------------------------------------------------------------------------------
 
     @property
     def registry_path(self) -> Path:
@@ -42,6 +61,18 @@ class Store:
     @property
     def audit_path(self) -> Path:
         return self.root / AUDIT_FILE
+
+    @property
+    def registry(self) -> FileRegistry:
+        return FileRegistry(self.registry_path, self.audit_path, display=self.describe(self.registry_path),
+                            audit_display=self.describe(self.audit_path))
+
+    def change_feed(self, *, poll_s: float, debounce_ms: int) -> ChangeFeed:
+        from modelstore.file_feed import FileChangeFeed  # watchfiles: only a server watching the store needs it
+
+        return FileChangeFeed(self.root, self.registry, poll_s=poll_s, debounce_ms=debounce_ms)
+
+    # -- paths -----------------------------------------------------------------------------------------------------
 
     def model_dir(self, name: str) -> Path:
         return self.root / check_name(name)
@@ -55,6 +86,8 @@ class Store:
     def metadata_path(self, name: str, version: str) -> Path:
         return self.version_dir(name, version) / METADATA_FILE
 
+    # -- artifacts ---------------------------------------------------------------------------------------------------
+
     def list_models(self) -> list[str]:
         if not self.root.is_dir():
             return []
@@ -63,14 +96,14 @@ class Store:
     def list_versions(self, name: str) -> list[str]:
         model_dir = self.model_dir(name)
         if not model_dir.is_dir():
-            raise ModelNotFound(f"model {name!r} not found in store {self.root}")
+            raise ModelNotFound(f"model {name!r} not found in store {self.describe(self.root)}")
         names = [p.name for p in model_dir.iterdir() if p.is_dir() and not p.is_symlink()]
         return sort_versions([n for n in names if (model_dir / n / METADATA_FILE).is_file()])
 
     def latest_version(self, name: str) -> str:
         versions = self.list_versions(name)
         if not versions:
-            raise VersionNotFound(f"model {name!r} has no versions in store {self.root}")
+            raise VersionNotFound(f"model {name!r} has no versions in store {self.describe(self.root)}")
         return versions[-1]
 
     def resolve_version(self, name: str, version: str) -> str:
@@ -79,28 +112,50 @@ class Store:
             return self.latest_version(name)
         if not self.version_dir(name, version).is_dir():
             if not self.model_dir(name).is_dir():
-                raise ModelNotFound(f"model {name!r} not found in store {self.root}")
-            raise VersionNotFound(f"model {name!r} has no version {version!r} in store {self.root}")
+                raise ModelNotFound(f"model {name!r} not found in store {self.describe(self.root)}")
+            raise VersionNotFound(f"model {name!r} has no version {version!r} in store {self.describe(self.root)}")
         return version
 
     def read_metadata(self, name: str, version: str) -> ModelMetadata:
         version = self.resolve_version(name, version)
-        return read_metadata(self.metadata_path(name, version))
+        path = self.metadata_path(name, version)
+        return read_metadata(path, self.describe(path))
+
+    def read_file(self, name: str, version: str, file_name: str) -> bytes:
+        directory = self.version_dir(name, version)
+        path = directory / file_name
+        if path.parent != directory:
+            raise IntegrityError(f"{self.describe(directory)}: file name {file_name!r} leaves the version directory")
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"{self.describe(path)}: file listed in metadata.json is missing") from None
+        except OSError as exc:
+            raise ArtifactUnreadable(f"{self.describe(path)}: cannot be read ({exc.strerror})") from None
+
+    def version_stamp(self, name: str, version: str) -> str:
+        """Name, size, mtime and inode of every file in the version directory: a cheap identity that changes when
+        any file does (a tampered model, a restored one), without reading them."""
+        try:
+            entries = sorted(os.scandir(self.version_dir(name, version)), key=lambda e: e.name)
+        except OSError:
+            return ""
+        stamps = []
+        for entry in entries:
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            stamps.append(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}:{stat.st_mode:o}")
+        return "|".join(stamps)
 
     def verify_version(self, name: str, version: str) -> ModelMetadata:
         """Check model.onnx and every listed file against the sha256 in metadata.json; return the metadata."""
         metadata = self.read_metadata(name, version)
-        directory = self.version_dir(name, metadata.version)
         expected = {metadata.model_file: metadata.model_sha256, **metadata.files}
         for file_name, digest in expected.items():
-            path = directory / file_name
-            if not path.is_file():
-                raise IntegrityError(f"{path}: file listed in metadata.json is missing")
-            actual = sha256_file(path)
-            if actual != digest:
-                raise IntegrityError(
-                    f"{path}: sha256 mismatch (metadata says {digest[:12]}…, file is {actual[:12]}…): refusing a tampered model"
-                )
+            check_sha256(self.read_file(name, metadata.version, file_name), digest,
+                         self.describe(self.version_dir(name, metadata.version) / file_name))
         return metadata
 
     def update_latest(self, name: str) -> str | None:
@@ -121,3 +176,18 @@ class Store:
         os.replace(tmp_link, link)
         fsync_dir(model_dir)
         return newest
+
+
+def check_sha256(data: bytes, digest: str, where: str) -> bytes:
+    """`data` if its sha256 is `digest`; else IntegrityError naming `where`."""
+    actual = sha256_bytes(data)
+    if actual != digest:
+        raise IntegrityError(
+            f"{where}: sha256 mismatch (metadata says {digest[:12]}…, file is {actual[:12]}…): refusing a tampered model"
+        )
+    return data
+
+
+def open_store(location: str | os.PathLike, *, relative_paths: bool = False) -> Store:
+    """The store at `location`. A directory today; the database and object-store backends plug in here."""
+    return Store(Path(location), relative_paths=relative_paths)

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelstore.clock import utc_now
 from modelstore.errors import InvalidMetadata
 
 SCHEMA_VERSION = 1
@@ -139,21 +139,25 @@ class ModelMetadata(_Model):
         return f"inputs: {ins} -> outputs: {outs}"
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def read_metadata(path: Path) -> ModelMetadata:
+def read_metadata(path: Path, display: str | None = None) -> ModelMetadata:
+    """metadata.json at `path`; `display` names it in errors (default: the path)."""
+    where = display or str(path)
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
-        raise InvalidMetadata(f"{path}: metadata.json is missing") from None
+        raise InvalidMetadata(f"{where}: metadata.json is missing") from None
+    except OSError as exc:
+        raise InvalidMetadata(f"{where}: cannot be read ({exc.strerror})") from None
+    return parse_metadata(raw, where)
+
+
+def parse_metadata(raw: bytes, where: str) -> ModelMetadata:
     try:
         return ModelMetadata.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise InvalidMetadata(f"{path}: invalid metadata at {where}: {first['msg']}") from None
+        location = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise InvalidMetadata(f"{where}: invalid metadata at {location}: {first['msg']}") from None
 
 
 def metadata_json(metadata: ModelMetadata) -> str:

@@ -1,20 +1,24 @@
-"""registry.json: every registered version and what each environment serves.
+"""The registry's content: every registered version and what each environment serves, and its JSON form.
 
-Readers take no lock: writes are atomic renames, so a read sees a whole file. Writers take an exclusive lock on
-registry.json.lock around read-modify-write, so two processes never lose each other's update.
+Parsing is per entry: a version record or a deployment that fails validation (a malformed date, an invalid model
+name, a wrong type) is set aside in `RegistryData.invalid` with the reason, and every other entry stays usable. A
+write puts set-aside entries back verbatim, so no operation silently deletes what an operator wrote; an operation
+that targets one replaces it (a deploy repairs a broken deployment). Only a file that is not a JSON object, or whose
+header is wrong, is unreadable as a whole (CorruptRegistry).
 """
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, Required
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing_extensions import TypedDict  # pydantic validates only this one before Python 3.12
 
-from modelstore.errors import CorruptRegistry
-from modelstore.fileio import atomic_write, exclusive_lock
+from modelstore.clock import Timestamp
+from modelstore.errors import CorruptRegistry, InvalidEntry, InvalidName
+from modelstore.slo import SloPolicy
+from modelstore.versions import check_name, check_version
 
 REGISTRY_SCHEMA_VERSION = 1
 
@@ -26,27 +30,11 @@ class _Model(BaseModel):
 
 
 class VersionRecord(_Model):
-    registered_at: str
+    registered_at: Timestamp
     status: VersionStatus = "registered"
     metrics: dict[str, float] = Field(default_factory=dict)
     sha256: str | None = None
     training_samples: int | None = None
-
-
-class SloPolicy(_Model):
-    """When a canary (or a freshly promoted version in its bake period) is judged to be failing.
-
-    Every field may be overridden per deployment; unset fields take the gateway's defaults.
-    """
-
-    latency_quantile: float | None = None
-    max_latency_ms: float | None = None
-    max_latency_ratio: float | None = None
-    max_error_rate: float | None = None
-    window_s: float | None = None
-    min_requests: int | None = None
-    breaches_to_rollback: int | None = None
-    bake_s: float | None = None
 
 
 class CanaryState(_Model):
@@ -54,37 +42,82 @@ class CanaryState(_Model):
     weight: float = Field(ge=0, le=100, description="percent of traffic")
     steps: list[float] = Field(default_factory=list, description="weights to climb to, in order; 100 promotes")
     interval_s: float | None = None
-    started_at: str
-    step_started_at: str
+    started_at: Timestamp
+    step_started_at: Timestamp
 
 
 class ShadowState(_Model):
     version: str
     weight: float = Field(ge=0, le=100, description="percent of requests mirrored")
-    started_at: str
+    started_at: Timestamp
 
 
 class BakeState(_Model):
     previous_version: str
-    until: str
+    until: Timestamp
+
+
+# `from` is a Python keyword, hence the functional form. The judge's figures ride along for the record.
+RollbackRecord = TypedDict("RollbackRecord", {
+    "kind": Required[Literal["canary", "bake", "stable"]],
+    "from": Required[str],
+    "to": Required[str],
+    "at": Required[Timestamp],
+    "reason": NotRequired[str | None],
+    "weight": NotRequired[float],
+    "bake_until": NotRequired[str],
+    "verdict": NotRequired[str],
+    "reasons": NotRequired[list[str]],
+    "causes": NotRequired[list[str]],
+    "figures": NotRequired[dict[str, Any]],
+})
+RollbackRecord.__pydantic_config__ = ConfigDict(extra="allow")  # what a caller adds to the record is kept
 
 
 class Deployment(_Model):
     version: str
-    deployed_at: str
+    deployed_at: Timestamp
     status: Literal["active", "rolled_back"] = "active"
     previous_version: str | None = None
     canary: CanaryState | None = None
     shadow: ShadowState | None = None
     bake: BakeState | None = None
     slo: SloPolicy | None = None
-    last_rollback: dict | None = None
+    last_rollback: RollbackRecord | None = None
+
+    @field_validator("last_rollback", mode="before")
+    @classmethod
+    def _kind_of_old_records(cls, value: object) -> object:
+        """Stable rollbacks written before `kind` was recorded were the only kind without it."""
+        if isinstance(value, dict) and "kind" not in value:
+            return {"kind": "stable", **value}
+        return value
+
+
+@dataclass(frozen=True)
+class InvalidRegistryEntry:
+    """An entry set aside at parse time: `section.name[.key]` holds `raw`, which fails for `reason`."""
+
+    section: Literal["models", "deployments"]
+    name: str
+    key: str | None
+    raw: Any
+    reason: str
+
+    @property
+    def where(self) -> str:
+        return ".".join(part for part in (self.section, self.name, self.key) if part is not None)
+
+    def describe(self) -> str:
+        return f"registry entry {self.where} is invalid: {self.reason}"
 
 
 class RegistryData(_Model):
     schema_version: int = REGISTRY_SCHEMA_VERSION
+    revision: int = Field(default=0, ge=0, description="how many changes were committed; each audit entry names its own")
     models: dict[str, dict[str, VersionRecord]] = Field(default_factory=dict)
     deployments: dict[str, dict[str, Deployment]] = Field(default_factory=dict)
+    invalid: list[InvalidRegistryEntry] = Field(default_factory=list, exclude=True)
 
     def deployment(self, name: str, environment: str) -> Deployment | None:
         return self.deployments.get(name, {}).get(environment)
@@ -92,45 +125,94 @@ class RegistryData(_Model):
     def environments(self) -> list[str]:
         return sorted({env for envs in self.deployments.values() for env in envs})
 
+    def invalid_entry(self, section: str, name: str, key: str | None) -> InvalidRegistryEntry | None:
+        """The set-aside entry at section.name.key, or covering the whole of section.name."""
+        return next((entry for entry in self.invalid if entry.section == section and entry.name == name
+                     and entry.key in (key, None)), None)
 
-class Registry:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-
-    def read(self) -> RegistryData:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return RegistryData()
-        return parse_registry(raw, self.path)
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[RegistryData]:
-        """Lock, read, let the caller change the data, write it back atomically. An exception writes nothing."""
-        with exclusive_lock(self.lock_path):
-            data = self.read()
-            yield data
-            atomic_write(self.path, registry_bytes(data))
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        with exclusive_lock(self.lock_path):
-            yield
+    def require_valid(self, section: str, name: str, key: str | None) -> None:
+        entry = self.invalid_entry(section, name, key)
+        if entry is not None:
+            raise InvalidEntry(f"{entry.describe()}; fix it in the registry, or deploy a version to replace it")
 
 
-def parse_registry(raw: bytes, path: Path) -> RegistryData:
+HEADER_FIELDS = {"schema_version", "revision", "models", "deployments"}
+
+
+def parse_registry(raw: bytes, source: str) -> RegistryData:
+    """Parse registry bytes; `source` names the file in errors (a path, or a store-relative name)."""
     try:
         payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptRegistry(f"{path}: registry is not valid JSON ({exc}); fix or restore it, it was left untouched") from None
+        raise CorruptRegistry(f"{source}: registry is not valid JSON ({exc}); fix or restore it, it was left untouched") from None
+    if not isinstance(payload, dict):
+        raise CorruptRegistry(f"{source}: registry is invalid at (root): expected a JSON object; it was left untouched")
+    unknown = sorted(set(payload) - HEADER_FIELDS)
+    if unknown:
+        raise CorruptRegistry(f"{source}: registry is invalid at {unknown[0]}: unknown field; it was left untouched")
     try:
-        return RegistryData.model_validate(payload)
+        header = RegistryData.model_validate({k: payload[k] for k in ("schema_version", "revision") if k in payload})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise CorruptRegistry(f"{path}: registry is invalid at {where}: {first['msg']}; it was left untouched") from None
+        raise CorruptRegistry(f"{source}: registry is invalid at {_where(exc)}: {_first(exc)}; it was left untouched") from None
+    if header.schema_version > REGISTRY_SCHEMA_VERSION:
+        raise CorruptRegistry(f"{source}: registry schema {header.schema_version} is newer than this onnxgate "
+                              f"understands ({REGISTRY_SCHEMA_VERSION}); upgrade onnxgate")
+    data = RegistryData(schema_version=header.schema_version, revision=header.revision)
+    _parse_section(payload.get("models", {}), "models", VersionRecord, check_version, data.models, data.invalid, source)
+    _parse_section(payload.get("deployments", {}), "deployments", Deployment, _check_environment, data.deployments,
+                   data.invalid, source)
+    return data
+
+
+def _parse_section(table: object, section: Literal["models", "deployments"], record: type[BaseModel],
+                   check_key: Any, into: dict, invalid: list[InvalidRegistryEntry], source: str) -> None:
+    if not isinstance(table, dict):
+        raise CorruptRegistry(f"{source}: registry is invalid at {section}: expected an object; it was left untouched")
+    for name, entries in table.items():
+        try:
+            check_name(name)
+        except InvalidName as exc:
+            invalid.append(InvalidRegistryEntry(section, name, None, entries, str(exc)))
+            continue
+        if not isinstance(entries, dict):
+            invalid.append(InvalidRegistryEntry(section, name, None, entries, "expected an object"))
+            continue
+        parsed = into.setdefault(name, {})
+        for key, value in entries.items():
+            try:
+                check_key(key)
+                parsed[key] = record.model_validate(value)
+            except InvalidName as exc:
+                invalid.append(InvalidRegistryEntry(section, name, key, value, str(exc)))
+            except ValidationError as exc:
+                invalid.append(InvalidRegistryEntry(section, name, key, value, f"at {_where(exc)}: {_first(exc)}"))
+
+
+def _check_environment(environment: str) -> str:
+    if not environment or environment.strip() != environment:
+        raise InvalidName(f"invalid environment name {environment!r}")
+    return environment
+
+
+def _where(exc: ValidationError) -> str:
+    return ".".join(str(p) for p in exc.errors()[0]["loc"]) or "(root)"
+
+
+def _first(exc: ValidationError) -> str:
+    return exc.errors()[0]["msg"]
+
+
+def registry_json(data: RegistryData) -> dict:
+    """The JSON form: valid entries as validated, set-aside entries verbatim where nothing has replaced them."""
+    payload = data.model_dump(mode="json", exclude_none=True)
+    for entry in data.invalid:
+        table = payload.setdefault(entry.section, {})
+        if entry.key is None:
+            table.setdefault(entry.name, entry.raw)
+        elif isinstance(table.setdefault(entry.name, {}), dict):
+            table[entry.name].setdefault(entry.key, entry.raw)
+    return payload
 
 
 def registry_bytes(data: RegistryData) -> bytes:
-    return (json.dumps(data.model_dump(mode="json", exclude_none=True), indent=2, sort_keys=True) + "\n").encode()
+    return (json.dumps(registry_json(data), indent=2, sort_keys=True) + "\n").encode()

@@ -1,108 +1,23 @@
-"""Safe rollout in registry.json: canaries, stepped promotion, shadows, bake periods, and their rollbacks.
+"""Safe rollout in the registry: canaries, stepped promotion, shadows, bake periods, and their rollbacks.
 
-Each operation holds the registry lock from read to write and appends its audit entry before releasing it, so the
-log's order is the registry's order. The operations a gateway worker may race on (rolling a canary back, stepping it
-up, ending a bake) take the state the worker judged (`expected_version`, `expected_weight`) and do nothing when it is
-gone: the second worker to decide the same thing neither fails nor writes a second audit entry. A no-op does not
-rewrite registry.json either, so store watchers do not reload for nothing.
-
-The audit entry is appended after registry.json is written (still under the lock): the log never records a change
-that was not made.
+Each is an operation for modelstore.transitions.transition. The ones a gateway worker decides (rolling a canary back,
+stepping it up, ending or rolling back a bake) carry the state the worker judged (`expected_version`,
+`expected_weight`) and change nothing when it is gone: the second worker to decide the same thing neither fails nor
+writes a second audit entry. The functions at the end are the transition call with the arguments spelled out.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
-from modelstore.deployments import (
-    Change,
-    audit_of,
-    registry_of,
-    require_deployment,
-    require_version,
-    set_stable,
-    settle_status,
-)
-from modelstore.errors import InvalidTransition, StoreError
-from modelstore.fileio import atomic_write
-from modelstore.layout import Store
-from modelstore.metadata import utc_now
-from modelstore.registry import BakeState, CanaryState, Deployment, RegistryData, ShadowState, SloPolicy, registry_bytes
-
-DEFAULT_BAKE_S = 300.0
-"""How long a promoted version is watched against its predecessor's figures unless the deployment's SLO says so."""
-
-
-class InvalidSloPolicy(StoreError):
-    """An SLO value out of range (a quantile outside (0, 1), a negative rate, ...)."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What an operation did. `changed` is False for the no-op of an already-applied decision."""
-
-    action: str
-    model: str
-    environment: str
-    changed: bool
-    before: str | None = None
-    after: str | None = None
-    weight: float | None = None
-    details: dict = field(default_factory=dict)
-
-
-# --- time -------------------------------------------------------------------------------------------------------
-
-def iso_after(seconds: float) -> str:
-    """UTC time `seconds` from now, in the registry's format (2025-01-31T12:00:00Z)."""
-    moment = datetime.now(UTC) + timedelta(seconds=seconds)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def epoch_seconds(iso_time: str) -> float:
-    """A registry timestamp as Unix seconds (what the gateway's judge compares with its clock)."""
-    moment = datetime.fromisoformat(iso_time)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-# --- validation -------------------------------------------------------------------------------------------------
-
-def check_slo(policy: SloPolicy) -> SloPolicy:
-    """Reject values a judge cannot use; unset fields are fine (they take the gateway's defaults)."""
-    problems = []
-    if policy.latency_quantile is not None and not 0 < policy.latency_quantile < 1:
-        problems.append("latency_quantile must be between 0 and 1 (e.g. 0.95)")
-    if policy.max_latency_ms is not None and policy.max_latency_ms <= 0:
-        problems.append("max_latency_ms must be positive")
-    if policy.max_latency_ratio is not None and policy.max_latency_ratio < 1:
-        problems.append("max_latency_ratio must be at least 1")
-    if policy.max_error_rate is not None and not 0 <= policy.max_error_rate <= 1:
-        problems.append("max_error_rate must be between 0 and 1 (0.01 is 1%)")
-    if policy.window_s is not None and policy.window_s <= 0:
-        problems.append("window_s must be positive")
-    if policy.min_requests is not None and policy.min_requests < 1:
-        problems.append("min_requests must be at least 1")
-    if policy.breaches_to_rollback is not None and policy.breaches_to_rollback < 1:
-        problems.append("breaches_to_rollback must be at least 1")
-    if policy.bake_s is not None and policy.bake_s < 0:
-        problems.append("bake_s must not be negative")
-    if problems:
-        raise InvalidSloPolicy("invalid SLO policy: " + "; ".join(problems))
-    return policy
-
-
-def merge_slo(current: SloPolicy | None, override: SloPolicy | None) -> SloPolicy | None:
-    """Fields set in `override` replace those of `current`; the rest are kept."""
-    if override is None:
-        return current
-    check_slo(override)
-    base = current.model_dump() if current else {}
-    return SloPolicy(**{**base, **override.model_dump(exclude_none=True)})
+from modelstore.backends import ModelRepository
+from modelstore.clock import epoch_seconds, iso_after
+from modelstore.deployments import RegistryOperation, require_deployment, require_version, set_stable, settle_status
+from modelstore.errors import InvalidTransition
+from modelstore.registry import BakeState, CanaryState, Deployment, RegistryData, ShadowState
+from modelstore.slo import DEFAULT_BAKE_S, SloPolicy
+from modelstore.transitions import Change, Outcome, transition
 
 
 def _check_weight(weight: float, what: str) -> float:
@@ -124,243 +39,343 @@ def next_step(canary: CanaryState) -> float | None:
     return next((step for step in canary.steps if step > canary.weight), None)
 
 
-# --- the edit context -------------------------------------------------------------------------------------------
-
-@dataclass
-class _Edit:
-    data: RegistryData
-    entries: list[dict] = field(default_factory=list)
-
-    def record(self, action: str, change: Change, name: str, environment: str, *, before: str | None,
-               after: str | None, details: dict | None = None) -> None:
-        self.entries.append({"action": action, "actor": change.actor, "reason": change.reason, "model": name,
-                             "environment": environment, "before": before, "after": after, "details": details or {}})
-
-
-@contextlib.contextmanager
-def _editing(store: Store) -> Iterator[_Edit]:
-    """Lock, read, let the caller change the data; write it (and then its audit entries) only if it recorded any."""
-    registry = registry_of(store)
-    with registry.locked():
-        edit = _Edit(registry.read())
-        yield edit
-        if edit.entries:
-            atomic_write(registry.path, registry_bytes(edit.data))
-            audit = audit_of(store)
-            for entry in edit.entries:
-                audit.append(**entry)
-
-
-def _bake_seconds(deployment: Deployment, bake_s: float | None) -> float:
+def bake_seconds(deployment: Deployment, default_s: float | None) -> float:
+    """The deployment's SLO bake_s, else `default_s` (the caller's: a CLI flag, the gateway's SLO defaults), else
+    DEFAULT_BAKE_S."""
     if deployment.slo and deployment.slo.bake_s is not None:
         return deployment.slo.bake_s
-    return DEFAULT_BAKE_S if bake_s is None else bake_s
+    return DEFAULT_BAKE_S if default_s is None else default_s
+
+
+def bake_active(deployment: Deployment, now: float) -> bool:
+    return deployment.bake is not None and epoch_seconds(deployment.bake.until) > now
+
+
+def _unchanged(action: str, model: str, environment: str, deployment: Deployment) -> Outcome:
+    canary = deployment.canary
+    return Outcome(action, model, environment, False, before=deployment.version,
+                   after=canary.version if canary and action == "canary_step" else deployment.version,
+                   weight=canary.weight if canary and action == "canary_step" else None)
 
 
 # --- canary -----------------------------------------------------------------------------------------------------
 
-def start_canary(store: Store, name: str, version: str, environment: str, weight: float, steps: Iterable[float] = (),
-                 interval_s: float | None = None, change: Change = Change(), slo: SloPolicy | None = None) -> Outcome:
-    """Send `weight` percent of the environment's traffic to `version`. Running it again for the running canary's
-    version changes its weight, steps or SLO; a canary of another version must be promoted or rolled back first.
-    A bake period still running ends here: the judge watches one change at a time."""
-    weight = _check_weight(weight, "--weight")
-    ladder = canary_steps(weight, steps)
-    if ladder and (interval_s is None or interval_s <= 0):
-        raise InvalidTransition("steps need a positive interval (e.g. --interval 10m) to wait between them")
-    version = store.verify_version(name, version).version
-    with _editing(store) as edit:
-        data = edit.data
-        require_version(data, store, name, version)
-        deployment = require_deployment(data, name, environment)
+
+@dataclass(frozen=True)
+class StartCanary:
+    """Send `weight` percent of the environment's traffic to `version`. Again for the running canary's version, it
+    changes its weight, steps or SLO; a canary of another version must be promoted or rolled back first. A bake
+    period still running ends: the judge watches one change at a time."""
+
+    model: str
+    environment: str
+    version: str
+    weight: float
+    steps: tuple[float, ...] = ()
+    interval_s: float | None = None
+    slo: SloPolicy | None = None
+
+    def prepare(self, store: ModelRepository) -> StartCanary:
+        weight = _check_weight(self.weight, "--weight")
+        ladder = canary_steps(weight, self.steps)
+        if ladder and (self.interval_s is None or self.interval_s <= 0):
+            raise InvalidTransition("steps need a positive interval (e.g. --interval 10m) to wait between them")
+        if self.slo is not None:
+            self.slo.checked()
+        version = store.verify_version(self.model, self.version).version
+        return StartCanary(self.model, self.environment, version, weight, tuple(ladder),
+                           self.interval_s if ladder else None, self.slo)
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        name, environment, version = self.model, self.environment, self.version
+        require_version(state, name, version)
+        deployment = require_deployment(state, name, environment)
         if version == deployment.version:
             raise InvalidTransition(f"{name} {version} is already the stable version in {environment}")
         running = deployment.canary
         if running and running.version != version:
             raise InvalidTransition(f"a canary of {name} {running.version} is running in {environment}; promote it or "
                                     "roll it back first")
-        now = utc_now()
-        deployment.canary = CanaryState(version=version, weight=weight, steps=ladder,
-                                        interval_s=interval_s if ladder else None,
-                                        started_at=running.started_at if running else now, step_started_at=now)
-        deployment.slo = merge_slo(deployment.slo, slo)
+        deployment.canary = CanaryState(version=version, weight=self.weight, steps=list(self.steps),
+                                        interval_s=self.interval_s, started_at=running.started_at if running else now,
+                                        step_started_at=now)
+        deployment.slo = (deployment.slo or SloPolicy()).merged(self.slo) if self.slo else deployment.slo
         ended_bake, deployment.bake = deployment.bake, None
-        settle_status(data, name, version, "registered")
-        details = {"weight": weight, "steps": ladder, "interval_s": deployment.canary.interval_s,
+        settle_status(state, name, version, "registered")
+        details = {"weight": self.weight, "steps": list(self.steps), "interval_s": self.interval_s,
                    "previous_weight": running.weight if running else None,
                    "ended_bake_of": ended_bake.previous_version if ended_bake else None,
-                   "slo": slo.model_dump(exclude_none=True) if slo else None}
-        edit.record("canary", change, name, environment, before=deployment.version, after=version, details=details)
-    return Outcome("canary", name, environment, True, before=deployment.version, after=version, weight=weight,
-                   details=details)
+                   "slo": self.slo.given() if self.slo else None}
+        return Outcome("canary", name, environment, True, before=deployment.version, after=version,
+                       weight=self.weight, details=details)
 
 
-def _promote_canary(edit: _Edit, name: str, environment: str, change: Change, bake_s: float | None,
-                    via: str) -> Outcome:
-    deployment = edit.data.deployments[name][environment]
+def _promote(state: RegistryData, name: str, environment: str, now: str, default_bake_s: float | None,
+             via: str) -> Outcome:
+    deployment = state.deployments[name][environment]
     canary = deployment.canary
-    seconds = _bake_seconds(deployment, bake_s)
-    previous = set_stable(edit.data, name, environment, canary.version, replaced_status="deprecated")
-    promoted = edit.data.deployments[name][environment]
+    seconds = bake_seconds(deployment, default_bake_s)
+    previous = set_stable(state, name, environment, canary.version, now, replaced_status="deprecated")
+    promoted = state.deployments[name][environment]
     if previous and seconds > 0:
-        promoted.bake = BakeState(previous_version=previous, until=iso_after(seconds))
-    details = {"weight": canary.weight, "via": via, "bake_until": promoted.bake.until if promoted.bake else None}
-    edit.record("promote", change, name, environment, before=previous, after=canary.version, details=details)
+        promoted.bake = BakeState(previous_version=previous, until=iso_after(seconds, now))
+    details = {"weight": canary.weight, "via": via, "bake_s": seconds,
+               "bake_until": promoted.bake.until if promoted.bake else None}
     return Outcome("promote", name, environment, True, before=previous, after=canary.version, weight=100.0,
                    details=details)
 
 
-def promote(store: Store, name: str, environment: str, change: Change = Change(), *, bake_s: float | None = None,
-            expected_version: str | None = None) -> Outcome:
-    """The canary becomes the stable version; the one it replaces is deprecated and baked against.
+@dataclass(frozen=True)
+class Promote(RegistryOperation):
+    """The canary becomes the stable version; the one it replaces is deprecated and baked against for the
+    deployment's SLO bake_s, else `default_bake_s`, else DEFAULT_BAKE_S (0: no bake). With `expected_version` (a
+    gateway's decision), a canary that is gone or changed is a no-op rather than an error."""
 
-    The bake period is the deployment's SLO `bake_s`, else `bake_s`, else DEFAULT_BAKE_S; 0 means none. With
-    `expected_version` (a gateway's decision), a canary that is gone or changed is a no-op rather than an error.
-    """
-    with _editing(store) as edit:
-        deployment = require_deployment(edit.data, name, environment)
+    model: str
+    environment: str
+    default_bake_s: float | None = None
+    expected_version: str | None = None
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        deployment = require_deployment(state, self.model, self.environment)
         canary = deployment.canary
-        if expected_version is not None and (canary is None or canary.version != expected_version):
-            return Outcome("promote", name, environment, False, before=deployment.version, after=deployment.version)
+        if self.expected_version is not None and (canary is None or canary.version != self.expected_version):
+            return _unchanged("promote", self.model, self.environment, deployment)
         if canary is None:
-            raise InvalidTransition(f"{name} has no canary in {environment} to promote")
-        return _promote_canary(edit, name, environment, change, bake_s, via="promote")
+            raise InvalidTransition(f"{self.model} has no canary in {self.environment} to promote")
+        return _promote(state, self.model, self.environment, now, self.default_bake_s, via="promote")
 
 
-def advance_canary_step(store: Store, name: str, environment: str, expected_weight: float, change: Change = Change(),
-                        *, expected_version: str | None = None, bake_s: float | None = None) -> Outcome:
+@dataclass(frozen=True)
+class AdvanceCanary(RegistryOperation):
     """Raise the canary to its next step; the step to 100 promotes. A compare-and-set on the weight the caller saw:
     when another worker has already stepped (or the canary is gone), this does nothing."""
-    with _editing(store) as edit:
-        deployment = require_deployment(edit.data, name, environment)
+
+    model: str
+    environment: str
+    expected_weight: float
+    expected_version: str | None = None
+    default_bake_s: float | None = None
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        deployment = require_deployment(state, self.model, self.environment)
         canary = deployment.canary
-        stale = (canary is None or canary.weight != expected_weight
-                 or (expected_version is not None and canary.version != expected_version))
+        stale = (canary is None or canary.weight != self.expected_weight
+                 or (self.expected_version is not None and canary.version != self.expected_version))
         target = None if stale else next_step(canary)
         if target is None:
-            return Outcome("canary_step", name, environment, False, before=deployment.version,
-                           after=canary.version if canary else None, weight=canary.weight if canary else None)
+            return _unchanged("canary_step", self.model, self.environment, deployment)
         if target >= 100:
-            return _promote_canary(edit, name, environment, change, bake_s, via="steps")
+            return _promote(state, self.model, self.environment, now, self.default_bake_s, via="steps")
         details = {"weight_from": canary.weight, "weight_to": target}
-        canary.weight, canary.step_started_at = target, utc_now()
-        edit.record("canary_step", change, name, environment, before=deployment.version, after=canary.version,
-                    details=details)
-    return Outcome("canary_step", name, environment, True, before=deployment.version, after=canary.version,
-                   weight=target, details=details)
+        canary.weight, canary.step_started_at = target, now
+        return Outcome("canary_step", self.model, self.environment, True, before=deployment.version,
+                       after=canary.version, weight=target, details=details)
 
 
-def rollback_canary(store: Store, name: str, environment: str, change: Change = Change(), details: dict | None = None,
-                    *, expected_version: str | None = None) -> Outcome:
-    """Stop the canary: all traffic back to stable, its version marked rolled_back, `last_rollback` recording
-    `details` (the measured figures). Without a canary (or with another one than expected) this is a no-op."""
-    with _editing(store) as edit:
-        deployment = require_deployment(edit.data, name, environment)
-        canary = deployment.canary
-        if canary is None or (expected_version is not None and canary.version != expected_version):
-            return Outcome("canary_rollback", name, environment, False, before=deployment.version,
-                           after=deployment.version)
-        return _rollback_canary(edit, name, environment, change, details or {})
-
-
-def _rollback_canary(edit: _Edit, name: str, environment: str, change: Change, details: dict) -> Outcome:
-    deployment = edit.data.deployments[name][environment]
+def _roll_back_canary(state: RegistryData, name: str, environment: str, now: str, reason: str | None,
+                      figures: dict) -> Outcome:
+    deployment = state.deployments[name][environment]
     canary = deployment.canary
     deployment.canary = None
-    deployment.last_rollback = {"kind": "canary", "from": canary.version, "to": deployment.version, "at": utc_now(),
-                                "weight": canary.weight, "reason": change.reason, **details}
-    settle_status(edit.data, name, canary.version, "rolled_back")
-    edit.record("canary_rollback", change, name, environment, before=canary.version, after=deployment.version,
-                details={"weight": canary.weight, **details})
+    deployment.last_rollback = {"kind": "canary", "from": canary.version, "to": deployment.version, "at": now,
+                                "weight": canary.weight, "reason": reason, **figures}
+    settle_status(state, name, canary.version, "rolled_back")
     return Outcome("canary_rollback", name, environment, True, before=canary.version, after=deployment.version,
-                   weight=canary.weight, details=details)
+                   weight=canary.weight, details={"weight": canary.weight, **figures})
+
+
+@dataclass(frozen=True)
+class RollbackCanary(RegistryOperation):
+    """Stop the canary: all traffic back to stable, its version marked rolled_back, `last_rollback` recording
+    `figures` (the judge's reasons and measurements). Without a canary (or with another one than expected) this is
+    a no-op."""
+
+    model: str
+    environment: str
+    reason: str | None = None
+    figures: dict = field(default_factory=dict)
+    expected_version: str | None = None
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        deployment = require_deployment(state, self.model, self.environment)
+        canary = deployment.canary
+        if canary is None or (self.expected_version is not None and canary.version != self.expected_version):
+            return _unchanged("canary_rollback", self.model, self.environment, deployment)
+        return _roll_back_canary(state, self.model, self.environment, now, self.reason, self.figures)
 
 
 # --- bake -------------------------------------------------------------------------------------------------------
 
-def rollback_bake(store: Store, name: str, environment: str, change: Change = Change(), details: dict | None = None,
-                  *, expected_version: str | None = None) -> Outcome:
+
+@dataclass(frozen=True)
+class RollbackBake(RegistryOperation):
     """During a bake period, return to the version the promotion replaced. A no-op when there is no bake or the
     stable version is no longer `expected_version` (another worker, or ops, got there first)."""
-    with _editing(store) as edit:
-        deployment = require_deployment(edit.data, name, environment)
+
+    model: str
+    environment: str
+    reason: str | None = None
+    figures: dict = field(default_factory=dict)
+    expected_version: str | None = None
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        deployment = require_deployment(state, self.model, self.environment)
         bake = deployment.bake
-        if bake is None or (expected_version is not None and deployment.version != expected_version):
-            return Outcome("bake_rollback", name, environment, False, before=deployment.version,
-                           after=deployment.version)
+        if bake is None or (self.expected_version is not None and deployment.version != self.expected_version):
+            return _unchanged("bake_rollback", self.model, self.environment, deployment)
         bad = deployment.version
-        set_stable(edit.data, name, environment, bake.previous_version, replaced_status="rolled_back")
-        edit.data.deployments[name][environment].last_rollback = {
-            "kind": "bake", "from": bad, "to": bake.previous_version, "at": utc_now(), "reason": change.reason,
-            **(details or {}),
-        }
-        edit.record("bake_rollback", change, name, environment, before=bad, after=bake.previous_version,
-                    details={"bake_until": bake.until, **(details or {})})
-    return Outcome("bake_rollback", name, environment, True, before=bad, after=bake.previous_version,
-                   details=details or {})
+        set_stable(state, self.model, self.environment, bake.previous_version, now, replaced_status="rolled_back")
+        state.deployments[self.model][self.environment].last_rollback = {
+            "kind": "bake", "from": bad, "to": bake.previous_version, "at": now, "reason": self.reason,
+            **self.figures}
+        return Outcome("bake_rollback", self.model, self.environment, True, before=bad, after=bake.previous_version,
+                       details={"bake_until": bake.until, **self.figures})
+
+
+@dataclass(frozen=True)
+class EndBake(RegistryOperation):
+    """The bake period is over and the new stable version held: stop watching it, and let the replaced version be
+    unloaded. A no-op when the bake is gone, not over yet, or of another version than `expected_version`."""
+
+    model: str
+    environment: str
+    expected_version: str | None = None
+    figures: dict = field(default_factory=dict)
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        deployment = require_deployment(state, self.model, self.environment)
+        bake = deployment.bake
+        if (bake is None or bake_active(deployment, epoch_seconds(now))
+                or (self.expected_version is not None and deployment.version != self.expected_version)):
+            return _unchanged("bake_end", self.model, self.environment, deployment)
+        deployment.bake = None
+        return Outcome("bake_end", self.model, self.environment, True, before=bake.previous_version,
+                       after=deployment.version, details={"bake_until": bake.until, **self.figures})
 
 
 # --- shadow -----------------------------------------------------------------------------------------------------
 
-def start_shadow(store: Store, name: str, version: str, environment: str, weight: float = 100.0,
-                 change: Change = Change()) -> Outcome:
+
+@dataclass(frozen=True)
+class StartShadow:
     """Mirror `weight` percent of the environment's requests to `version`; its answers are measured, never returned."""
-    weight = _check_weight(weight, "--weight")
-    version = store.verify_version(name, version).version
-    with _editing(store) as edit:
-        data = edit.data
-        require_version(data, store, name, version)
-        deployment = require_deployment(data, name, environment)
+
+    model: str
+    environment: str
+    version: str
+    weight: float = 100.0
+
+    def prepare(self, store: ModelRepository) -> StartShadow:
+        weight = _check_weight(self.weight, "--weight")
+        version = store.verify_version(self.model, self.version).version
+        return StartShadow(self.model, self.environment, version, weight)
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        name, environment, version = self.model, self.environment, self.version
+        require_version(state, name, version)
+        deployment = require_deployment(state, name, environment)
         if version == deployment.version:
             raise InvalidTransition(f"{name} {version} is the stable version in {environment}; shadow another version")
         replaced = deployment.shadow
-        deployment.shadow = ShadowState(version=version, weight=weight, started_at=utc_now())
-        settle_status(data, name, version, "registered")
+        deployment.shadow = ShadowState(version=version, weight=self.weight, started_at=now)
+        settle_status(state, name, version, "registered")
         if replaced and replaced.version != version:
-            settle_status(data, name, replaced.version, "registered")
-        edit.record("shadow", change, name, environment, before=replaced.version if replaced else None, after=version,
-                    details={"weight": weight})
-    return Outcome("shadow", name, environment, True, before=replaced.version if replaced else None, after=version,
-                   weight=weight)
+            settle_status(state, name, replaced.version, "registered")
+        return Outcome("shadow", name, environment, True, before=replaced.version if replaced else None,
+                       after=version, weight=self.weight, details={"weight": self.weight})
 
 
-def stop_shadow(store: Store, name: str, environment: str, change: Change = Change()) -> Outcome:
-    with _editing(store) as edit:
-        deployment = require_deployment(edit.data, name, environment)
+@dataclass(frozen=True)
+class StopShadow(RegistryOperation):
+    model: str
+    environment: str
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        deployment = require_deployment(state, self.model, self.environment)
         shadow = deployment.shadow
         if shadow is None:
-            raise InvalidTransition(f"{name} has no shadow in {environment} to stop")
+            raise InvalidTransition(f"{self.model} has no shadow in {self.environment} to stop")
         deployment.shadow = None
-        settle_status(edit.data, name, shadow.version, "registered")
-        edit.record("shadow_stop", change, name, environment, before=shadow.version, after=None,
-                    details={"weight": shadow.weight})
-    return Outcome("shadow_stop", name, environment, True, before=shadow.version, after=None, weight=shadow.weight)
+        settle_status(state, self.model, shadow.version, "registered")
+        return Outcome("shadow_stop", self.model, self.environment, True, before=shadow.version, after=None,
+                       weight=shadow.weight, details={"weight": shadow.weight})
 
 
 # --- what `onnxgate rollback` means -----------------------------------------------------------------------------
 
-def rollback_environment(store: Store, name: str, environment: str, change: Change = Change(), *,
-                         to: str | None = None) -> Outcome:
-    """`onnxgate rollback`: with a canary running, roll the canary back (stable is untouched; `to` is refused as
-    ambiguous). Otherwise return the stable version to its previous one, or to `to`, as
-    modelstore.deployments.rollback does; decided and done under one lock, so a canary started meanwhile is never
-    overwritten by a stale decision."""
-    with _editing(store) as edit:
-        deployment = require_deployment(edit.data, name, environment)
+
+@dataclass(frozen=True)
+class Rollback(RegistryOperation):
+    """With a canary running, roll the canary back (stable is untouched; `to` is refused as ambiguous). Otherwise
+    return the stable version to its previous one, or to `to`. Decided on the state it commits on, so a canary
+    started meanwhile is never overwritten by a stale decision."""
+
+    model: str
+    environment: str
+    to: str | None = None
+    reason: str | None = None
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        name, environment = self.model, self.environment
+        deployment = require_deployment(state, name, environment)
         if deployment.canary is not None:
-            if to is not None:
+            if self.to is not None:
                 raise InvalidTransition(f"a canary of {name} {deployment.canary.version} is running in {environment}: "
                                         "roll it back first (without --to), then roll the stable version back")
-            return _rollback_canary(edit, name, environment, change, {})
-        target = to or deployment.previous_version
+            return _roll_back_canary(state, name, environment, now, self.reason, {})
+        target = self.to or deployment.previous_version
         if target is None:
             raise InvalidTransition(f"{name} in {environment} has no previous version to roll back to; use --to VERSION")
-        require_version(edit.data, store, name, target)
+        require_version(state, name, target)
         bad = deployment.version
         if target == bad:
             raise InvalidTransition(f"{name} {target} is already the stable version in {environment}")
-        set_stable(edit.data, name, environment, target, replaced_status="rolled_back")
-        edit.data.deployments[name][environment].last_rollback = {"kind": "stable", "from": bad, "to": target,
-                                                                   "at": utc_now(), "reason": change.reason}
-        edit.record("rollback", change, name, environment, before=bad, after=target)
-    return Outcome("rollback", name, environment, True, before=bad, after=target)
+        set_stable(state, name, environment, target, now, replaced_status="rolled_back")
+        state.deployments[name][environment].last_rollback = {"kind": "stable", "from": bad, "to": target, "at": now,
+                                                               "reason": self.reason}
+        return Outcome("rollback", name, environment, True, before=bad, after=target)
+
+
+# --- the same, as calls -----------------------------------------------------------------------------------------
+
+
+def start_canary(store: ModelRepository, name: str, version: str, environment: str, weight: float,
+                 steps: Iterable[float] = (), interval_s: float | None = None, change: Change = Change(),
+                 slo: SloPolicy | None = None) -> Outcome:
+    return transition(store, StartCanary(name, environment, version, weight, tuple(steps), interval_s, slo), change)
+
+
+def promote(store: ModelRepository, name: str, environment: str, change: Change = Change(), *,
+            bake_s: float | None = None, expected_version: str | None = None) -> Outcome:
+    return transition(store, Promote(name, environment, bake_s, expected_version), change)
+
+
+def advance_canary_step(store: ModelRepository, name: str, environment: str, expected_weight: float,
+                        change: Change = Change(), *, expected_version: str | None = None,
+                        bake_s: float | None = None) -> Outcome:
+    return transition(store, AdvanceCanary(name, environment, expected_weight, expected_version, bake_s), change)
+
+
+def rollback_canary(store: ModelRepository, name: str, environment: str, change: Change = Change(),
+                    details: dict | None = None, *, expected_version: str | None = None) -> Outcome:
+    return transition(store, RollbackCanary(name, environment, change.reason, details or {}, expected_version), change)
+
+
+def rollback_bake(store: ModelRepository, name: str, environment: str, change: Change = Change(),
+                  details: dict | None = None, *, expected_version: str | None = None) -> Outcome:
+    return transition(store, RollbackBake(name, environment, change.reason, details or {}, expected_version), change)
+
+
+def start_shadow(store: ModelRepository, name: str, version: str, environment: str, weight: float = 100.0,
+                 change: Change = Change()) -> Outcome:
+    return transition(store, StartShadow(name, environment, version, weight), change)
+
+
+def stop_shadow(store: ModelRepository, name: str, environment: str, change: Change = Change()) -> Outcome:
+    return transition(store, StopShadow(name, environment), change)
+
+
+def rollback_environment(store: ModelRepository, name: str, environment: str, change: Change = Change(), *,
+                         to: str | None = None) -> Outcome:
+    return transition(store, Rollback(name, environment, to, change.reason), change)

@@ -11,6 +11,7 @@ from modelstore.errors import (
     CorruptRegistry,
     DuplicateVersion,
     IntegrityError,
+    InvalidEntry,
     InvalidName,
     ModelNotFound,
     NotDeployed,
@@ -46,6 +47,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (VersionNotFound, 3),
     (DuplicateVersion, 4),
     (CorruptRegistry, 5),
+    (InvalidEntry, 5),
     (IntegrityError, 6),
     (InvalidName, 2),
     (NotDeployed, 3),
@@ -79,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreError, UsageError) as error:
         print(f"onnxgate {args.command}: error: {error}", file=sys.stderr)
         return exit_code_for(error)
+    except OSError as error:  # a file the store did not expect to fail on: still one line, never a traceback
+        print(f"onnxgate {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

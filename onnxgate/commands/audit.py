@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from modelstore.deployments import audit_of
 from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
 from onnxgate.output import print_json
 
@@ -18,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    log = audit_of(store_from(args))
+    log = store_from(args).registry.audit
     lines = log.verify()
     if args.json:
         print_json({"ok": True, "lines": lines, "path": str(log.path)})

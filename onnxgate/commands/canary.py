@@ -8,8 +8,9 @@ import argparse
 import dataclasses
 import re
 
-from modelstore.registry import SloPolicy
-from modelstore.rollout import Outcome, start_canary
+from modelstore.rollout import start_canary
+from modelstore.slo import SloPolicy
+from modelstore.transitions import Outcome
 from onnxgate.commands.common import add_change_arguments, add_json_argument, add_store_argument, change_from, store_from
 from onnxgate.errors import UsageError
 from onnxgate.output import print_json

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modelstore.deployments import Change
 from modelstore.layout import Store, resolve_store_root
+from modelstore.transitions import Change
 from onnxgate.errors import UsageError
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from modelstore.deployments import audit_of
 from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
 from onnxgate.output import print_json, print_table
 
@@ -19,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    entries = [e for e in audit_of(store_from(args)).entries()
+    entries = [e for e in store_from(args).registry.audit.entries()
                if (not args.name or e.get("model") == args.name) and (not args.env or e.get("environment") == args.env)]
     entries = entries[-args.limit:] if args.limit > 0 else entries
     if args.json:

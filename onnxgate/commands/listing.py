@@ -1,13 +1,18 @@
-"""`onnxgate list`: every model and version in the store, with registry status and headline metrics."""
+"""`onnxgate list`: every model and version in the store, with registry status and headline metrics.
+
+A version whose metadata cannot be read is listed as broken, with the reason, and the command exits non-zero: one
+bad file neither hides the other versions nor ends in a traceback."""
 from __future__ import annotations
 
 import argparse
+import sys
 
-from modelstore.deployments import registry_of
+from modelstore.errors import StoreError
 from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
 from onnxgate.output import print_json, print_table
 
 HEADLINE_METRICS = ("accuracy", "f1", "roc_auc", "r2", "mae")
+BROKEN_EXIT_CODE = 1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     store = store_from(args)
-    registry = registry_of(store).read()
+    registry = store.registry.read().state
     names = [args.name] if args.name else store.list_models()
     rows = []
     for name in names:
@@ -28,22 +33,28 @@ def run(args: argparse.Namespace) -> int:
         latest = versions[-1] if versions else None
         for version in versions:
             record = registry.models.get(name, {}).get(version)
-            metadata = store.read_metadata(name, version)
             serving = sorted(env for env, dep in registry.deployments.get(name, {}).items() if dep.version == version)
-            rows.append({
-                "name": name, "version": version, "latest": version == latest,
-                "status": record.status if record else "unregistered", "environments": serving,
-                "framework": metadata.framework, "task": metadata.task,
-                "metrics": {k: v for k, v in metadata.metrics.items() if k in HEADLINE_METRICS},
-                "created_at": metadata.created_at,
-            })
+            row = {"name": name, "version": version, "latest": version == latest,
+                   "status": record.status if record else "unregistered", "environments": serving}
+            try:
+                metadata = store.read_metadata(name, version)
+            except StoreError as exc:
+                rows.append({**row, "status": "broken", "error": str(exc), "framework": None, "task": None,
+                             "metrics": {}, "created_at": None})
+                continue
+            rows.append({**row, "framework": metadata.framework, "task": metadata.task,
+                         "metrics": {k: v for k, v in metadata.metrics.items() if k in HEADLINE_METRICS},
+                         "created_at": metadata.created_at})
+    broken = [row for row in rows if row["status"] == "broken"]
     if args.json:
         print_json(rows)
-        return 0
-    print_table(
-        ["MODEL", "VERSION", "STATUS", "SERVING", "FRAMEWORK", "TASK", "METRICS", "CREATED"],
-        [[r["name"], r["version"] + (" *" if r["latest"] else ""), r["status"], ",".join(r["environments"]) or "-",
-          r["framework"], r["task"], " ".join(f"{k}={v:.3f}" for k, v in r["metrics"].items()), r["created_at"]]
-         for r in rows],
-    )
-    return 0
+    else:
+        print_table(
+            ["MODEL", "VERSION", "STATUS", "SERVING", "FRAMEWORK", "TASK", "METRICS", "CREATED"],
+            [[r["name"], r["version"] + (" *" if r["latest"] else ""), r["status"], ",".join(r["environments"]) or "-",
+              r["framework"] or "-", r["task"] or "-", " ".join(f"{k}={v:.3f}" for k, v in r["metrics"].items()),
+              r["created_at"] or "-"] for r in rows],
+        )
+    for row in broken:
+        print(f"onnxgate list: error: {row['error']}", file=sys.stderr)
+    return BROKEN_EXIT_CODE if broken else 0

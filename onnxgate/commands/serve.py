@@ -47,8 +47,7 @@ def read_slo_file(path: Path) -> dict:
     """The file's SLO fields, checked here so that a typo fails the command rather than every worker."""
     from pydantic import ValidationError
 
-    from modelstore.registry import SloPolicy
-    from modelstore.rollout import check_slo
+    from modelstore.slo import SloPolicy
 
     try:
         policy = SloPolicy.model_validate_json(path.read_bytes())
@@ -57,7 +56,7 @@ def read_slo_file(path: Path) -> dict:
     except ValidationError as exc:
         raise UsageError(f"--slo-file {path} is not a valid SLO policy: {exc.errors()[0]['msg']} "
                          f"at {'.'.join(map(str, exc.errors()[0]['loc'])) or 'top level'}") from None
-    return check_slo(policy).model_dump(exclude_none=True)
+    return policy.checked().given()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from modelstore.deployments import registry_of
 from modelstore.registry import RegistryData
 from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
 from onnxgate.output import print_json, print_table
@@ -45,7 +44,7 @@ def rollback_text(rollback: dict | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = status_rows(registry_of(store_from(args)).read(), args.env)
+    rows = status_rows(store_from(args).registry.read().state, args.env)
     if args.json:
         print_json(rows)
         return 0

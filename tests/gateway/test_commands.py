@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from modelstore.audit import AuditLog
-from modelstore.deployments import registry_of
 from modelstore.layout import Store
 from onnxgate.__main__ import main
 from tests.factories import publish_classifier
@@ -35,7 +34,7 @@ def test_deploy_records_registry_and_audit(two_versions: Store, capsys: pytest.C
                  "--reason", "first"]) == 0
     assert main(["deploy", "iris", "v2.0.0", "--env", "staging", "--store", root]) == 0
     assert "deployed iris v2.0.0 to staging (was v1.0.0)" in capsys.readouterr().out
-    assert registry_of(two_versions).read().deployments["iris"]["staging"].version == "v2.0.0"
+    assert two_versions.registry.read().state.deployments["iris"]["staging"].version == "v2.0.0"
     deploys = [e for e in AuditLog(two_versions.audit_path).entries() if e["action"] == "deploy"]
     assert deploys[0]["actor"] == "ana" and deploys[0]["reason"] == "first" and deploys[1]["before"] == "v1.0.0"
 
@@ -48,7 +47,7 @@ def test_deploy_refuses_a_tampered_or_unknown_version(two_versions: Store, capsy
     assert main(["deploy", "iris", "v9.0.0", "--env", "production", "--store", root]) == 3
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and "sha256 mismatch" in errors[0] and "Traceback" not in errors[0]
-    assert "iris" not in registry_of(two_versions).read().deployments
+    assert "iris" not in two_versions.registry.read().state.deployments
 
 
 def test_status_table_and_json(two_versions: Store, capsys: pytest.CaptureFixture):

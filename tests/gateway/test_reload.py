@@ -16,19 +16,23 @@ from gateway.app import create_app
 from gateway.metrics import GatewayMetrics
 from gateway.service import Service
 from gateway.watcher import StoreWatcher
-from modelstore.deployments import registry_of, set_stable
-from modelstore.layout import Store
-from modelstore.registry import Registry
+from modelstore.deployments import Change, Deploy
+from modelstore.layout import Store, open_store
+from modelstore.transitions import transition
 from tests.factories import ClientThreads, classifier_expected, deploy_version, publish_classifier, running_server
 from tests.gateway.conftest import gateway_settings
 
 ROW = [[5.1, 3.5, 1.4, 0.2]]
 
 
+class UnverifiedDeploy(Deploy):
+    def prepare(self, store: Store) -> Deploy:
+        return self
+
+
 def deploy_unverified(store: Store, name: str, version: str, environment: str = "production") -> None:
     """What the gateway sees when files change after `deploy` verified them: the registry points at the version."""
-    with registry_of(store).transaction() as data:
-        set_stable(data, name, environment, version, replaced_status="deprecated")
+    transition(store, UnverifiedDeploy(name, environment, version), Change(actor="tests"))
 
 
 def tamper(store: Store, name: str, version: str) -> bytes:
@@ -115,7 +119,7 @@ def test_model_onnxruntime_refuses_is_not_loaded(app_client: TestClient, fresh_s
 
 
 def test_corrupt_registry_keeps_everything_serving(app_client: TestClient, fresh_store: Store):
-    registry_path = Registry(fresh_store.registry_path).path
+    registry_path = fresh_store.registry_path
     registry_path.write_text("{not json")
     report = reload(app_client)
     assert report["ok"] is False and "registry" in report["error"]
@@ -201,21 +205,21 @@ def test_a_deploy_between_the_first_load_and_the_watcher_start_is_not_missed(fre
     settings = gateway_settings(fresh_store, registry_poll_s=0.05)
 
     async def scenario() -> str:
-        service = Service(settings, GatewayMetrics(CollectorRegistry()))
+        store = open_store(fresh_store.root, relative_paths=True)
+        service = Service(settings, GatewayMetrics(CollectorRegistry()), store)
         await service.reload()
         deploy_version(fresh_store, "iris", "v2.0.0")
-        watcher = StoreWatcher(service.store, service.reload, debounce_ms=settings.reload_debounce_ms,
-                               poll_s=settings.registry_poll_s, loaded_stamp=service.pool.registry_stamp)
+        feed = store.change_feed(poll_s=settings.registry_poll_s, debounce_ms=settings.reload_debounce_ms)
+        watcher = StoreWatcher(feed, service.reload, lambda: service.pools.seen_revision)
         task = asyncio.create_task(watcher.run())
         try:
             for _ in range(200):
-                if service.pool.route("production", "iris").stable.version == "v2.0.0":
+                if service.pools.pool.route("production", "iris").stable.version == "v2.0.0":
                     break
                 await asyncio.sleep(0.025)
-            return service.pool.route("production", "iris").stable.version
+            return service.pools.pool.route("production", "iris").stable.version
         finally:
             watcher.stop()
-            watcher.request_reload()
             await task
             service.close()
 

@@ -3,20 +3,21 @@ from __future__ import annotations
 import pytest
 
 from modelstore.audit import AuditLog
-from modelstore.deployments import Change, audit_of, deploy, rollback
+from modelstore.deployments import Change, deploy
 from modelstore.errors import AuditChainBroken
+from modelstore.rollout import rollback_environment
 
 
 def test_every_change_is_audited_with_actor_reason_and_versions(make_store):
     store = make_store({"tiny": ["v1.0.0", "v1.1.0"]})
     deploy(store, "tiny", "v1.0.0", "production", Change("alice", "first"))
     deploy(store, "tiny", "v1.1.0", "production", Change("bob", "upgrade"))
-    rollback(store, "tiny", "production", Change("carol", "latency"))
-    entries = audit_of(store).entries()
+    rollback_environment(store, "tiny", "production", Change("carol", "latency"))
+    entries = store.registry.audit.entries()
     assert [e["action"] for e in entries] == ["register", "register", "deploy", "deploy", "rollback"]
     assert entries[-1]["actor"] == "carol"
     assert (entries[-1]["before"], entries[-1]["after"], entries[-1]["reason"]) == ("v1.1.0", "v1.0.0", "latency")
-    assert audit_of(store).verify() == 5
+    assert store.registry.audit.verify() == 5
 
 
 def test_verify_names_the_first_line_where_the_chain_breaks(tmp_path):

@@ -7,7 +7,6 @@ import pytest
 
 from modelstore.errors import IntegrityError, ModelNotFound, VersionNotFound
 from modelstore.layout import resolve_store_root
-from modelstore.registry import Registry
 
 
 def test_publish_writes_version_dir_latest_link_and_registry(make_store):
@@ -17,7 +16,7 @@ def test_publish_writes_version_dir_latest_link_and_registry(make_store):
     assert link.is_symlink() and os.readlink(link) == "v1.10.0"  # relative, newest by version order
     metadata = store.verify_version("tiny", "latest")
     assert metadata.version == "v1.10.0" and len(metadata.model_sha256) == 64
-    registry = Registry(store.registry_path).read()
+    registry = store.registry.read().state
     assert set(registry.models["tiny"]) == {"v1.2.0", "v1.9.1", "v1.10.0"}
     assert registry.models["tiny"]["v1.2.0"].status == "registered"
 

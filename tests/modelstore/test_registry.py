@@ -1,54 +1,75 @@
 from __future__ import annotations
 
 import multiprocessing
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from modelstore.deployments import Change, deploy
-from modelstore.errors import CorruptRegistry
-from modelstore.registry import Registry, VersionRecord
+from modelstore.deployments import Change, Register, deploy
+from modelstore.errors import ChangeRefused, CorruptRegistry
+from modelstore.layout import Store
+from modelstore.registry import RegistryData
+from modelstore.transitions import Outcome, transition
 
 
-def _write_many(path: str, writer: int, count: int) -> None:
-    registry = Registry(Path(path))
+def _write_many(root: str, writer: int, count: int) -> None:
+    store = Store(Path(root))
     for index in range(count):
-        with registry.transaction() as data:
-            data.models.setdefault(f"m{writer}", {})[f"v0.0.{index}"] = VersionRecord(registered_at="t")
+        transition(store, Register(f"m{writer}", f"v0.0.{index}", "0" * 64), Change(actor=f"writer-{writer}"))
 
 
 def test_concurrent_writers_in_two_processes_lose_no_update(tmp_path):
-    path = tmp_path / "registry.json"
+    root = tmp_path / "store"
+    root.mkdir()
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_write_many, args=(str(path), w, 150)) for w in range(2)]
+    workers = [context.Process(target=_write_many, args=(str(root), w, 150)) for w in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
-    data = Registry(path).read()
+    store = Store(root)
+    data = store.registry.read().state
     assert {name: len(versions) for name, versions in data.models.items()} == {"m0": 150, "m1": 150}
+    assert data.revision == 300 and [e["revision"] for e in store.registry.audit.entries()] == list(range(1, 301))
 
 
 def test_corrupt_registry_is_reported_with_its_path_and_left_untouched(make_store):
     store = make_store({"tiny": ["v1.0.0"]})
     store.registry_path.write_text('{"models": {"tiny": ')
     with pytest.raises(CorruptRegistry, match=str(store.registry_path)):
-        Registry(store.registry_path).read()
+        store.registry.read()
     with pytest.raises(CorruptRegistry):
         deploy(store, "tiny", "v1.0.0", "staging")
     assert store.registry_path.read_text() == '{"models": {"tiny": '
 
 
-def test_a_failed_transaction_writes_nothing(tmp_path):
-    registry = Registry(tmp_path / "registry.json")
-    with registry.transaction() as data:
-        data.models["a"] = {"v1.0.0": VersionRecord(registered_at="t")}
-    before = registry.path.read_bytes()
-    with pytest.raises(RuntimeError), registry.transaction() as data:
-        data.models["b"] = {}
+@dataclass(frozen=True)
+class Exploding:
+    """An operation that edits the state, then fails."""
+
+    def prepare(self, store: Store) -> Exploding:
+        return self
+
+    def apply(self, state: RegistryData, now: str) -> Outcome:
+        state.models["b"] = {}
         raise RuntimeError("boom")
-    assert registry.path.read_bytes() == before
+
+
+def test_a_failed_or_refused_transition_writes_nothing(make_store):
+    store = make_store({"tiny": ["v1.0.0"]})
+    before, audited = store.registry_path.read_bytes(), len(store.registry.audit.entries())
+    with pytest.raises(RuntimeError):
+        transition(store, Exploding())
+
+    def refuse(proposal) -> None:
+        raise ChangeRefused(f"no {proposal.outcome.action} today")
+
+    guarded = Store(store.root, checks=(refuse,))
+    with pytest.raises(ChangeRefused, match="no deploy today"):
+        deploy(guarded, "tiny", "v1.0.0", "staging")
+    assert store.registry_path.read_bytes() == before and len(store.registry.audit.entries()) == audited
 
 
 def test_deploy_marks_the_replaced_version_deprecated_unless_served_elsewhere(make_store):
@@ -57,10 +78,10 @@ def test_deploy_marks_the_replaced_version_deprecated_unless_served_elsewhere(ma
     deploy(store, "tiny", "v1.0.0", "staging", change)
     deploy(store, "tiny", "v1.0.0", "production", change)
     assert deploy(store, "tiny", "v1.1.0", "staging", change) == "v1.0.0"
-    data = Registry(store.registry_path).read()
+    data = store.registry.read().state
     assert data.models["tiny"]["v1.0.0"].status == "deployed"  # production still serves it
     deploy(store, "tiny", "v1.1.0", "production", change)
-    data = Registry(store.registry_path).read()
+    data = store.registry.read().state
     assert data.models["tiny"]["v1.0.0"].status == "deprecated"
     assert data.deployments["tiny"]["production"].version == "v1.1.0"
     assert data.deployments["tiny"]["production"].previous_version == "v1.0.0"

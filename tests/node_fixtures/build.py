@@ -11,9 +11,9 @@ from tokenizers import Tokenizer
 
 from modelstore.deployments import deploy
 from modelstore.layout import Store
-from modelstore.metadata import ModelMetadata, utc_now
+from modelstore.metadata import ModelMetadata
 from modelstore.outputs import format_outputs
-from modelstore.registry import CanaryState
+from modelstore.rollout import start_canary
 from modelstore.versions import sort_versions
 from modelstore.writer import publish
 from tests.node_fixtures.routing import routing_vectors
@@ -84,12 +84,7 @@ def run_python(metadata: ModelMetadata, fixture: Fixture, tokenizer: Tokenizer, 
 def deploy_fixtures(store: Store) -> None:
     deploy(store, "iris", "v0.9.0", "staging")
     deploy(store, "iris", "v1.0.0", "production")
-    from modelstore.deployments import registry_of
-
-    with registry_of(store).transaction() as data:
-        now = utc_now()
-        data.deployments["iris"]["production"].canary = CanaryState(version="v0.10.0", weight=12.5, started_at=now,
-                                                                    step_started_at=now)
+    start_canary(store, "iris", "v0.10.0", "production", 12.5)
 
 
 def build_packages(store: Store, out_dir: Path, versions: list[tuple[str, str]]) -> dict:

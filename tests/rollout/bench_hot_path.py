@@ -8,8 +8,8 @@ import random
 import statistics
 import time
 
-from gateway.slo import RolloutJudge
-from gateway.traffic import TrafficWindows, choose_arm
+from gateway.judge import RolloutJudge
+from gateway.traffic import ArmWindows, choose_arm
 from modelstore.registry import CanaryState, Deployment
 
 REQUESTS = 200_000
@@ -34,14 +34,14 @@ def main() -> None:
         choose_arm(deployment, None, rng)
     unkeyed = per_call_us(REQUESTS, started)
 
-    windows = TrafficWindows()
+    windows = ArmWindows()
     latencies = [rng.lognormvariate(-5.5, 0.5) for _ in range(REQUESTS)]
     started = time.perf_counter()
     for index, latency in enumerate(latencies):
-        windows.record("tiny", "prod", "stable", "v1.0.0", latency, True, T0 + index * 10 / REQUESTS)
+        windows.record("stable", "v1.0.0", latency, True, T0 + index * 10 / REQUESTS)
     record = per_call_us(REQUESTS, started)
     for index, latency in enumerate(latencies[:20_000]):
-        windows.record("tiny", "prod", "canary", "v1.1.0", latency, True, T0 + index * 10 / 20_000)
+        windows.record("canary", "v1.1.0", latency, True, T0 + index * 10 / 20_000)
 
     ticks = []
     for _ in range(200):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.traffic import Arm, TrafficWindows
+from gateway.traffic import Arm, ArmWindows
 from modelstore.deployments import deploy
 from modelstore.layout import Store
 from modelstore.writer import publish
@@ -41,10 +41,10 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def feed(windows: TrafficWindows, arm: Arm, version: str, start: float, end: float, count: int,
-         latency_s: float | Callable[[int], float], errors: int = 0, model: str = "tiny", environment: str = "prod") -> None:
+def feed(windows: ArmWindows, arm: Arm, version: str, start: float, end: float, count: int,
+         latency_s: float | Callable[[int], float], errors: int = 0) -> None:
     """`count` observations spread evenly over [start, end); the first `errors` of them failed."""
     step = (end - start) / count
     for index in range(count):
         latency = latency_s(index) if callable(latency_s) else latency_s
-        windows.record(model, environment, arm, version, latency, index >= errors, start + index * step)
+        windows.record(arm, version, latency, index >= errors, start + index * step)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from modelstore.deployments import Change, audit_of, registry_of
+from modelstore.deployments import Change
 from modelstore.layout import Store
-from modelstore.registry import Deployment, SloPolicy
+from modelstore.registry import Deployment
 from modelstore.rollout import start_canary
+from modelstore.slo import SloPolicy
 from tests.factories import classifier_expected, deploy_version, make_store, poison, publish_classifier, slow_work
 
 STABLE, OTHER, SLOW, FLAKY = "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0"
@@ -35,10 +36,10 @@ class RolloutStore:
         return classifier_expected(self.weights[version], rows)[0]
 
     def deployment(self, environment: str = "production") -> Deployment:
-        return registry_of(self.store).read().deployment("iris", environment)
+        return self.store.registry.read().state.deployment("iris", environment)
 
     def audit_actions(self, action: str) -> list[dict]:
-        return [e for e in audit_of(self.store).entries() if e["action"] == action]
+        return [e for e in self.store.registry.audit.entries() if e["action"] == action]
 
     def canary(self, version: str, weight: float, environment: str = "production", *, steps: tuple = (),
                interval_s: float | None = None, **slo: object) -> None:

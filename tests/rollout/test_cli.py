@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-from modelstore.deployments import audit_of, registry_of
-
 
 def onnxgate(store, *args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "onnxgate", *args, "--store", str(store.root)]
@@ -16,7 +14,7 @@ def onnxgate(store, *args: str) -> subprocess.CompletedProcess:
 
 
 def prod(store):
-    return registry_of(store).read().deployment("tiny", "prod")
+    return store.registry.read().state.deployment("tiny", "prod")
 
 
 def test_canary_steps_promote_and_rollback(make_rollout_store):
@@ -37,7 +35,7 @@ def test_canary_steps_promote_and_rollback(make_rollout_store):
 
     rolled = onnxgate(store, "rollback", "tiny", "--env", "prod")
     assert rolled.returncode == 0 and "v1.1.0 -> v1.0.0" in rolled.stdout
-    entries = audit_of(store).entries()
+    entries = store.registry.audit.entries()
     assert [e["action"] for e in entries[-3:]] == ["canary", "promote", "rollback"]
     assert (entries[-3]["actor"], entries[-3]["reason"]) == ("alice", "new features")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelstore.deployments import Change, audit_of, registry_of
+from modelstore.deployments import Change
 from modelstore.errors import StoreError
 from modelstore.layout import Store
 from modelstore.rollout import (
@@ -30,7 +30,7 @@ CONTEXT = multiprocessing.get_context("fork")
 def random_operation(store: Store, rng: random.Random, worker: int):
     environment = rng.choice(ENVIRONMENTS)
     change = Change(actor=f"worker-{worker}", reason="race")
-    current = registry_of(store).read().deployment("tiny", environment)  # what a gateway worker judged, now stale
+    current = store.registry.read().state.deployment("tiny", environment)  # what a gateway worker judged, now stale
     canary = current.canary
     choice = rng.randrange(8)
     if choice == 0:
@@ -82,7 +82,7 @@ def run_together(target, args_for, count: int) -> list:
 
 
 def check_invariants(store: Store) -> None:
-    data = registry_of(store).read()  # parses and validates, or raises CorruptRegistry
+    data = store.registry.read().state  # parses and validates, or raises CorruptRegistry
     assert set(data.deployments["tiny"]) == set(ENVIRONMENTS)
     serving = set()
     for deployment in data.deployments["tiny"].values():
@@ -96,8 +96,8 @@ def check_invariants(store: Store) -> None:
             serving.add(deployment.shadow.version)
     for version, record in data.models["tiny"].items():
         assert (record.status == "deployed") == (version in serving), (version, record.status, serving)
-    assert audit_of(store).verify() == len(audit_of(store).entries())
-    assert replay_audit(audit_of(store).entries()) == {
+    assert store.registry.audit.verify() == len(store.registry.audit.entries())
+    assert replay_audit(store.registry.audit.entries()) == {
         env: (dep.version, dep.canary.version if dep.canary else None, dep.shadow.version if dep.shadow else None)
         for env, dep in data.deployments["tiny"].items()
     }
@@ -131,12 +131,12 @@ def replay_audit(entries: list[dict]) -> dict[str, tuple]:
 @pytest.mark.parametrize("workers", [6])
 def test_concurrent_rollout_operations_leave_the_registry_consistent(tmp_path, workers):
     store = build_store(tmp_path / "store", environments=ENVIRONMENTS)
-    audited_before = len(audit_of(store).entries())
+    audited_before = len(store.registry.audit.entries())
     results = run_together(run_worker, lambda index: (str(store.root), index, 40), workers)
     changed = sum(c for c, _ in results)
     assert changed > workers  # the races did change things, not only refuse
     check_invariants(store)
-    assert len(audit_of(store).entries()) == audited_before + changed
+    assert len(store.registry.audit.entries()) == audited_before + changed
 
 
 def race_decision(root: str, operation: str, start, results) -> None:
@@ -155,7 +155,7 @@ def test_workers_reaching_the_same_decision_apply_it_once(tmp_path, operation, a
     start_canary(store, "tiny", "v1.1.0", "prod", 10, steps=(25, 100), interval_s=1)
     results = run_together(race_decision, lambda _: (str(store.root), operation), 8)
     assert sorted(results) == [False] * 7 + [True]
-    assert [entry["action"] for entry in audit_of(store).entries()].count(action) == 1
-    deployment = registry_of(store).read().deployment("tiny", "prod")
+    assert [entry["action"] for entry in store.registry.audit.entries()].count(action) == 1
+    deployment = store.registry.read().state.deployment("tiny", "prod")
     assert deployment.canary is None if operation == "rollback" else deployment.canary.weight == 25
-    assert audit_of(store).verify() == len(audit_of(store).entries())
+    assert store.registry.audit.verify() == len(store.registry.audit.entries())

@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.traffic import bucket, threshold
-from modelstore.deployments import Change, registry_of
-from modelstore.registry import SloPolicy
+from modelstore.deployments import Change
 from modelstore.rollout import start_shadow
+from modelstore.slo import SloPolicy
 from onnxgate.commands.status import status_rows
 from tests.gateway.conftest import gateway_settings
 from tests.rollout.gateway_fixtures import (
@@ -173,7 +173,7 @@ def test_canary_that_fails_to_load_is_rolled_back_while_stable_keeps_serving(rol
     assert sample(metrics, "rollbacks_total", model="iris", environment="production", kind="canary",
                   cause="load_failure") == 1
     assert health["models"][0]["rollout"]["last_rollback"]["from"] == OTHER
-    [row] = status_rows(registry_of(rollout.store).read())
+    [row] = status_rows(rollout.store.registry.read().state)
     assert row["last_rollback"].startswith(f"{OTHER}->{STABLE} canary (load_failure) ")
 
 

@@ -5,12 +5,10 @@ import time
 
 import pytest
 
-from modelstore.deployments import Change, audit_of, deploy, registry_of
-from modelstore.errors import IntegrityError, InvalidTransition, NotDeployed, VersionNotFound
-from modelstore.registry import SloPolicy
+from modelstore.deployments import Change, deploy
+from modelstore.errors import IntegrityError, InvalidSloPolicy, InvalidTransition, NotDeployed, VersionNotFound
 from modelstore.rollout import (
     DEFAULT_BAKE_S,
-    InvalidSloPolicy,
     advance_canary_step,
     epoch_seconds,
     promote,
@@ -21,21 +19,22 @@ from modelstore.rollout import (
     start_shadow,
     stop_shadow,
 )
+from modelstore.slo import SloPolicy
 
 OPS = Change(actor="ops", reason="rollout test")
 
 
 def state(store):
-    data = registry_of(store).read()
+    data = store.registry.read().state
     return data, data.deployment("tiny", "prod")
 
 
 def statuses(store) -> dict[str, str]:
-    return {version: record.status for version, record in registry_of(store).read().models["tiny"].items()}
+    return {version: record.status for version, record in store.registry.read().state.models["tiny"].items()}
 
 
 def actions(store) -> list[str]:
-    return [entry["action"] for entry in audit_of(store).entries()]
+    return [entry["action"] for entry in store.registry.audit.entries()]
 
 
 def test_start_canary_records_state_status_and_audit(make_rollout_store):
@@ -48,7 +47,7 @@ def test_start_canary_records_state_status_and_audit(make_rollout_store):
     assert (canary.version, canary.weight, canary.steps, canary.interval_s) == ("v1.1.0", 10, [25, 50, 100], 60)
     assert deployment.slo.max_error_rate == 0.02 and deployment.version == "v1.0.0"
     assert statuses(store)["v1.1.0"] == "deployed"
-    entry = audit_of(store).entries()[-1]
+    entry = store.registry.audit.entries()[-1]
     assert (entry["action"], entry["actor"], entry["reason"], entry["before"], entry["after"]) == (
         "canary", "ops", "rollout test", "v1.0.0", "v1.1.0")
     assert entry["details"]["steps"] == [25, 50, 100]
@@ -130,14 +129,14 @@ def test_rollback_canary_is_recorded_once_and_a_repeat_is_a_no_op(make_rollout_s
     assert deployment.last_rollback["kind"] == "canary" and deployment.last_rollback["from"] == "v1.1.0"
     assert deployment.last_rollback["figures"] == {"candidate_requests": 40}
     assert statuses(store)["v1.1.0"] == "rolled_back"
-    entry = audit_of(store).entries()[-1]
+    entry = store.registry.audit.entries()[-1]
     assert (entry["action"], entry["actor"], entry["details"]["reasons"]) == (
         "canary_rollback", "gateway", ["error rate 5.00% above 1.00%"])
 
-    registry_bytes, audit_lines = store.registry_path.read_bytes(), len(audit_of(store).entries())
+    registry_bytes, audit_lines = store.registry_path.read_bytes(), len(store.registry.audit.entries())
     again = rollback_canary(store, "tiny", "prod", Change(actor="gateway"), figures, expected_version="v1.1.0")
     assert not again.changed
-    assert store.registry_path.read_bytes() == registry_bytes and len(audit_of(store).entries()) == audit_lines
+    assert store.registry_path.read_bytes() == registry_bytes and len(store.registry.audit.entries()) == audit_lines
 
 
 def test_rollback_canary_leaves_a_newer_canary_alone(make_rollout_store):
@@ -155,10 +154,10 @@ def test_steps_advance_by_compare_and_set_and_the_last_promotes(make_rollout_sto
     assert stepped.changed and stepped.weight == 25 and stepped.details == {"weight_from": 5, "weight_to": 25}
     canary = state(store)[1].canary
     assert canary.weight == 25 and canary.step_started_at >= first_step_started
-    entries = len(audit_of(store).entries())
+    entries = len(store.registry.audit.entries())
     assert not advance_canary_step(store, "tiny", "prod", 5, expected_version="v1.1.0").changed
     assert not advance_canary_step(store, "tiny", "prod", 25, expected_version="v1.2.0").changed
-    assert len(audit_of(store).entries()) == entries
+    assert len(store.registry.audit.entries()) == entries
     promoted = advance_canary_step(store, "tiny", "prod", 25, Change(actor="gateway"), bake_s=60)
     assert promoted.action == "promote" and promoted.details["via"] == "steps"
     _, deployment = state(store)
@@ -224,7 +223,7 @@ def test_rollback_command_semantics(make_rollout_store):
     assert third.after == "v1.3.0"
     with pytest.raises(InvalidTransition, match="already the stable"):
         rollback_environment(store, "tiny", "prod", to="v1.3.0")
-    assert audit_of(store).verify() == len(audit_of(store).entries())
+    assert store.registry.audit.verify() == len(store.registry.audit.entries())
 
 
 def test_a_plain_deploy_over_a_running_canary_ends_it_and_keeps_the_shadow(make_rollout_store):

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from gateway.traffic import bucket, threshold
-from modelstore.deployments import Change, audit_of
+from modelstore.deployments import Change
 from modelstore.rollout import promote
 from onnxgate.__main__ import main
 from tests.factories import ClientThreads
@@ -261,4 +261,4 @@ def test_two_workers_converge_on_one_rollback(rollout: RolloutStore):
     assert not any(r.arm == "canary" for r in load.replies[after:])
     [entry] = rollout.audit_actions("canary_rollback")  # both workers judged; the registry changed once
     assert entry["actor"].startswith("gateway@")
-    assert audit_of(rollout.store).verify() > 0
+    assert rollout.store.registry.audit.verify() > 0

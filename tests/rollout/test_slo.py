@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.slo import RolloutJudge, SloLimits, judge, resolve_limits, shadow_verdict
-from gateway.traffic import TrafficWindows, WindowSummary
-from modelstore.registry import BakeState, CanaryState, Deployment, ShadowState, SloPolicy
-from modelstore.rollout import InvalidSloPolicy
+from gateway.judge import RolloutJudge, judge, shadow_verdict
+from gateway.traffic import ArmWindows, WindowSummary
+from modelstore.errors import InvalidSloPolicy
+from modelstore.registry import BakeState, CanaryState, Deployment, ShadowState
+from modelstore.slo import SloLimits, SloPolicy, resolve_limits
 from tests.rollout.conftest import feed, iso
 
 LIMITS = SloLimits()
@@ -76,7 +77,7 @@ def canary_deployment(weight: float = 10, steps: tuple = (), interval_s: float |
     return Deployment(version="v1.0.0", deployed_at=iso(T0 - 3600), canary=canary, slo=slo)
 
 
-def run_windows(judge_: RolloutJudge, deployment: Deployment, windows: TrafficWindows, start: float,
+def run_windows(judge_: RolloutJudge, deployment: Deployment, windows: ArmWindows, start: float,
                 plan: list[tuple[float, int]]) -> list:
     """One window per plan entry: stable at 5 ms, the canary at (latency_ms, errors out of 100); tick at its end."""
     decisions = []
@@ -89,7 +90,7 @@ def run_windows(judge_: RolloutJudge, deployment: Deployment, windows: TrafficWi
 
 
 def test_judges_once_per_window_starting_one_window_after_the_canary_appears():
-    judge_, windows, deployment = RolloutJudge("tiny", "prod"), TrafficWindows(), canary_deployment()
+    judge_, windows, deployment = RolloutJudge("tiny", "prod"), ArmWindows(), canary_deployment()
     assert judge_.tick(deployment, windows, T0).action == "keep" and judge_.last_verdict is None
     feed(windows, "canary", "v1.1.0", T0, T0 + 9, 100, 0.005, errors=100)
     assert judge_.tick(deployment, windows, T0 + 9).verdict is None
@@ -97,7 +98,7 @@ def test_judges_once_per_window_starting_one_window_after_the_canary_appears():
 
 
 def test_rollback_after_consecutive_breaches_only():
-    judge_, windows, deployment = RolloutJudge("tiny", "prod"), TrafficWindows(), canary_deployment()
+    judge_, windows, deployment = RolloutJudge("tiny", "prod"), ArmWindows(), canary_deployment()
     judge_.tick(deployment, windows, T0)
     decisions = run_windows(judge_, deployment, windows, T0, [(40, 0), (5, 0), (40, 0), (5, 0), (5, 30), (40, 0)])
     kinds = [d.verdict.kind for d in decisions]
@@ -109,7 +110,7 @@ def test_rollback_after_consecutive_breaches_only():
 
 
 def test_low_traffic_canary_is_never_rolled_back():
-    judge_, windows, deployment = RolloutJudge("tiny", "prod"), TrafficWindows(), canary_deployment()
+    judge_, windows, deployment = RolloutJudge("tiny", "prod"), ArmWindows(), canary_deployment()
     judge_.tick(deployment, windows, T0)
     for index in range(6):
         feed(windows, "canary", "v1.1.0", T0 + index * 10, T0 + index * 10 + 10, 5, 0.9, errors=5)
@@ -118,7 +119,7 @@ def test_low_traffic_canary_is_never_rolled_back():
 
 
 def test_steps_advance_after_a_healthy_interval_and_the_step_to_100_promotes():
-    judge_, windows = RolloutJudge("tiny", "prod"), TrafficWindows()
+    judge_, windows = RolloutJudge("tiny", "prod"), ArmWindows()
     deployment = canary_deployment(weight=10, steps=(50, 100), interval_s=25)
     judge_.tick(deployment, windows, T0)
     decisions = run_windows(judge_, deployment, windows, T0, [(5, 0), (5, 0), (5, 0)])
@@ -133,7 +134,7 @@ def test_steps_advance_after_a_healthy_interval_and_the_step_to_100_promotes():
 
 
 def test_no_step_without_a_healthy_verdict():
-    judge_, windows = RolloutJudge("tiny", "prod"), TrafficWindows()
+    judge_, windows = RolloutJudge("tiny", "prod"), ArmWindows()
     deployment = canary_deployment(weight=10, steps=(50,), interval_s=5)
     judge_.tick(deployment, windows, T0)
     feed(windows, "canary", "v1.1.0", T0, T0 + 10, 100, 0.005)  # stable has no traffic: latency not compared
@@ -141,7 +142,7 @@ def test_no_step_without_a_healthy_verdict():
 
 
 def test_deployment_slo_changes_the_rules():
-    judge_, windows = RolloutJudge("tiny", "prod"), TrafficWindows()
+    judge_, windows = RolloutJudge("tiny", "prod"), ArmWindows()
     deployment = canary_deployment(slo=SloPolicy(breaches_to_rollback=1, window_s=5))
     judge_.tick(deployment, windows, T0)
     feed(windows, "canary", "v1.1.0", T0, T0 + 5, 50, 0.005, errors=10)
@@ -149,7 +150,7 @@ def test_deployment_slo_changes_the_rules():
 
 
 def test_a_new_canary_starts_a_new_count():
-    judge_, windows = RolloutJudge("tiny", "prod"), TrafficWindows()
+    judge_, windows = RolloutJudge("tiny", "prod"), ArmWindows()
     deployment = canary_deployment()
     judge_.tick(deployment, windows, T0)
     assert run_windows(judge_, deployment, windows, T0, [(40, 0)])[0].verdict.kind == "breach"
@@ -164,7 +165,7 @@ def baked(until: float) -> Deployment:
 
 
 def test_bake_period_rolls_back_against_the_previous_versions_kept_figures():
-    judge_, windows = RolloutJudge("tiny", "prod"), TrafficWindows()
+    judge_, windows = RolloutJudge("tiny", "prod"), ArmWindows()
     judge_.tick(canary_deployment(), windows, T0)
     run_windows(judge_, canary_deployment(), windows, T0, [(5, 0), (5, 0)])  # stable v1.0.0 measured at 5 ms
     promoted = baked(until=T0 + 300)
@@ -182,7 +183,7 @@ def test_bake_period_rolls_back_against_the_previous_versions_kept_figures():
 
 
 def test_bake_healthy_version_is_kept_and_the_bake_ends():
-    judge_, windows = RolloutJudge("tiny", "prod"), TrafficWindows()
+    judge_, windows = RolloutJudge("tiny", "prod"), ArmWindows()
     judge_.tick(canary_deployment(), windows, T0)
     run_windows(judge_, canary_deployment(), windows, T0, [(5, 0)])
     promoted = baked(until=T0 + 60)
@@ -197,7 +198,7 @@ def test_bake_healthy_version_is_kept_and_the_bake_ends():
 
 
 def test_bake_without_kept_figures_still_rolls_back_on_errors():
-    judge_, windows = RolloutJudge("tiny", "prod"), TrafficWindows()  # e.g. a worker restarted after the promotion
+    judge_, windows = RolloutJudge("tiny", "prod"), ArmWindows()  # e.g. a worker restarted after the promotion
     promoted = baked(until=T0 + 300)
     judge_.tick(promoted, windows, T0)
     verdicts = []
@@ -213,10 +214,10 @@ def test_bake_without_kept_figures_still_rolls_back_on_errors():
 
 
 def test_shadow_verdict_compares_shadow_with_stable():
-    windows = TrafficWindows()
+    windows = ArmWindows()
     feed(windows, "stable", "v1.0.0", T0, T0 + 10, 200, 0.005)
     feed(windows, "shadow", "v1.2.0", T0, T0 + 10, 200, 0.050)
     with_shadow = Deployment(version="v1.0.0", deployed_at=iso(T0),
                              shadow=ShadowState(version="v1.2.0", weight=100, started_at=iso(T0)))
-    assert shadow_verdict("tiny", "prod", with_shadow, windows, T0 + 10).kind == "breach"
-    assert shadow_verdict("tiny", "prod", with_shadow.model_copy(update={"shadow": None}), windows, T0 + 10) is None
+    assert shadow_verdict(with_shadow, windows, T0 + 10).kind == "breach"
+    assert shadow_verdict(with_shadow.model_copy(update={"shadow": None}), windows, T0 + 10) is None

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from gateway.traffic import BUCKETS, SlidingWindow, TrafficWindows, bucket, choose_arm, choose_shadow, threshold
+from gateway.traffic import BUCKETS, MAX_SLOTS, ArmWindows, SlidingWindow, bucket, choose_arm, choose_shadow, threshold
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "routing.json"
 KEYS = [f"user-{n}" for n in range(20_000)]
@@ -121,14 +121,28 @@ def test_ring_reuses_slots_without_mixing_old_laps():
 
 
 def test_traffic_windows_tie_figures_to_a_version():
-    windows = TrafficWindows()
-    windows.record("tiny", "prod", "stable", "v1.0.0", 0.002, True, 10.0)
-    assert windows.summary("tiny", "prod", "stable", "v1.0.0", 10.5, 10, 0.95).requests == 1
-    assert windows.summary("tiny", "prod", "stable", "v1.1.0", 10.5, 10, 0.95).requests == 0
-    windows.record("tiny", "prod", "stable", "v1.1.0", 0.002, True, 11.0)
-    assert windows.summary("tiny", "prod", "stable", "v1.0.0", 11.5, 10, 0.95).requests == 0
-    fresh = windows.summary("tiny", "prod", "stable", "v1.1.0", 11.5, 10, 0.95)
+    windows = ArmWindows()
+    windows.record("stable", "v1.0.0", 0.002, True, 10.0)
+    assert windows.summary("stable", "v1.0.0", 10.5, 10, 0.95).requests == 1
+    assert windows.summary("stable", "v1.1.0", 10.5, 10, 0.95).requests == 0
+    windows.record("stable", "v1.1.0", 0.002, True, 11.0)
+    assert windows.summary("stable", "v1.0.0", 11.5, 10, 0.95).requests == 0
+    fresh = windows.summary("stable", "v1.1.0", 11.5, 10, 0.95)
     assert (fresh.requests, fresh.version) == (1, "v1.1.0")
-    assert windows.summary("tiny", "staging", "stable", "v1.1.0", 11.5, 10, 0.95).requests == 0
-    windows.forget("tiny", "prod")
-    assert windows.summary("tiny", "prod", "stable", "v1.1.0", 11.5, 10, 0.95).requests == 0
+    assert windows.summary("canary", "v1.1.0", 11.5, 10, 0.95).requests == 0
+
+
+@pytest.mark.parametrize("window_s", [1.0, 10.0, 300.0, 3600.0])
+def test_windows_hold_a_whole_judging_window_whatever_its_length(window_s):
+    """A deployment's `--window 5m` is judged on 5 minutes of data: the ring holds at least two windows (it was sized
+    from the gateway's default once, and kept 60 s). Observations every second over one window all count, but for
+    the slot the window starts in."""
+    windows = ArmWindows(window_s)
+    start = 1_700_000_000.0
+    count = int(window_s)
+    for second in range(count):
+        windows.record("canary", "v2", 0.001, second % 10 != 0, start + second)
+    summary = windows.summary("canary", "v2", start + count - 0.5, window_s, 0.95)
+    assert count - windows.slot_s <= summary.requests <= count
+    assert summary.errors >= len(range(0, count, 10)) - windows.slot_s / 10
+    assert windows.slot_s * MAX_SLOTS >= 2 * window_s

@@ -2,55 +2,20 @@
 
 Pure: no I/O, no clock reads. `judge` compares two window summaries; `RolloutJudge` keeps, per model and environment,
 the little state the decision needs (consecutive breaches, when the last breach was, the stable version's last
-figures) and turns verdicts into decisions the service applies with modelstore.rollout:
-
-    rollback_canary -> rollback_canary(..., expected_version=decision.version, details=decision.details())
-    advance/promote -> advance_canary_step(..., expected_weight=decision.expected_weight, expected_version=...)
-    rollback_bake   -> rollback_bake(..., expected_version=decision.version, details=decision.details())
-
-Those operations are compare-and-set, so several workers reaching the same decision apply it once.
+figures) and turns verdicts into decisions that gateway.controller applies as registry operations
+(modelstore.rollout: RollbackCanary, AdvanceCanary, RollbackBake, EndBake), which carry the state the judge saw, so
+that several workers reaching the same decision apply it once.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway.traffic import Arm, TrafficWindows, WindowSummary
-from modelstore.registry import Deployment, SloPolicy
-from modelstore.rollout import DEFAULT_BAKE_S, InvalidSloPolicy, check_slo, epoch_seconds, next_step
-
-
-@dataclass(frozen=True)
-class SloLimits:
-    """A complete policy. The defaults are the gateway's; a deployment's SloPolicy overrides field by field.
-
-    Latency breaches when the canary's quantile exceeds max(ratio * stable's, stable's + margin): the margin keeps
-    microsecond jitter on tiny models from reading as a 50% regression.
-    """
-
-    latency_quantile: float = 0.95
-    max_latency_ms: float | None = None
-    max_latency_ratio: float = 1.5
-    latency_margin_ms: float = 2.0
-    max_error_rate: float = 0.01
-    window_s: float = 10.0
-    min_requests: int = 20
-    breaches_to_rollback: int = 2
-    bake_s: float = DEFAULT_BAKE_S
-
-    def __post_init__(self) -> None:
-        check_slo(SloPolicy(**{name: getattr(self, name) for name in SloPolicy.model_fields}))
-        if self.latency_margin_ms < 0:
-            raise InvalidSloPolicy("invalid SLO policy: latency_margin_ms must not be negative")
-
-
-def resolve_limits(override: SloPolicy | None, defaults: SloLimits = SloLimits()) -> SloLimits:
-    """Registry Deployment.slo fields that are set win over the gateway's defaults."""
-    if override is None:
-        return defaults
-    return dataclasses.replace(defaults, **override.model_dump(exclude_none=True))
-
+from gateway.traffic import Arm, ArmWindows, WindowSummary
+from modelstore.clock import epoch_seconds
+from modelstore.registry import Deployment
+from modelstore.rollout import next_step
+from modelstore.slo import SloLimits, resolve_limits
 
 VerdictKind = Literal["healthy", "breach", "inconclusive"]
 
@@ -115,7 +80,7 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-DecisionAction = Literal["keep", "rollback_canary", "advance", "promote", "rollback_bake"]
+DecisionAction = Literal["keep", "rollback_canary", "advance", "promote", "rollback_bake", "end_bake"]
 
 
 @dataclass(frozen=True)
@@ -159,7 +124,7 @@ class RolloutJudge:
         self._judged_at = 0.0
         self._baseline: WindowSummary | None = None
 
-    def tick(self, deployment: Deployment, windows: TrafficWindows, now: float) -> Decision:
+    def tick(self, deployment: Deployment, windows: ArmWindows, now: float) -> Decision:
         limits = resolve_limits(deployment.slo, self.defaults)
         if deployment.canary is not None:
             return self._judge_canary(deployment, windows, now, limits)
@@ -185,10 +150,10 @@ class RolloutJudge:
         self._judged_at = now
         return True
 
-    def _summary(self, windows: TrafficWindows, arm: Arm, version: str, now: float, limits: SloLimits) -> WindowSummary:
-        return windows.summary(self.model, self.environment, arm, version, now, limits.window_s, limits.latency_quantile)
+    def _summary(self, windows: ArmWindows, arm: Arm, version: str, now: float, limits: SloLimits) -> WindowSummary:
+        return windows.summary(arm, version, now, limits.window_s, limits.latency_quantile)
 
-    def _keep_baseline(self, deployment: Deployment, windows: TrafficWindows, now: float, limits: SloLimits) -> WindowSummary:
+    def _keep_baseline(self, deployment: Deployment, windows: ArmWindows, now: float, limits: SloLimits) -> WindowSummary:
         stable = self._summary(windows, "stable", deployment.version, now, limits)
         if stable.requests >= limits.min_requests:
             self._baseline = stable
@@ -204,7 +169,7 @@ class RolloutJudge:
         self._last_breach_at = now
         return self._breaches >= limits.breaches_to_rollback
 
-    def _judge_canary(self, deployment: Deployment, windows: TrafficWindows, now: float, limits: SloLimits) -> Decision:
+    def _judge_canary(self, deployment: Deployment, windows: ArmWindows, now: float, limits: SloLimits) -> Decision:
         canary = deployment.canary
         self._follow(("canary", canary.version, canary.started_at), now)
         if not self._due(now, limits):
@@ -221,7 +186,7 @@ class RolloutJudge:
             return Decision("keep", verdict, canary.version, canary.weight)
         return Decision("promote" if target >= 100 else "advance", verdict, canary.version, canary.weight, target)
 
-    def _judge_bake(self, deployment: Deployment, windows: TrafficWindows, now: float, limits: SloLimits) -> Decision:
+    def _judge_bake(self, deployment: Deployment, windows: ArmWindows, now: float, limits: SloLimits) -> Decision:
         bake = deployment.bake
         self._follow(("bake", deployment.version, bake.until), now)
         if not self._due(now, limits):
@@ -235,15 +200,13 @@ class RolloutJudge:
         return Decision("keep", verdict, deployment.version)
 
 
-def shadow_verdict(model: str, environment: str, deployment: Deployment, windows: TrafficWindows, now: float,
+def shadow_verdict(deployment: Deployment, windows: ArmWindows, now: float,
                    defaults: SloLimits = SloLimits()) -> Verdict | None:
     """How the shadow version did against stable on the same requests over the last window; None without a shadow.
     Reported, never acted on: a shadow answers nobody."""
     if deployment.shadow is None:
         return None
     limits = resolve_limits(deployment.slo, defaults)
-    shadow = windows.summary(model, environment, "shadow", deployment.shadow.version, now, limits.window_s,
-                             limits.latency_quantile)
-    stable = windows.summary(model, environment, "stable", deployment.version, now, limits.window_s,
-                             limits.latency_quantile)
+    shadow = windows.summary("shadow", deployment.shadow.version, now, limits.window_s, limits.latency_quantile)
+    stable = windows.summary("stable", deployment.version, now, limits.window_s, limits.latency_quantile)
     return judge(shadow, stable, limits)

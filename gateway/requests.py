@@ -1,0 +1,60 @@
+"""Requests as the transports hand them to the service: parsed bodies that turn into onnxruntime feeds for whichever
+version the service selects (the feeds depend on that version's signature). No transport's bytes reach the service."""
+from __future__ import annotations
+
+from typing import Protocol
+
+from gateway import v2
+from gateway.errors import InvalidInput
+from gateway.loader import LoadedModel
+from gateway.validation import Decoded, check_names, coerce, rows_of
+
+
+class ModelRequest(Protocol):
+    def feeds(self, loaded: LoadedModel, max_rows: int) -> Decoded:
+        """The request's inputs as `loaded` takes them; InvalidInput when they do not fit its signature."""
+
+
+class PredictRequest:
+    """`POST /predict/{model}`: `{"inputs": [[...]]}`, `{"inputs": {"name": [[...]]}}` or `{"text": [...]}`."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: object) -> None:
+        self.payload = payload
+
+    def feeds(self, loaded: LoadedModel, max_rows: int) -> Decoded:
+        payload = self.payload
+        if not isinstance(payload, dict):
+            raise InvalidInput(f'body must be a JSON object with "inputs" or "text"; expected {loaded.signature}')
+        if "text" in payload:
+            if loaded.text is None:
+                raise InvalidInput(f"model {loaded.name!r} takes no raw text; expected {loaded.signature}")
+            feeds = loaded.text.encode(payload["text"], max_rows)
+            return Decoded(feeds, len(payload["text"]))
+        if "inputs" not in payload:
+            raise InvalidInput(f'body must have "inputs" (or "text" for text models); expected {loaded.signature}')
+        inputs = payload["inputs"]
+        specs = loaded.inputs
+        if not isinstance(inputs, dict):
+            if len(specs) != 1:
+                raise InvalidInput(f"model {loaded.name!r} has {len(specs)} inputs: name them, "
+                                   f'{{"inputs": {{"name": [...]}}}}; expected {loaded.signature}')
+            [spec] = specs.values()
+            array = coerce(spec, inputs, loaded.signature, max_rows)
+            return Decoded({spec.name: array}, array.shape[0] if array.ndim else 1)  # rows_of, for one input
+        check_names(inputs, specs, loaded.signature)
+        feeds = {name: coerce(spec, inputs[name], loaded.signature, max_rows) for name, spec in specs.items()}
+        return Decoded(feeds, rows_of(feeds))
+
+
+class InferRequest:
+    """An Open Inference Protocol (v2) infer request: inputs as tensors, optionally the outputs wanted and an id."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: object) -> None:
+        self.payload = payload
+
+    def feeds(self, loaded: LoadedModel, max_rows: int) -> Decoded:
+        return v2.decode_request(self.payload, loaded, max_rows)

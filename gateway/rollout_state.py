@@ -1,0 +1,123 @@
+"""Everything one gateway worker tracks about the rollout of one model in one environment, in one object: what each arm
+measured (the windows), the judge, the version withheld from routing before the registry says so, a decision still
+to be recorded, and how the shadow compares with stable.
+
+The flow: requests `record` into the windows; every tick the controller asks `decide`, which the judge answers; a
+rollback `withhold`s the bad version at once (the next request already avoids it), then is recorded in the registry
+through the transition API; once the registry no longer serves the withheld version, the withhold is `follow`ed away.
+"""
+from __future__ import annotations
+
+from gateway.judge import Decision, RolloutJudge, Verdict, shadow_verdict
+from gateway.loader import LoadedModel
+from gateway.metrics import GatewayMetrics
+from gateway.shadow import ShadowTally, Tolerance
+from gateway.traffic import Arm, ArmWindows
+from modelstore.registry import CanaryState, Deployment
+from modelstore.rollout import bake_active
+from modelstore.slo import SloLimits, resolve_limits
+
+
+class RolloutState:
+    def __init__(self, model: str, environment: str, defaults: SloLimits, metrics: GatewayMetrics,
+                 tolerance: Tolerance) -> None:
+        self.model = model
+        self.environment = environment
+        self.defaults = defaults
+        self.metrics = metrics
+        self.tolerance = tolerance
+        self.windows = ArmWindows(defaults.window_s)
+        self.judge = RolloutJudge(model, environment, defaults)
+        self.withheld: str | None = None
+        self.pending: Decision | None = None
+        self.shadow: ShadowTally | None = None
+
+    # -- following the registry ------------------------------------------------------------------------------------
+
+    def follow(self, deployment: Deployment, canary_loaded: bool) -> None:
+        """Called after each reload with what the registry now says: windows sized for the deployment's judging
+        window (a fresh ring when it changes: a new SLO starts a new count), a withhold forgotten once the registry no
+        longer serves the withheld version, and the canary weight in effect published."""
+        window_s = resolve_limits(deployment.slo, self.defaults).window_s
+        if window_s != self.windows.window_s:
+            self.windows = ArmWindows(window_s)
+        serving = (deployment.version, deployment.canary.version if deployment.canary else None)
+        if self.withheld is not None and self.withheld not in serving:
+            self.withheld = None
+        self.publish_weight(deployment, canary_loaded)
+
+    def withhold(self, version: str, deployment: Deployment, canary_loaded: bool) -> None:
+        """Stop routing to `version` (a canary, or a stable version in a failed bake) at once, in memory."""
+        self.withheld = version
+        self.publish_weight(deployment, canary_loaded)
+
+    def effective_weight(self, deployment: Deployment, canary_loaded: bool) -> float:
+        """The percentage of traffic the canary really gets: 0 when it is not loaded or has been withheld."""
+        canary = deployment.canary
+        if canary is None or not canary_loaded or self.withheld == canary.version:
+            return 0.0
+        return canary.weight
+
+    def publish_weight(self, deployment: Deployment, canary_loaded: bool) -> None:
+        self.metrics.canary_weight.labels(self.model, self.environment).set(
+            self.effective_weight(deployment, canary_loaded))
+
+    # -- measuring -------------------------------------------------------------------------------------------------
+
+    def record(self, arm: Arm, version: str, latency_s: float, ok: bool, now: float) -> None:
+        self.windows.record(arm, version, latency_s, ok, now)
+
+    def record_shadow(self, stable: LoadedModel, shadow: LoadedModel, stable_out: dict, shadow_out: dict | None,
+                      latency_s: float, now: float) -> None:
+        self.windows.record("shadow", shadow.version, latency_s, shadow_out is not None, now)
+        if self.shadow is None or self.shadow.version != shadow.version:
+            self.shadow = ShadowTally(self.model, shadow.version, self.environment)
+        self.shadow.record(stable, stable_out, shadow_out, latency_s, self.metrics, self.tolerance)
+
+    # -- judging ---------------------------------------------------------------------------------------------------
+
+    def decide(self, deployment: Deployment, canary_failure: str | None, now: float) -> Decision:
+        """What to do now: a decision whose recording failed first, then a canary that could not load, then the
+        judge's verdict on the windows."""
+        if self.pending is not None:
+            decision, self.pending = self.pending, None
+            return decision
+        canary = deployment.canary
+        if canary is not None and canary_failure is not None:
+            return load_failure(canary, canary_failure)
+        decision = self.judge.tick(deployment, self.windows, now)
+        if decision.action == "keep" and deployment.bake is not None and not bake_active(deployment, now):
+            return Decision("end_bake", None, deployment.version)  # held to the end: recorded, and unwatched
+        return decision
+
+    # -- reporting -------------------------------------------------------------------------------------------------
+
+    def describe(self, deployment: Deployment, canary_loaded: bool, shadow_loaded: bool, now: float) -> dict:
+        """The rollout part of /health."""
+        report: dict = {}
+        if (canary := deployment.canary) is not None:
+            report["canary"] = {"version": canary.version, "weight": canary.weight,
+                                "effective_weight": self.effective_weight(deployment, canary_loaded),
+                                "loaded": canary_loaded, "withheld": self.withheld == canary.version,
+                                "steps": canary.steps, "interval_s": canary.interval_s,
+                                "step_started_at": canary.step_started_at}
+        if (shadow := deployment.shadow) is not None:
+            verdict = shadow_verdict(deployment, self.windows, now, self.defaults)
+            tally = self.shadow if self.shadow is not None and self.shadow.version == shadow.version else None
+            report["shadow"] = {"version": shadow.version, "weight": shadow.weight, "loaded": shadow_loaded,
+                                **(tally.report() if tally else {"mirrored": 0}),
+                                "verdict": verdict.kind if verdict else None,
+                                "verdict_reasons": list(verdict.reasons) if verdict else []}
+        if (bake := deployment.bake) is not None:
+            report["bake"] = {"previous_version": bake.previous_version, "until": bake.until,
+                              "active": bake_active(deployment, now)}
+        if (verdict := self.judge.last_verdict) is not None:
+            report["last_verdict"] = {"kind": verdict.kind, "reasons": list(verdict.reasons), "figures": verdict.figures}
+        return report
+
+
+def load_failure(canary: CanaryState, error: str) -> Decision:
+    verdict = Verdict("breach", (f"canary {canary.version} failed to load: {error}",),
+                      {"candidate_version": canary.version}, ("load_failure",))
+    return Decision("rollback_canary", verdict, canary.version, canary.weight)
+

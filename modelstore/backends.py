@@ -1,0 +1,100 @@
+"""The seam between the store and everything above it: what a registry, an artifact store and a change feed must do.
+
+The file store (modelstore.layout.Store, modelstore.file_registry, modelstore.file_feed) is the first implementation;
+a database and an object store go behind the same protocols. Nothing here can only be answered by a local disk:
+revisions are opaque tokens, artifacts are named by model, version and file name, and change detection is by
+revision (the registry) and by a per-version stamp (the artifacts), never by paths or inodes.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple, Protocol
+
+from modelstore.metadata import ModelMetadata
+from modelstore.registry import RegistryData
+
+Revision = str
+"""An opaque token that changes whenever the registry's content changes (a digest of the file, a database row's
+revision number). Compared for equality only."""
+
+
+class Snapshot(NamedTuple):
+    state: RegistryData
+    revision: Revision
+
+
+class AuditTrail(Protocol):
+    def entries(self) -> list[dict]:
+        """Every entry, oldest first."""
+
+    def verify(self) -> int:
+        """Check the hash chain; return the number of entries, or raise AuditChainBroken naming where it breaks."""
+
+
+class RegistryBackend(Protocol):
+    """Where registry state and its audit trail live. Writes are compare-and-set by revision."""
+
+    @property
+    def audit(self) -> AuditTrail: ...
+
+    def read(self) -> Snapshot:
+        """The current state and its revision. Raises CorruptRegistry (RegistryMissing when the registry is gone from a
+        store that had one); an empty store reads as empty."""
+
+    def revision(self) -> Revision:
+        """The current revision, cheaply, for change detection; never raises for a broken or missing registry (it
+        returns a revision that differs from any good one, and `read` then says what is wrong)."""
+
+    def commit(self, expected: Revision, state: RegistryData, entries: list[dict]) -> Revision:
+        """Write `state` (its revision number one above the one read) with its audit `entries`, as one change, iff the
+        registry is still at `expected`; else raise RevisionConflict and write nothing. Returns the new revision."""
+
+
+class ArtifactStore(Protocol):
+    """The versions' files, by model name, version and file name."""
+
+    def list_models(self) -> list[str]: ...
+
+    def list_versions(self, name: str) -> list[str]: ...
+
+    def read_metadata(self, name: str, version: str) -> ModelMetadata:
+        """A version's metadata ('latest' resolves to the newest version)."""
+
+    def read_file(self, name: str, version: str, file_name: str) -> bytes:
+        """The bytes of one file of a version, unverified: the caller checks them against metadata's sha256."""
+
+    def version_stamp(self, name: str, version: str) -> str:
+        """A token that changes whenever any of the version's files change (sizes and times, object ETags); '' when
+        the version does not exist."""
+
+    def verify_version(self, name: str, version: str) -> ModelMetadata:
+        """Check every file of the version against metadata's sha256; return the metadata."""
+
+
+class ChangeFeed(Protocol):
+    def changes(self, served_revision: Callable[[], Revision | None]) -> AsyncIterator[None]:
+        """Yield whenever the registry or an artifact may have changed, bursts collapsed into one: at once if the
+        registry's revision already differs from `served_revision()` (what the caller serves)."""
+
+    def close(self) -> None:
+        """End the iteration."""
+
+
+class Check(Protocol):
+    """A policy run inside the transition API before a change is committed: raise ChangeRefused to refuse it. The
+    governance issue adds real ones (evaluation gates, approvals); none is configured by default."""
+
+    def __call__(self, proposal: object) -> None: ...
+
+
+class ModelRepository(ArtifactStore, Protocol):
+    """A store as the gateway and the transition API see it: a registry, artifacts, a change feed and the checks
+    every deployment change passes."""
+
+    @property
+    def registry(self) -> RegistryBackend: ...
+
+    @property
+    def checks(self) -> tuple[Check, ...]: ...
+
+    def change_feed(self, *, poll_s: float, debounce_ms: int) -> ChangeFeed: ...
