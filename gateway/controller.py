@@ -89,11 +89,11 @@ class RolloutController:
         return failure.error if failure is not None else None
 
     def operation(self, route: Route, decision: Decision) -> Operation:
-        model, environment, reason = route.model, route.environment, reason_for(decision)
+        model, environment = route.model, route.environment
         if decision.action == "rollback_canary":
-            return RollbackCanary(model, environment, reason, decision.details(), expected_version=decision.version)
+            return RollbackCanary(model, environment, decision.details(), expected_version=decision.version)
         if decision.action == "rollback_bake":
-            return RollbackBake(model, environment, reason, decision.details(), expected_version=decision.version)
+            return RollbackBake(model, environment, decision.details(), expected_version=decision.version)
         if decision.action == "end_bake":
             return EndBake(model, environment, expected_version=decision.version, figures=decision.details())
         return AdvanceCanary(model, environment, decision.expected_weight, expected_version=decision.version,

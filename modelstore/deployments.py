@@ -107,7 +107,7 @@ class Register(RegistryOperation):
     training_samples: int | None = None
     force: bool = False
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         versions = state.models.setdefault(self.model, {})
         if self.version in versions and not self.force:
             raise DuplicateVersion(f"{self.model} {self.version} is already registered (use --force to replace it)")
@@ -132,7 +132,7 @@ class Deploy:
         store.verify_version(self.model, self.version)
         return self
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         require_version(state, self.model, self.version)
         previous = set_stable(state, self.model, self.environment, self.version, now, replaced_status="deprecated")
         return Outcome("deploy", self.model, self.environment, True, before=previous, after=self.version)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from modelstore.audit import AuditLog
 from modelstore.backends import Revision, Snapshot
-from modelstore.errors import CorruptRegistry, RegistryMissing, RevisionConflict
+from modelstore.errors import CorruptRegistry, InvalidTransition, RegistryMissing, RevisionConflict
 from modelstore.fileio import atomic_write, exclusive_lock, sha256_bytes
 from modelstore.registry import RegistryData, parse_registry, registry_bytes
 
@@ -59,6 +59,14 @@ class FileRegistry:
             data = registry_bytes(state)
             atomic_write(self.path, data)
             return sha256_bytes(data)
+
+    def restore(self, state: RegistryData) -> None:
+        """Write `state` (rebuilt from the audit log, modelstore.replay) as registry.json where it is missing; an
+        existing registry is never overwritten this way."""
+        with exclusive_lock(self.lock_path):
+            if self.path.exists():
+                raise InvalidTransition(f"{self.display} exists: restore only replaces a missing registry")
+            atomic_write(self.path, registry_bytes(state))
 
     def _read_bytes(self, *, locked: bool = False) -> bytes | None:
         """registry.json's bytes; None for a store that never had one. A store whose audit log records changes had

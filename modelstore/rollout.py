@@ -86,7 +86,7 @@ class StartCanary:
         return StartCanary(self.model, self.environment, version, weight, tuple(ladder),
                            self.interval_s if ladder else None, self.slo)
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         name, environment, version = self.model, self.environment, self.version
         require_version(state, name, version)
         deployment = require_deployment(state, name, environment)
@@ -136,7 +136,7 @@ class Promote(RegistryOperation):
     default_bake_s: float | None = None
     expected_version: str | None = None
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         deployment = require_deployment(state, self.model, self.environment)
         canary = deployment.canary
         if self.expected_version is not None and (canary is None or canary.version != self.expected_version):
@@ -157,7 +157,7 @@ class AdvanceCanary(RegistryOperation):
     expected_version: str | None = None
     default_bake_s: float | None = None
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         deployment = require_deployment(state, self.model, self.environment)
         canary = deployment.canary
         stale = (canary is None or canary.weight != self.expected_weight
@@ -193,16 +193,15 @@ class RollbackCanary(RegistryOperation):
 
     model: str
     environment: str
-    reason: str | None = None
     figures: dict = field(default_factory=dict)
     expected_version: str | None = None
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         deployment = require_deployment(state, self.model, self.environment)
         canary = deployment.canary
         if canary is None or (self.expected_version is not None and canary.version != self.expected_version):
             return _unchanged("canary_rollback", self.model, self.environment, deployment)
-        return _roll_back_canary(state, self.model, self.environment, now, self.reason, self.figures)
+        return _roll_back_canary(state, self.model, self.environment, now, change.reason, self.figures)
 
 
 # --- bake -------------------------------------------------------------------------------------------------------
@@ -215,11 +214,10 @@ class RollbackBake(RegistryOperation):
 
     model: str
     environment: str
-    reason: str | None = None
     figures: dict = field(default_factory=dict)
     expected_version: str | None = None
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         deployment = require_deployment(state, self.model, self.environment)
         bake = deployment.bake
         if bake is None or (self.expected_version is not None and deployment.version != self.expected_version):
@@ -227,7 +225,7 @@ class RollbackBake(RegistryOperation):
         bad = deployment.version
         set_stable(state, self.model, self.environment, bake.previous_version, now, replaced_status="rolled_back")
         state.deployments[self.model][self.environment].last_rollback = {
-            "kind": "bake", "from": bad, "to": bake.previous_version, "at": now, "reason": self.reason,
+            "kind": "bake", "from": bad, "to": bake.previous_version, "at": now, "reason": change.reason,
             **self.figures}
         return Outcome("bake_rollback", self.model, self.environment, True, before=bad, after=bake.previous_version,
                        details={"bake_until": bake.until, **self.figures})
@@ -243,7 +241,7 @@ class EndBake(RegistryOperation):
     expected_version: str | None = None
     figures: dict = field(default_factory=dict)
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         deployment = require_deployment(state, self.model, self.environment)
         bake = deployment.bake
         if (bake is None or bake_active(deployment, epoch_seconds(now))
@@ -271,7 +269,7 @@ class StartShadow:
         version = store.verify_version(self.model, self.version).version
         return StartShadow(self.model, self.environment, version, weight)
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         name, environment, version = self.model, self.environment, self.version
         require_version(state, name, version)
         deployment = require_deployment(state, name, environment)
@@ -291,7 +289,7 @@ class StopShadow(RegistryOperation):
     model: str
     environment: str
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         deployment = require_deployment(state, self.model, self.environment)
         shadow = deployment.shadow
         if shadow is None:
@@ -314,16 +312,15 @@ class Rollback(RegistryOperation):
     model: str
     environment: str
     to: str | None = None
-    reason: str | None = None
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         name, environment = self.model, self.environment
         deployment = require_deployment(state, name, environment)
         if deployment.canary is not None:
             if self.to is not None:
                 raise InvalidTransition(f"a canary of {name} {deployment.canary.version} is running in {environment}: "
                                         "roll it back first (without --to), then roll the stable version back")
-            return _roll_back_canary(state, name, environment, now, self.reason, {})
+            return _roll_back_canary(state, name, environment, now, change.reason, {})
         target = self.to or deployment.previous_version
         if target is None:
             raise InvalidTransition(f"{name} in {environment} has no previous version to roll back to; use --to VERSION")
@@ -333,7 +330,7 @@ class Rollback(RegistryOperation):
             raise InvalidTransition(f"{name} {target} is already the stable version in {environment}")
         set_stable(state, name, environment, target, now, replaced_status="rolled_back")
         state.deployments[name][environment].last_rollback = {"kind": "stable", "from": bad, "to": target, "at": now,
-                                                               "reason": self.reason}
+                                                               "reason": change.reason}
         return Outcome("rollback", name, environment, True, before=bad, after=target)
 
 
@@ -359,12 +356,12 @@ def advance_canary_step(store: ModelRepository, name: str, environment: str, exp
 
 def rollback_canary(store: ModelRepository, name: str, environment: str, change: Change = Change(),
                     details: dict | None = None, *, expected_version: str | None = None) -> Outcome:
-    return transition(store, RollbackCanary(name, environment, change.reason, details or {}, expected_version), change)
+    return transition(store, RollbackCanary(name, environment, details or {}, expected_version), change)
 
 
 def rollback_bake(store: ModelRepository, name: str, environment: str, change: Change = Change(),
                   details: dict | None = None, *, expected_version: str | None = None) -> Outcome:
-    return transition(store, RollbackBake(name, environment, change.reason, details or {}, expected_version), change)
+    return transition(store, RollbackBake(name, environment, details or {}, expected_version), change)
 
 
 def start_shadow(store: ModelRepository, name: str, version: str, environment: str, weight: float = 100.0,
@@ -378,4 +375,4 @@ def stop_shadow(store: ModelRepository, name: str, environment: str, change: Cha
 
 def rollback_environment(store: ModelRepository, name: str, environment: str, change: Change = Change(), *,
                          to: str | None = None) -> Outcome:
-    return transition(store, Rollback(name, environment, to, change.reason), change)
+    return transition(store, Rollback(name, environment, to), change)

@@ -53,13 +53,14 @@ class Outcome:
 
 
 class Operation(Protocol):
-    """One kind of change. `apply` is pure: it reads and edits `state` (a private copy) at time `now`, raises a
-    StoreError for a change the state does not allow, and returns what it did."""
+    """One kind of change. `apply` is pure: it reads and edits `state` (a private copy) at time `now` for `change`
+    (who asks, and why: a rollback records its reason), raises a StoreError for a change the state does not allow,
+    and returns what it did."""
 
     def prepare(self, store: ModelRepository) -> Operation:
         """Checks against the artifacts (they do not change with the registry): return the operation to apply."""
 
-    def apply(self, state: RegistryData, now: str) -> Outcome: ...
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome: ...
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def transition(store: ModelRepository, operation: Operation, change: Change = Ch
         snapshot = store.registry.read()
         now = utc_now()
         state = snapshot.state.model_copy(deep=True)
-        outcome = operation.apply(state, now)
+        outcome = operation.apply(state, now, change)
         if not outcome.changed:
             return outcome
         proposal = Proposal(operation, change, snapshot.state, state, outcome)

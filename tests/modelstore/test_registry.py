@@ -52,7 +52,7 @@ class Exploding:
     def prepare(self, store: Store) -> Exploding:
         return self
 
-    def apply(self, state: RegistryData, now: str) -> Outcome:
+    def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         state.models["b"] = {}
         raise RuntimeError("boom")
 

@@ -1,17 +1,30 @@
-"""Many processes running rollout operations at once on one store: registry.json stays whole and consistent, and
-every change is audited exactly once."""
+"""Many processes running rollout operations at once on one store: registry.json stays whole and consistent, every
+change is audited exactly once, and replaying the audit log reproduces the registry."""
 from __future__ import annotations
 
 import multiprocessing
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from modelstore.deployments import Change
+from modelstore.deployments import Change, Deploy
 from modelstore.errors import StoreError
 from modelstore.layout import Store
+from modelstore.replay import replay, same_registry
 from modelstore.rollout import (
+    AdvanceCanary,
+    EndBake,
+    Promote,
+    Rollback,
+    RollbackBake,
+    RollbackCanary,
+    StartCanary,
+    StartShadow,
+    StopShadow,
     advance_canary_step,
     promote,
     rollback_bake,
@@ -21,6 +34,7 @@ from modelstore.rollout import (
     start_shadow,
     stop_shadow,
 )
+from modelstore.transitions import Operation, transition
 from tests.rollout.conftest import VERSIONS, build_store
 
 ENVIRONMENTS = ("prod", "staging")
@@ -115,7 +129,7 @@ def replay_audit(entries: list[dict]) -> dict[str, tuple]:
         if action in ("deploy", "promote", "rollback", "bake_rollback"):
             current[0] = after
             current[1] = None
-            if current[2] == after or action == "deploy":
+            if current[2] == after:  # a shadow of another version keeps mirroring
                 current[2] = None
         elif action in ("canary", "canary_step"):
             current[1] = after
@@ -159,3 +173,72 @@ def test_workers_reaching_the_same_decision_apply_it_once(tmp_path, operation, a
     deployment = store.registry.read().state.deployment("tiny", "prod")
     assert deployment.canary is None if operation == "rollback" else deployment.canary.weight == 25
     assert store.registry.audit.verify() == len(store.registry.audit.entries())
+
+
+# --- property: any interleaving of any operations, replayed from the audit log, is the registry ----------------------
+
+OPERATIONS = ("deploy", "canary", "step", "promote", "rollback", "rollback_canary", "rollback_bake", "end_bake",
+              "shadow", "stop_shadow")
+PLANNED = st.tuples(st.sampled_from(OPERATIONS), st.sampled_from(ENVIRONMENTS), st.sampled_from(VERSIONS),
+                    st.sampled_from([5.0, 10.0, 50.0]), st.sampled_from([0.0, 1.0, 300.0]))
+
+
+def planned_operation(store: Store, step: tuple, worker: int) -> Operation:
+    """One step of a plan as an operation, decided (like a gateway worker) on a state that may be stale by the time
+    it commits."""
+    kind, environment, version, weight, seconds = step
+    current = store.registry.read().state.deployment("tiny", environment)
+    canary = current.canary
+    if kind == "deploy":
+        return Deploy("tiny", environment, version)
+    if kind == "canary":
+        return StartCanary("tiny", environment, version, weight, (25.0, 50.0, 100.0) if seconds else (), seconds or None)
+    if kind == "step":
+        return AdvanceCanary("tiny", environment, canary.weight if canary else weight,
+                             expected_version=canary.version if canary else None, default_bake_s=seconds)
+    if kind == "promote":
+        return Promote("tiny", environment, seconds)
+    if kind == "rollback":
+        return Rollback("tiny", environment)
+    if kind == "rollback_canary":
+        return RollbackCanary("tiny", environment, {"reasons": ["race"]},
+                              expected_version=canary.version if canary else None)
+    if kind == "rollback_bake":
+        return RollbackBake("tiny", environment, {"reasons": ["race"]},
+                            expected_version=current.version)
+    if kind == "end_bake":
+        return EndBake("tiny", environment, expected_version=current.version)
+    if kind == "shadow":
+        return StartShadow("tiny", environment, version, weight)
+    return StopShadow("tiny", environment)
+
+
+def run_plan(root: str, worker: int, plan: list[tuple], start, results) -> None:
+    store = Store(Path(root))
+    start.wait()
+    changed = refused = 0
+    for step in plan:
+        try:
+            outcome = transition(store, planned_operation(store, step, worker),
+                                 Change(actor=f"worker-{worker}", reason=f"plan step {step[0]}"))
+        except StoreError:
+            refused += 1  # a transition the state did not allow
+            continue
+        changed += outcome.changed
+    results.put((changed, refused))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plans=st.lists(st.lists(PLANNED, min_size=1, max_size=20), min_size=2, max_size=4))
+def test_random_sequences_from_several_processes_replay_from_the_audit_log_to_the_registry(plans):
+    with tempfile.TemporaryDirectory() as directory:
+        store = build_store(Path(directory) / "store", environments=ENVIRONMENTS)
+        audited_before = len(store.registry.audit.entries())
+        results = run_together(run_plan, lambda index: (str(store.root), index, plans[index]), len(plans))
+        check_invariants(store)
+        entries = store.registry.audit.entries()
+        data = store.registry.read().state
+        assert len(entries) == audited_before + sum(changed for changed, _ in results)
+        assert [entry["revision"] for entry in entries] == list(range(1, len(entries) + 1))
+        assert data.revision == len(entries)
+        assert same_registry(replay(entries), data)
