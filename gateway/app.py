@@ -19,6 +19,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.service import Service
 from gateway.settings import GatewaySettings
 from gateway.watcher import StoreWatcher
+from gateway.worker_metrics import flush_snapshots
 
 
 class GatewayApp(Starlette):
@@ -54,10 +55,15 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
                                poll_s=settings.registry_poll_s, loaded_stamp=service.pool.registry_stamp)
         stop_judging = asyncio.Event()
         tasks = [asyncio.create_task(watcher.run()), asyncio.create_task(controller.run(stop_judging))]
+        stop_flushing = asyncio.Event()
+        if settings.metrics_dir is not None:
+            tasks.append(asyncio.create_task(
+                flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing)))
         try:
             yield
         finally:
             stop_judging.set()
+            stop_flushing.set()
             watcher.stop()
             watcher.request_reload()  # wakes the loop so it sees the stop
             for task in tasks:
