@@ -1,13 +1,17 @@
-"""Metrics that add up across workers: the snapshot files, their merge with a worker's live numbers, the app's hooks."""
+"""Metrics that add up across workers: the snapshot files, their merge with a worker's live numbers, the app's hooks,
+and `onnxgate serve --workers 2` end to end."""
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +21,9 @@ from gateway.app import create_app
 from gateway.metrics import GatewayMetrics
 from gateway.worker_metrics import flush_snapshots, merged_exposition, snapshot_path, write_snapshot
 from modelstore.layout import Store
+from tests.factories import deploy_version, make_store, publish_classifier
 from tests.gateway.conftest import gateway_settings
+from tests.gateway.test_commands import free_port, stop_server, wait_ready
 
 ROW = [[5.1, 3.5, 1.4, 0.2]]
 OTHER_PID = 1  # never this test process: its snapshot is always "another worker's"
@@ -145,3 +151,99 @@ def test_app_merges_other_workers_snapshots_and_writes_its_own_at_shutdown(serve
     own = json.loads(snapshot_path(tmp_path, os.getpid()).read_bytes())
     [requests] = [family for family in own if family["name"] == "requests"]
     assert [value for _, sample_labels, value in requests["samples"] if frozenset(sample_labels.items()) == labels] == [2]
+
+
+def served_iris(tmp_path: Path) -> str:
+    store = make_store(tmp_path / "models")
+    publish_classifier(store, "iris", "v1.0.0", seed=1)
+    deploy_version(store, "iris", "v1.0.0", "production")
+    return str(store.root)
+
+
+def start_serve(root: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("wb") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "onnxgate", "serve", "--env", "production", "--workers", "2",
+                                 "--port", str(port), "--store", root], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def iris_requests(families: list[dict]) -> float:
+    return sum(value for family in families if family["name"] == "requests"
+               for name, labels, value in family["samples"] if name == "requests_total" and labels["model"] == "iris")
+
+
+def fresh_connections(url: str) -> httpx.Client:
+    """A client that opens a new connection for every request, so that the workers share them."""
+    return httpx.Client(base_url=url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def scraped_totals(client: httpx.Client) -> tuple[float, float]:
+    """requests_total and request_latency_seconds_count of model iris, from one scrape."""
+    text = client.get("/metrics").text
+    totals = {"requests_total": 0.0, "request_latency_seconds_count": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in totals and sample.labels.get("model") == "iris":
+                totals[sample.name] += sample.value
+    return totals["requests_total"], totals["request_latency_seconds_count"]
+
+
+@pytest.mark.e2e
+def test_serve_with_two_workers_scrapes_every_workers_requests(tmp_path: Path):
+    requests_sent = 200
+    root = served_iris(tmp_path)
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXGATE_")}
+    env["ONNXGATE_METRICS_DIR"] = str(metrics_dir)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start_serve(root, port, env, tmp_path / "serve.log")
+    try:
+        wait_ready(url, process)
+        with fresh_connections(url) as client:
+            for _ in range(requests_sent):
+                assert client.post("/predict/iris", json={"inputs": ROW}).status_code == 200
+
+            # Both workers' snapshots hold all their requests within metrics_flush_s (1 s); generous deadlines, since the
+            # machine may be loaded. From then on, every scrape must add up to exactly what was sent.
+            deadline = time.monotonic() + 30
+            while True:
+                per_worker = [iris_requests(json.loads(path.read_bytes())) for path in metrics_dir.glob("worker-*.json")]
+                if sum(per_worker) == requests_sent:
+                    break
+                assert time.monotonic() < deadline, f"snapshots hold {per_worker} requests, not {requests_sent}"
+                time.sleep(0.1)
+            assert len(per_worker) == 2 and all(per_worker), per_worker
+
+            deadline = time.monotonic() + 30
+            while (totals := scraped_totals(client)) != (requests_sent, requests_sent):
+                assert totals[0] <= requests_sent and time.monotonic() < deadline, totals
+                time.sleep(0.1)
+            for _ in range(10):
+                assert scraped_totals(client) == (requests_sent, requests_sent)
+    finally:
+        stop_server(process)
+    assert process.returncode == 0, (tmp_path / "serve.log").read_text()
+    assert len(list(metrics_dir.glob("worker-*.json"))) == 2  # a directory set by the caller is left to the caller
+
+
+@pytest.mark.e2e
+def test_serve_with_two_workers_makes_and_removes_its_own_metrics_directory(tmp_path: Path):
+    root = served_iris(tmp_path)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXGATE_")}
+    env["TMPDIR"] = str(temp)  # where tempfile.mkdtemp puts it
+    port = free_port()
+    process = start_serve(root, port, env, tmp_path / "serve.log")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process)
+        [made] = temp.glob("onnxgate-metrics-*")
+        deadline = time.monotonic() + 30
+        while len(list(made.glob("worker-*.json"))) < 2:
+            assert time.monotonic() < deadline, "the two workers wrote no snapshots"
+            time.sleep(0.1)
+    finally:
+        stop_server(process)
+    assert process.returncode == 0, (tmp_path / "serve.log").read_text()
+    assert not made.exists()
