@@ -19,6 +19,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.service import Service
 from gateway.settings import GatewaySettings
 from gateway.watcher import StoreWatcher
+from gateway.worker_metrics import flush_snapshots
 from modelstore.layout import open_store
 
 
@@ -56,10 +57,15 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         watcher = StoreWatcher(feed, service.reload, lambda: service.pools.seen_revision)
         stop_judging = asyncio.Event()
         tasks = [asyncio.create_task(watcher.run()), asyncio.create_task(controller.run(stop_judging))]
+        stop_flushing = asyncio.Event()
+        if settings.metrics_dir is not None:
+            tasks.append(asyncio.create_task(
+                flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing)))
         try:
             yield
         finally:
             stop_judging.set()
+            stop_flushing.set()
             watcher.stop()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):

@@ -20,6 +20,7 @@ from gateway.health import RolloutReport, gateway_health, model_health, no_rollo
 from gateway.requests import InferRequest, ModelRequest, PredictRequest
 from gateway.service import Answer, Service
 from gateway.validation import parse_json
+from gateway.worker_metrics import exposition
 from modelstore.errors import ModelNotFound, VersionNotFound
 
 JSON = "application/json"
@@ -94,7 +95,10 @@ class Endpoints:
         return json_response(report, status=200 if report["status"] == "healthy" else 503)
 
     async def metrics(self, request: Request) -> Response:
-        return Response(generate_latest(self.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+        directory = self.service.settings.metrics_dir
+        if directory is None:
+            return Response(generate_latest(self.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(await exposition(self.metrics_registry, directory), media_type=CONTENT_TYPE_LATEST)
 
     async def v2_server(self, request: Request) -> Response:
         return json_response(self.server)

@@ -39,6 +39,9 @@ class GatewaySettings(BaseSettings):
     rollout_tick_s: float = Field(default=1.0, gt=0, description="how often the rollout judge looks at the windows")
     shadow_rtol: float = Field(default=1e-3, ge=0, description="shadow agreement for non-label outputs: np.isclose rtol")
     shadow_atol: float = Field(default=1e-6, ge=0, description="shadow agreement for non-label outputs: np.isclose atol")
+    metrics_dir: Path | None = Field(default=None, description="several workers: where each writes its metrics snapshot "
+                                     "and reads the others' (gateway/worker_metrics.py); onnxgate serve sets it")
+    metrics_flush_s: float = Field(default=1.0, gt=0, description="how often a worker writes its metrics snapshot")
 
     @property
     def slo_limits(self) -> SloLimits:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from onnxgate.commands.common import add_store_argument
@@ -67,11 +69,19 @@ def run(args: argparse.Namespace) -> int:
     from gateway.app import app_from_env
 
     os.environ.update(settings_environment(args))
+    created_metrics_dir = None
+    if args.workers > 1 and not os.environ.get("ONNXGATE_METRICS_DIR"):
+        # where the workers' metrics snapshots meet, so that /metrics adds them up (gateway/worker_metrics.py)
+        created_metrics_dir = os.environ["ONNXGATE_METRICS_DIR"] = tempfile.mkdtemp(prefix="onnxgate-metrics-")
     if args.workers == 1:
         app: object = app_from_env()
         factory = False
     else:
         app, factory = "gateway.app:app_from_env", True
-    uvicorn.run(app, factory=factory, host=args.host, port=args.port, workers=args.workers,
-                access_log=args.access_log, log_level="info", timeout_graceful_shutdown=10)
+    try:
+        uvicorn.run(app, factory=factory, host=args.host, port=args.port, workers=args.workers,
+                    access_log=args.access_log, log_level="info", timeout_graceful_shutdown=10)
+    finally:
+        if created_metrics_dir is not None:
+            shutil.rmtree(created_metrics_dir, ignore_errors=True)
     return 0
