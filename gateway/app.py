@@ -20,6 +20,7 @@ from gateway.service import Service
 from gateway.settings import GatewaySettings
 from gateway.watcher import StoreWatcher
 from gateway.worker_metrics import flush_snapshots
+from modelstore.backends import ModelRepository
 from modelstore.layout import open_store
 
 
@@ -39,9 +40,11 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry | None = None) -> GatewayApp:
+def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry | None = None,
+               store: ModelRepository | None = None) -> GatewayApp:
+    """`store`: the repository to serve (default: the one settings.store names), e.g. one carrying policy checks."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
-    store = open_store(settings.store, relative_paths=True)
+    store = store if store is not None else open_store(settings.store, relative_paths=True)
     service = Service(settings, GatewayMetrics(registry), store)
     controller = RolloutController(service, tick_s=settings.rollout_tick_s)
     endpoints = Endpoints(service, registry, controller.describe)
