@@ -73,9 +73,12 @@ class RolloutController:
             for route in routes.values():
                 if route.rollout is None:
                     continue
-                decision = route.rollout.decide(route.deployment, self._canary_failure(route, pool), now)
-                if decision.action != "keep":
-                    applied.append((decision, await self.apply(route, route.rollout, decision)))
+                try:
+                    decision = route.rollout.decide(route.deployment, self._canary_failure(route, pool), now)
+                    if decision.action != "keep":
+                        applied.append((decision, await self.apply(route, route.rollout, decision)))
+                except Exception:  # one route's bug must not stop the others' judging
+                    log.exception("rollout of %s in %s failed", route.model, route.environment)
         if any(outcome is not None for _, outcome in applied):  # a no-op too: another worker changed the registry
             await self.service.reload()
         return applied

@@ -106,11 +106,7 @@ class PoolKeeper:
             self.metrics.model_load_seconds.labels(loaded.name, loaded.version).set(loaded.load_seconds)
         for env, routes in pool.routes.items():
             for route in routes.values():
-                state = self.rollouts.get((route.model, env))
-                if state is not None:
-                    state.follow(route.deployment, route.canary is not None)
-                else:
-                    self.metrics.canary_weight.labels(route.model, env).set(0.0)
+                self.rollout_for(route.model, env).follow(route.deployment, route.canary is not None)
                 for loaded in (route.stable, route.canary, route.previous):
                     if loaded is not None:
                         loaded.metrics_for(self.metrics, env)

@@ -102,6 +102,8 @@ class Service:
         pool = self.pools.pool
         route = pool.route(environment, model)
         if route is None:
+            if (invalid := pool.registry.invalid_entry("deployments", model, environment)) is not None:
+                raise ModelUnavailable(f"model {model!r} cannot be served in {environment!r}: {invalid.describe()}")
             if model in pool.registry.models:
                 raise NotDeployed(f"model {model!r} has nothing deployed to environment {environment!r}")
             raise ModelNotFound(f"model {model!r} not found")

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from typing_extensions import TypedDict  # pydantic validates only this one before Python 3.12
 
 from modelstore.clock import Timestamp
-from modelstore.errors import CorruptRegistry, InvalidEntry, InvalidName
+from modelstore.errors import CorruptRegistry, InvalidEntry, InvalidName, InvalidSloPolicy
 from modelstore.slo import SloPolicy
 from modelstore.versions import check_name, check_version
 
@@ -84,6 +84,17 @@ class Deployment(_Model):
     bake: BakeState | None = None
     slo: SloPolicy | None = None
     last_rollback: RollbackRecord | None = None
+
+    @field_validator("slo")
+    @classmethod
+    def _usable_slo(cls, value: SloPolicy | None) -> SloPolicy | None:
+        """An SLO the judge cannot use makes the entry invalid where it is read, not the judge fail on every tick."""
+        if value is not None:
+            try:
+                value.checked()
+            except InvalidSloPolicy as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("last_rollback", mode="before")
     @classmethod
