@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gateway.loader import LoadedModel
 from gateway.rollout_state import RolloutState
@@ -140,7 +140,9 @@ def build_pool(store: ModelRepository, snapshot: Snapshot, environments: Iterabl
             if (deployment := by_env.get(env)) is not None:
                 routes[env][model] = _route(model, env, deployment, models, failures, previous, now, rollout_for)
         for model in _lost_routes(data, previous, env):
-            kept = routes[env][model] = previous.routes[env][model]  # its entry is invalid now: keep what it served
+            # its entry is invalid now: keep what it served, and say why it is not served as the registry says
+            invalid = data.invalid_entry("deployments", model, env)
+            kept = routes[env][model] = replace(previous.routes[env][model], error=invalid.describe())
             for loaded in (kept.stable, kept.canary, kept.shadow, kept.previous):
                 if loaded is not None:
                     models.setdefault((model, loaded.version), loaded)

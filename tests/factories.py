@@ -4,9 +4,10 @@ server on a free loopback port. Expected outputs are computed here with numpy fr
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -18,7 +19,7 @@ from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 
-from modelstore.deployments import Change, deploy
+from modelstore.deployments import Change, Deploy, deploy
 from modelstore.layout import Store
 from modelstore.metadata import (
     ModelMetadata,
@@ -28,6 +29,7 @@ from modelstore.metadata import (
     TensorSpec,
     TokenizerInfo,
 )
+from modelstore.transitions import transition
 from modelstore.writer import publish
 
 OPSET = 17
@@ -322,6 +324,32 @@ def publish_mlp(store: Store, name: str = "mlp", version: str = "v1.0.0", *, wid
 
 def deploy_version(store: Store, name: str, version: str, environment: str = "production") -> str | None:
     return deploy(store, name, version, environment, Change(actor="tests", reason="test deploy"))
+
+
+class UnverifiedDeploy(Deploy):
+    def prepare(self, store: Store) -> Deploy:
+        return self
+
+
+def deploy_unverified(store: Store, name: str, version: str, environment: str = "production") -> None:
+    """What the gateway sees when files change after `deploy` verified them: the registry points at the version."""
+    transition(store, UnverifiedDeploy(name, environment, version), Change(actor="tests"))
+
+
+# -- breaking a store by hand, as a disk, an editor or an operator does ----------------------------------------------
+
+def put_non_utf8_byte(path: Path) -> None:
+    """One byte that is not UTF-8, inside a JSON string of `path`; the rest of the file is intact."""
+    raw = path.read_bytes()
+    assert b'"classification"' in raw
+    path.write_bytes(raw.replace(b'"classification"', b'"classific\xffation"', 1))
+
+
+def edit_registry(store: Store, edit: Callable[[dict], None]) -> None:
+    """A hand edit of registry.json, as an operator with an editor makes it: no lock, no audit entry."""
+    registry = json.loads(store.registry_path.read_bytes())
+    edit(registry)
+    store.registry_path.write_text(json.dumps(registry, indent=2))
 
 
 # -- a real server ------------------------------------------------------------------------------------------------

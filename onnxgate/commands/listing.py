@@ -1,7 +1,8 @@
 """`onnxgate list`: every model and version in the store, with registry status and headline metrics.
 
 A version whose metadata cannot be read is listed as broken, with the reason, and the command exits non-zero: one
-bad file neither hides the other versions nor ends in a traceback."""
+bad file neither hides the other versions nor ends in a traceback. A registry entry set aside as invalid is reported
+the same way."""
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
             rows.append({**row, "framework": metadata.framework, "task": metadata.task,
                          "metrics": {k: v for k, v in metadata.metrics.items() if k in HEADLINE_METRICS},
                          "created_at": metadata.created_at})
-    broken = [row for row in rows if row["status"] == "broken"]
+    broken = [row["error"] for row in rows if row["status"] == "broken"]
+    broken += [entry.describe() for entry in registry.invalid if not args.name or entry.name == args.name]
     if args.json:
         print_json(rows)
     else:
@@ -55,6 +57,6 @@ def run(args: argparse.Namespace) -> int:
               r["framework"] or "-", r["task"] or "-", " ".join(f"{k}={v:.3f}" for k, v in r["metrics"].items()),
               r["created_at"] or "-"] for r in rows],
         )
-    for row in broken:
-        print(f"onnxgate list: error: {row['error']}", file=sys.stderr)
+    for error in broken:
+        print(f"onnxgate list: error: {error}", file=sys.stderr)
     return BROKEN_EXIT_CODE if broken else 0

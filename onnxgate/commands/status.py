@@ -1,8 +1,10 @@
-"""`onnxgate status`: what each environment serves, from registry.json."""
+"""`onnxgate status`: what each environment serves, from registry.json. A deployment entry that does not validate
+is reported as an error (exit code 5) after the valid ones."""
 from __future__ import annotations
 
 import argparse
 
+from modelstore.errors import InvalidEntry
 from modelstore.registry import RegistryData
 from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
 from onnxgate.output import print_json, print_table
@@ -44,14 +46,18 @@ def rollback_text(rollback: dict | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = status_rows(store_from(args).registry.read().state, args.env)
+    data = store_from(args).registry.read().state
+    rows = status_rows(data, args.env)
     if args.json:
         print_json(rows)
-        return 0
-    if not rows:
+    elif not rows:
         print("nothing deployed" + (f" to {args.env}" if args.env else ""))
-        return 0
-    headers = ["model", "environment", "version", "deployed_at", "status"]
-    headers += [column for column in ("canary", "shadow", "last_rollback") if any(row[column] for row in rows)]
-    print_table(headers, [[row[h] for h in headers] for row in rows])
+    else:
+        headers = ["model", "environment", "version", "deployed_at", "status"]
+        headers += [column for column in ("canary", "shadow", "last_rollback") if any(row[column] for row in rows)]
+        print_table(headers, [[row[h] for h in headers] for row in rows])
+    invalid = [entry for entry in data.invalid
+               if entry.section == "deployments" and (args.env is None or entry.key in (args.env, None))]
+    if invalid:  # set aside when the registry was read: shown as an error, never silently left out
+        raise InvalidEntry("; ".join(entry.describe() for entry in invalid))
     return 0

@@ -16,23 +16,18 @@ from gateway.app import create_app
 from gateway.metrics import GatewayMetrics
 from gateway.service import Service
 from gateway.watcher import StoreWatcher
-from modelstore.deployments import Change, Deploy
 from modelstore.layout import Store, open_store
-from modelstore.transitions import transition
-from tests.factories import ClientThreads, classifier_expected, deploy_version, publish_classifier, running_server
+from tests.factories import (
+    ClientThreads,
+    classifier_expected,
+    deploy_unverified,
+    deploy_version,
+    publish_classifier,
+    running_server,
+)
 from tests.gateway.conftest import gateway_settings
 
 ROW = [[5.1, 3.5, 1.4, 0.2]]
-
-
-class UnverifiedDeploy(Deploy):
-    def prepare(self, store: Store) -> Deploy:
-        return self
-
-
-def deploy_unverified(store: Store, name: str, version: str, environment: str = "production") -> None:
-    """What the gateway sees when files change after `deploy` verified them: the registry points at the version."""
-    transition(store, UnverifiedDeploy(name, environment, version), Change(actor="tests"))
 
 
 def tamper(store: Store, name: str, version: str) -> bytes:
