@@ -124,6 +124,20 @@ def check_session_matches(session: ort.InferenceSession, metadata: ModelMetadata
             f"(graph inputs {sorted(graph_inputs)}, metadata inputs {sorted(declared_inputs)}, "
             f"outputs missing from graph {sorted(missing_outputs)})"
         )
+    declared = {s.name: s.dtype for s in metadata.inputs}
+    for graph_input in session.get_inputs():
+        takes = ORT_TENSOR_DTYPES.get(graph_input.type)
+        if takes is not None and takes != declared[graph_input.name]:
+            raise InvalidMetadata(f"{where}: metadata says input {graph_input.name!r} is "
+                                  f"{declared[graph_input.name]}, the graph takes {takes}")
+
+
+ORT_TENSOR_DTYPES = {
+    "tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16", "tensor(bool)": "bool",
+    "tensor(string)": "string", **{f"tensor({kind})": kind for kind in (
+        "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")},
+}
+"""onnxruntime's names of the element types metadata.json names as numpy does (modelstore.metadata.TENSOR_DTYPES)."""
 
 
 def measure_cost(loaded: LoadedModel, cost_limit_s: float) -> tuple[float, float]:

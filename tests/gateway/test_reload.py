@@ -218,3 +218,15 @@ def test_a_deploy_between_the_first_load_and_the_watcher_start_is_not_missed(fre
             service.close()
 
     assert asyncio.run(scenario()) == "v2.0.0"
+
+
+def test_metadata_that_declares_another_input_dtype_than_the_graph_is_not_loaded(app_client: TestClient,
+                                                                                 fresh_store: Store):
+    """Loaded, it would answer every request with a 400 blamed on the caller; refused, /health says what is wrong."""
+    publish_classifier(fresh_store, "iris", "v3.0.0", seed=3)
+    metadata_path = fresh_store.metadata_path("iris", "v3.0.0")
+    metadata_path.write_text(metadata_path.read_text().replace('"dtype": "float32"', '"dtype": "float64"', 1))
+    deploy_unverified(fresh_store, "iris", "v3.0.0")
+    assert reload(app_client)["ok"] is False
+    assert served_version(app_client) == "v1.0.0"
+    assert "metadata says input 'X' is float64, the graph takes float32" in app_client.get("/health/iris").json()["error"]
