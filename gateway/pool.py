@@ -64,10 +64,6 @@ class Route:
     rollout: RolloutState | None = None  # set while a canary, shadow or bake is on: requests are measured for it
 
     @property
-    def watched(self) -> bool:
-        return self.rollout is not None
-
-    @property
     def healthy(self) -> bool:
         return self.stable is not None and self.stable.version == self.deployment.version and self.error is None
 
