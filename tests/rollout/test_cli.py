@@ -73,3 +73,27 @@ def test_errors_are_one_line_and_a_nonzero_exit(make_rollout_store, args, code, 
     store = make_rollout_store()
     result = onnxgate(store, *args)
     assert result.returncode == code and message in result.stderr, result.stderr
+
+
+def test_audit_replay_checks_the_registry_against_its_log_and_restores_a_lost_one(make_rollout_store):
+    store = make_rollout_store()
+    for command in (["canary", "tiny", "v1.1.0", "--env", "prod", "--weight", "10", "--window", "30s"],
+                    ["promote", "tiny", "--env", "prod"], ["shadow", "tiny", "v1.3.0", "--env", "prod"],
+                    ["rollback", "tiny", "--env", "prod", "--reason", "latency"]):
+        assert onnxgate(store, *command).returncode == 0
+    replayed = onnxgate(store, "audit", "replay")
+    assert replayed.returncode == 0 and replayed.stdout.startswith("OK "), replayed.stderr
+    original = store.registry_path.read_bytes()
+
+    edited = json.loads(original)
+    edited["deployments"]["tiny"]["prod"]["version"] = "v1.2.0"  # a change nobody logged
+    store.registry_path.write_text(json.dumps(edited))
+    mismatch = onnxgate(store, "audit", "replay", "--json")
+    assert mismatch.returncode == 5 and json.loads(mismatch.stdout)["ok"] is False
+
+    store.registry_path.unlink()
+    missing = onnxgate(store, "status")
+    assert missing.returncode == 5 and "is missing" in missing.stderr and "Traceback" not in missing.stderr
+    assert onnxgate(store, "audit", "replay", "--restore").returncode == 0
+    assert json.loads(store.registry_path.read_bytes()) == json.loads(original)
+    assert onnxgate(store, "audit", "replay").returncode == 0
