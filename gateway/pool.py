@@ -31,10 +31,10 @@ RolloutFor = Callable[[str, str], RolloutState]
 
 @dataclass(frozen=True)
 class Problem:
-    """Something the pool could not serve as the registry says: a version that did not load, or a registry entry
-    that does not validate. `version` and `environment` are None where they do not apply."""
+    """Something the pool could not serve as the registry says: a version that did not load, a registry entry that
+    does not validate, or the registry itself. Fields are None where they do not apply."""
 
-    model: str
+    model: str | None  # None for the registry as a whole
     version: str | None
     environment: str | None
     reason: str

@@ -64,7 +64,7 @@ class PoolKeeper:
                 yield tally.model, tally.version, tally.environment, distance
 
     def problems(self) -> list[Problem]:
-        registry = [Problem("", None, None, self.registry_error)] if self.registry_error else []
+        registry = [Problem(None, None, None, self.registry_error)] if self.registry_error else []
         return registry + list(self.pool.problems)
 
     async def reload(self) -> ReloadReport:

@@ -84,4 +84,4 @@ class FileRegistry:
                 if self.path.exists():
                     return self.path.read_bytes()
         raise RegistryMissing(f"{self.display} is missing, but {self._audit.display} records changes to it: "
-                              "restore it from a backup")
+                              "rebuild it with `onnxgate audit replay --restore`, or restore it from a backup")

@@ -83,7 +83,7 @@ class Fault:
     /health must then list a problem with this model, version and environment, whose reason contains `reason`."""
 
     inject: Callable[[Store], Restore | None]
-    model: str
+    model: str | None
     version: str | None
     environment: str | None
     reason: str
@@ -99,7 +99,7 @@ FAULTS = {
     "model-file-unreadable": Fault(unreadable_model_file, "iris", "v2.0.0", None, "iris/v2.0.0/model.onnx"),
     "malformed-date": Fault(malformed_date, "iris", None, "production", "last Tuesday"),
     "invalid-model-name": Fault(invalid_model_name, "Bad Name!", None, None, "invalid model name"),
-    "registry-deleted": Fault(deleted_registry, "", None, None, "registry.json is missing"),
+    "registry-deleted": Fault(deleted_registry, None, None, None, "registry.json is missing"),
 }
 AT_START_UP = [name for name in FAULTS if name != "registry-deleted"]
 
