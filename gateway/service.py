@@ -28,7 +28,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 from gateway.errors import GatewayError, InvalidInput, ModelRunFailed, ModelUnavailable, UnknownEnvironment, outcome_for
 from gateway.loader import LoadedModel, load_model
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
-from gateway.pool import Route
+from gateway.pool import ReloadReport, Route
 from gateway.pool_keeper import PoolKeeper
 from gateway.requests import ModelRequest
 from gateway.settings import GatewaySettings
@@ -83,7 +83,7 @@ class Service:
     def load(self, store: ModelRepository, name: str, version: str) -> LoadedModel:
         return load_model(store, name, version, cost_limit_s=self._inline_max_s)
 
-    async def reload(self) -> object:
+    async def reload(self) -> ReloadReport:
         report = await self.pools.reload()
         self._pinned.clear()
         return report

@@ -6,11 +6,12 @@ The split is sticky: a request with a routing key lands in bucket(key) in [0, 10
 bucket is below round(weight * 100). Raising the weight only raises the threshold, so a user in the canary at 5% is
 still in it at 25%. The Node loader computes the same buckets (tests/vectors/routing.json holds shared vectors).
 
-Windows: a ring of one-second slots, each holding request and error counts and a sparse histogram of latencies in
-log-spaced bins (4% wide). Recording is O(1) and allocation-light on the hot path; memory is bounded by the ring
-whatever the traffic; quantiles are read at judge time by merging the live slots, accurate to about 2% — well inside
-the 1.5x / +2 ms margins the judge uses. A deque of raw samples would be exact but grows with traffic; a random
-reservoir would make the judge's verdicts, and its tests, depend on chance.
+Windows: a ring of slots (one second each, longer for judging windows over a minute: at most MAX_SLOTS), each
+holding request and error counts and a sparse histogram of latencies in log-spaced bins (4% wide). Recording is O(1)
+and allocation-light on the hot path; memory is bounded by the ring whatever the traffic; quantiles are read at judge
+time by merging the live slots, accurate to about 2% — well inside the 1.5x / +2 ms margins the judge uses. A deque of
+raw samples would be exact but grows with traffic; a random reservoir would make the judge's verdicts, and its tests,
+depend on chance.
 """
 from __future__ import annotations
 

@@ -14,6 +14,9 @@ from modelstore.fileio import exclusive_lock, sha256_bytes
 from modelstore.metadata import utc_now
 
 GENESIS = "0" * 64
+ABORTED = "aborted"
+"""The action of an entry that withdraws the entries of a revision whose registry write failed (modelstore.replay
+skips both)."""
 
 
 def default_actor() -> str:

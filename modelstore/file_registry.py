@@ -3,7 +3,8 @@
 A commit takes an exclusive lock on registry.json.lock, checks that registry.json is still the revision the caller
 read (its sha256: hand edits count as changes too), appends the audit entries (fsynced), then replaces registry.json.
 The audit entry goes first: a crash between the two leaves a logged change that registry.json does not show (its
-`revision` is behind the entry's), never a change nobody logged. Readers take no lock: a rename is atomic.
+`revision` is behind the entry's), never a change nobody logged; a write that fails is withdrawn in the log by an
+`aborted` entry. Readers take no lock: a rename is atomic.
 
 `flock` holds on one host only; several machines need the database backend.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelstore.audit import AuditLog
+from modelstore.audit import ABORTED, AuditLog
 from modelstore.backends import Revision, Snapshot
 from modelstore.errors import CorruptRegistry, InvalidTransition, RegistryMissing, RevisionConflict
 from modelstore.fileio import atomic_write, exclusive_lock, sha256_bytes
@@ -19,6 +20,7 @@ from modelstore.registry import RegistryData, parse_registry, registry_bytes
 
 EMPTY = "empty"
 MISSING = "missing"
+
 
 
 class FileRegistry:
@@ -57,7 +59,15 @@ class FileRegistry:
             for entry in entries:
                 self._audit.append(**entry, revision=state.revision)
             data = registry_bytes(state)
-            atomic_write(self.path, data)
+            try:
+                atomic_write(self.path, data)
+            except OSError as exc:  # a full disk, say: the log must not keep a change that was not made
+                self._audit.append(ABORTED, actor=entries[-1].get("actor") if entries else None,
+                                   reason=f"{self.display} could not be written: {exc.strerror or exc}",
+                                   details={"revision": state.revision}, revision=state.revision - 1)
+                state.revision -= 1
+                raise CorruptRegistry(f"{self.display} could not be written ({exc.strerror or exc}); nothing changed, "
+                                      "and the audit log records the attempt as aborted") from None
             return sha256_bytes(data)
 
     def restore(self, state: RegistryData) -> None:

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import errno
 import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from modelstore import fileio
 from modelstore.deployments import Change, Register, deploy
 from modelstore.errors import ChangeRefused, CorruptRegistry
 from modelstore.layout import Store
 from modelstore.registry import RegistryData
+from modelstore.replay import replay, same_registry
 from modelstore.transitions import Outcome, transition
 
 
@@ -85,3 +88,33 @@ def test_deploy_marks_the_replaced_version_deprecated_unless_served_elsewhere(ma
     assert data.models["tiny"]["v1.0.0"].status == "deprecated"
     assert data.deployments["tiny"]["production"].version == "v1.1.0"
     assert data.deployments["tiny"]["production"].previous_version == "v1.0.0"
+
+
+def test_a_registry_write_that_fails_is_withdrawn_in_the_audit_log(make_store, monkeypatch):
+    """The audit entry is written first; when registry.json then cannot be replaced (a full disk), the log withdraws
+    the entry, nothing changes, and replaying the log still gives the registry."""
+    store = make_store({"tiny": ["v1.0.0", "v1.1.0"]})
+    deploy(store, "tiny", "v1.0.0", "prod")
+    before = store.registry_path.read_bytes()
+    real_replace = fileio.os.replace
+
+    def disk_full(source, target):
+        if Path(target) == store.registry_path:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(fileio.os, "replace", disk_full)
+    with pytest.raises(CorruptRegistry, match="No space left on device"):
+        deploy(store, "tiny", "v1.1.0", "prod", Change(actor="ana"))
+    monkeypatch.undo()
+    assert store.registry_path.read_bytes() == before
+    *_, attempted, aborted = store.registry.audit.entries()
+    assert (attempted["action"], aborted["action"], aborted["details"]["revision"]) == ("deploy", "aborted",
+                                                                                         attempted["revision"])
+    assert store.registry.audit.verify() == len(store.registry.audit.entries())
+    assert same_registry(replay(store.registry.audit.entries()), store.registry.read().state)
+
+    deploy(store, "tiny", "v1.1.0", "prod", Change(actor="ana"))
+    data = store.registry.read().state
+    assert data.deployments["tiny"]["prod"].version == "v1.1.0" and data.revision == attempted["revision"]
+    assert same_registry(replay(store.registry.audit.entries()), data)
