@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from modelstore.deployments import Deploy, Register
 from modelstore.audit import ABORTED
+from modelstore.deployments import Deploy, Register
 from modelstore.errors import AuditChainBroken
 from modelstore.registry import RegistryData, registry_json
 from modelstore.rollout import (
