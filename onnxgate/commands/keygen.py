@@ -1,10 +1,10 @@
-"""`onnxgate keygen`: an Ed25519 key pair for signing packages."""
+"""`onnxgate keygen`: an Ed25519 key pair for signing packages and the audit head."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from modelstore.fileio import atomic_write
 from modelstore.signing import generate_keypair
 from onnxgate.errors import UsageError
 
@@ -21,10 +21,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.force and (private_path.exists() or public_path.exists()):
         raise UsageError(f"{private_path} or {public_path} exists; use --force to overwrite")
     private_pem, public_pem = generate_keypair()
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private_pem)
-    public_path.write_bytes(public_pem)
+    # a new file renamed over the old one: the private key is 0600 even where --force replaces a key that was not
+    atomic_write(private_path, private_pem, mode=0o600)
+    atomic_write(public_path, public_pem)
     print(f"wrote {private_path} (keep it secret) and {public_path}")
     return 0
