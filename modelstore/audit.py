@@ -1,12 +1,17 @@
 """The append-only audit log: one JSON object per line, each carrying the sha256 of the line before it.
 
-Editing or deleting any line breaks the chain from the next line on, and `verify` names where.
+Editing or deleting any line breaks the chain from the next line on, and `verify` names where. The chain alone cannot
+show lines removed from its end, or a log rewritten and re-chained from some line on: every registry commit therefore
+records the chain's head (its line count and the sha256 of its last line, `AuditHead`) in registry.json, and `verify`
+given that head checks that the log ends exactly there.
 """
 from __future__ import annotations
 
 import getpass
 import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelstore.errors import AuditChainBroken
@@ -17,6 +22,35 @@ GENESIS = "0" * 64
 ABORTED = "aborted"
 """The action of an entry that withdraws the entries of a revision whose registry write failed (modelstore.replay
 skips both)."""
+
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
+_TEXT_OR_NULL = (str, type(None))
+ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
+    "time": (str,), "action": (str,), "actor": _TEXT_OR_NULL, "reason": _TEXT_OR_NULL, "model": _TEXT_OR_NULL,
+    "environment": _TEXT_OR_NULL, "before": _TEXT_OR_NULL, "after": _TEXT_OR_NULL, "details": (dict,),
+    "prev_sha256": (str,),
+}
+"""The fields every entry carries, and their JSON types; `revision` (an integer) is optional: older entries lack it."""
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    """Where the log ends: `count` lines, the last of which hashes to `sha256` (GENESIS for an empty log)."""
+
+    count: int
+    sha256: str
+
+    def to_json(self) -> dict:
+        return {"count": self.count, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, value: object, where: str) -> AuditHead:
+        if (not isinstance(value, dict) or type(value.get("count")) is not int or value["count"] < 0
+                or not isinstance(value.get("sha256"), str) or not SHA256_HEX.match(value["sha256"])):
+            raise AuditChainBroken(f"{where}: audit_head is malformed: expected {{\"count\": a whole number, "
+                                   "\"sha256\": 64 hex digits}")
+        return cls(value["count"], value["sha256"])
 
 
 def default_actor() -> str:
@@ -64,7 +98,7 @@ class AuditLog:
     def entries(self) -> list[dict]:
         """Every entry, oldest first; a line that is not a JSON object is reported with its number."""
         entries = []
-        for number, line in enumerate(self._lines(), start=1):
+        for number, line in enumerate(_split_lines(self.read_bytes()), start=1):
             try:
                 entry = json.loads(line)
             except ValueError:
@@ -74,33 +108,101 @@ class AuditLog:
             entries.append(entry)
         return entries
 
-    def _lines(self) -> list[bytes]:
+    def read_bytes(self) -> bytes:
         try:
-            raw = self.path.read_bytes()
+            return self.path.read_bytes()
         except FileNotFoundError:
-            return []
+            return b""
         except OSError as exc:
             raise AuditChainBroken(f"{self.display}: cannot be read ({exc.strerror})") from None
-        return [line for line in raw.split(b"\n") if line.strip()]
 
-    def verify(self) -> int:
-        """Return the number of lines checked; raise AuditChainBroken naming the first line that breaks the chain."""
-        previous = None
-        lines = self._lines()
-        for number, line in enumerate(lines, start=1):
-            try:
-                entry = json.loads(line)
-                claimed = entry["prev_sha256"]
-            except (ValueError, KeyError, TypeError):
-                raise AuditChainBroken(f"{self.display}: line {number} is not a valid audit entry") from None
-            expected = GENESIS if previous is None else sha256_bytes(previous)
-            if claimed != expected:
-                raise AuditChainBroken(
-                    f"{self.display}: chain breaks at line {number}: it records prev_sha256 {claimed[:12]}…, "
-                    f"but line {number - 1 if number > 1 else 0} hashes to {expected[:12]}…"
-                )
-            previous = line
-        return len(lines)
+    def head(self) -> AuditHead:
+        return head_of(_split_lines(self.read_bytes()))
+
+    def verify(self, head: AuditHead | None = None) -> int:
+        """Return the number of lines checked; raise AuditChainBroken naming the first bad line. `head`: the one the
+        registry records, which the log must end at (see `verify_log`)."""
+        return verify_log(self.read_bytes(), self.display, head)
+
+
+def head_of(lines: list[bytes]) -> AuditHead:
+    return AuditHead(len(lines), sha256_bytes(lines[-1]) if lines else GENESIS)
+
+
+def verify_log(raw: bytes, display: str, head: AuditHead | None = None) -> int:
+    """Check that every line is an entry with the expected fields and types, that each links to the one before (the
+    first to GENESIS), and, given the registry's `head`, that the log ends there: fewer lines, or a last anchored line
+    that hashes otherwise, means lines were removed or the log rewritten. Lines after the head are accepted only when
+    an `aborted` entry withdraws them (a registry write that failed after its entry was logged cannot move the head).
+    Returns the number of lines; raises AuditChainBroken naming the first bad line, 1-based."""
+    lines = _split_lines(raw)
+    entries = []
+    previous = None
+    for number, line in enumerate(lines, start=1):
+        entry = _entry(line, f"{display}: line {number}")
+        expected = GENESIS if previous is None else sha256_bytes(previous)
+        if entry["prev_sha256"] != expected:
+            linked = "GENESIS (it is the first line)" if previous is None else f"line {number - 1}'s {expected[:12]}…"
+            raise AuditChainBroken(f"{display}: line {number}: chain breaks: it records prev_sha256 "
+                                   f"{entry['prev_sha256'][:12]}…, expected {linked}")
+        entries.append(entry)
+        previous = line
+    if head is not None:
+        _check_head(lines, entries, head, display)
+    return len(lines)
+
+
+def _entry(line: bytes, where: str) -> dict:
+    try:
+        entry = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        raise AuditChainBroken(f"{where}: not a JSON object") from None
+    if not isinstance(entry, dict):
+        raise AuditChainBroken(f"{where}: not a JSON object")
+    for name, types in ENTRY_FIELDS.items():
+        if name not in entry:
+            raise AuditChainBroken(f"{where}: field {name!r} is missing")
+        if not isinstance(entry[name], types):
+            raise AuditChainBroken(f"{where}: field {name!r} has the wrong type ({type(entry[name]).__name__})")
+    if not SHA256_HEX.match(entry["prev_sha256"]):
+        raise AuditChainBroken(f"{where}: prev_sha256 is not a sha256 (64 lowercase hex digits)")
+    if "revision" in entry and (type(entry["revision"]) is not int or entry["revision"] < 0):
+        raise AuditChainBroken(f"{where}: field 'revision' is not a whole number")
+    return entry
+
+
+def _check_head(lines: list[bytes], entries: list[dict], head: AuditHead, display: str) -> None:
+    if len(lines) < head.count:
+        raise AuditChainBroken(f"{display}: line {len(lines) + 1}: missing: the registry's audit_head records "
+                               f"{head.count} line(s), the log has {len(lines)} (lines were removed from its end)")
+    anchored = head_of(lines[:head.count])
+    if anchored.sha256 != head.sha256:
+        raise AuditChainBroken(f"{display}: line {head.count}: hashes to {anchored.sha256[:12]}…, but the registry's "
+                               f"audit_head records {head.sha256[:12]}…: the log was rewritten at or before this line")
+    withdrawn = withdrawn_positions(entries)
+    for position in range(head.count, len(lines)):
+        if position not in withdrawn:
+            raise AuditChainBroken(f"{display}: line {position + 1}: not anchored: the registry's audit_head ends at "
+                                   f"line {head.count}, and no 'aborted' entry withdraws this one (a crash between "
+                                   "the log and the registry write, or a line added by hand)")
+
+
+def withdrawn_positions(entries: list[dict]) -> set[int]:
+    """Positions of `aborted` entries and of the entries of the revision each withdraws (those just before it)."""
+    withdrawn: set[int] = set()
+    for position, entry in enumerate(entries):
+        if entry["action"] == ABORTED:
+            withdrawn.add(position)
+            revision = (entry.get("details") or {}).get("revision")
+            earlier = position - 1
+            while earlier >= 0 and entries[earlier].get("revision") == revision and earlier not in withdrawn:
+                withdrawn.add(earlier)
+                earlier -= 1
+    return withdrawn
+
+
+def _split_lines(raw: bytes) -> list[bytes]:
+    return [line for line in raw.split(b"\n") if line.strip()]
 
 
 def _last_line(path: Path) -> bytes | None:

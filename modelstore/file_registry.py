@@ -6,28 +6,74 @@ The audit entry goes first: a crash between the two leaves a logged change that 
 `revision` is behind the entry's), never a change nobody logged; a write that fails is withdrawn in the log by an
 `aborted` entry. Readers take no lock: a rename is atomic.
 
+registry.json also records the audit chain's head as it stands after the commit's entries (`audit_head`: line count and
+sha256 of the last line), so `verify_audit` detects a log cut short or rewritten. An aborted write cannot move the head:
+the lines after it are then the withdrawn entry and its `aborted` line, which verification accepts, and the next commit
+anchors them. With a signing key (ONNXGATE_AUDIT_KEY, a PEM Ed25519 private key from `onnxgate keygen`), the head is
+signed, together with the digest of the state written beside it (`head_message`).
+
 `flock` holds on one host only; several machines need the database backend.
 """
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from modelstore.audit import ABORTED, AuditLog
+from modelstore.audit import ABORTED, AuditHead, AuditLog, verify_log
 from modelstore.backends import Revision, Snapshot
-from modelstore.errors import CorruptRegistry, InvalidTransition, RegistryMissing, RevisionConflict
+from modelstore.errors import (
+    CorruptRegistry,
+    InvalidTransition,
+    RegistryMissing,
+    RevisionConflict,
+    SignatureError,
+)
 from modelstore.fileio import atomic_write, exclusive_lock, sha256_bytes
-from modelstore.registry import RegistryData, parse_registry, registry_bytes
+from modelstore.registry import (
+    AUDIT_HEAD_FIELD,
+    RegistryData,
+    parse_registry,
+    registry_bytes_with_head,
+    registry_json,
+    state_sha256,
+)
+from modelstore.signing import load_signer, verify_signature
 
 EMPTY = "empty"
 MISSING = "missing"
+AUDIT_KEY_ENV = "ONNXGATE_AUDIT_KEY"
+"""The path of the Ed25519 private key (PEM) that signs the audit head at every commit; unset: heads are unsigned."""
+
+
+def head_message(head: AuditHead, state_digest: str) -> bytes:
+    """What an audit head's signature covers: the log's line count and last hash, and the state written with it."""
+    fields = {"audit_count": head.count, "audit_sha256": head.sha256, "registry_sha256": state_digest}
+    return b"onnxgate audit head v1\n" + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class AuditStatus:
+    """What `verify_audit` found: `lines` checked; `head` the registry records (None: not anchored yet);
+    `registry_found`; `signature_checked` when a public key was given and the head's signature verified."""
+
+    lines: int
+    head: AuditHead | None
+    registry_found: bool
+    signature_checked: bool
 
 
 
 class FileRegistry:
     def __init__(self, path: Path, audit_path: Path, *, display: str | None = None,
-                 audit_display: str | None = None) -> None:
-        """`display`, `audit_display`: how errors name the two files (default: their paths)."""
+                 audit_display: str | None = None, audit_key: Path | None = None) -> None:
+        """`display`, `audit_display`: how errors name the two files (default: their paths). `audit_key`: the private
+        key that signs the audit head (default: $ONNXGATE_AUDIT_KEY, else none)."""
         self.path = Path(path)
+        env_key = os.environ.get(AUDIT_KEY_ENV)
+        self.audit_key = Path(audit_key) if audit_key else Path(env_key) if env_key else None
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.display = display or str(self.path)
         self._audit = AuditLog(audit_path, audit_display)
@@ -50,6 +96,7 @@ class FileRegistry:
         return EMPTY if raw is None else sha256_bytes(raw)
 
     def commit(self, expected: Revision, state: RegistryData, entries: list[dict]) -> Revision:
+        signer = self._signer()  # a key that cannot be used refuses the commit before anything is written
         with exclusive_lock(self.lock_path):
             raw = self._read_bytes(locked=True)
             current = EMPTY if raw is None else sha256_bytes(raw)
@@ -58,7 +105,7 @@ class FileRegistry:
             state.revision += 1
             for entry in entries:
                 self._audit.append(**entry, revision=state.revision)
-            data = registry_bytes(state)
+            data = self._registry_bytes(state, signer)
             try:
                 atomic_write(self.path, data)
             except OSError as exc:  # a full disk, say: the log must not keep a change that was not made
@@ -73,10 +120,75 @@ class FileRegistry:
     def restore(self, state: RegistryData) -> None:
         """Write `state` (rebuilt from the audit log, modelstore.replay) as registry.json where it is missing; an
         existing registry is never overwritten this way."""
+        signer = self._signer()
         with exclusive_lock(self.lock_path):
             if self.path.exists():
                 raise InvalidTransition(f"{self.display} exists: restore only replaces a missing registry")
-            atomic_write(self.path, registry_bytes(state))
+            atomic_write(self.path, self._registry_bytes(state, signer))
+
+    def verify_audit(self, public_key: bytes | None = None) -> AuditStatus:
+        """Check the audit log (modelstore.audit.verify_log) against the head registry.json records; with
+        `public_key`, also the head's signature, which must be there. Raises AuditChainBroken or SignatureError."""
+        raw, log = self._read_registry_and_log()
+        payload = None
+        if raw is not None:
+            try:
+                payload = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise CorruptRegistry(f"{self.display}: registry is not valid JSON ({exc})") from None
+            if not isinstance(payload, dict):
+                raise CorruptRegistry(f"{self.display}: registry is invalid at (root): expected a JSON object")
+        recorded = payload.get(AUDIT_HEAD_FIELD) if payload is not None else None
+        head = AuditHead.from_json(recorded, self.display) if recorded is not None else None
+        lines = verify_log(log, self._audit.display, head)
+        if public_key is not None:
+            if head is None:
+                raise SignatureError(f"{self.display} records no audit_head, so there is no signature to check")
+            signature = recorded.get("signature")
+            if not isinstance(signature, str):
+                raise SignatureError(f"{self.display}: audit_head is not signed")
+            verify_signature(public_key, head_message(head, state_sha256(payload)), signature.encode(),
+                             where=self.display, what="audit_head's signature")
+        return AuditStatus(lines, head, raw is not None, public_key is not None)
+
+    def _read_registry_and_log(self) -> tuple[bytes | None, bytes]:
+        """Both files as one commit left them: under the lock, so no commit is half seen. A reader who may not take
+        the lock (a read-only auditor) reads without it."""
+        try:
+            with exclusive_lock(self.lock_path):
+                return self._raw_or_none(), self._audit.read_bytes()
+        except PermissionError:
+            return self._raw_or_none(), self._audit.read_bytes()
+
+    def _raw_or_none(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CorruptRegistry(f"{self.display} cannot be read ({exc.strerror})") from None
+
+    def _signer(self) -> Callable[[bytes], bytes] | None:
+        if self.audit_key is None:
+            return None
+        try:
+            pem = self.audit_key.read_bytes()
+        except OSError as exc:
+            raise SignatureError(f"cannot read the audit signing key {self.audit_key} (${AUDIT_KEY_ENV}): "
+                                 f"{exc.strerror}; nothing was written") from None
+        try:
+            return load_signer(pem)
+        except SignatureError as exc:
+            raise SignatureError(f"audit signing key {self.audit_key} (${AUDIT_KEY_ENV}): {exc}; nothing was "
+                                 "written") from None
+
+    def _registry_bytes(self, state: RegistryData, signer: Callable[[bytes], bytes] | None) -> bytes:
+        """The state with the head of the log as it stands now (the caller holds the lock, its entries appended)."""
+        head = self._audit.head()
+        recorded = head.to_json()
+        if signer is not None:
+            recorded["signature"] = signer(head_message(head, state_sha256(registry_json(state)))).decode()
+        return registry_bytes_with_head(state, recorded)
 
     def _read_bytes(self, *, locked: bool = False) -> bytes | None:
         """registry.json's bytes; None for a store that never had one. A store whose audit log records changes had

@@ -8,6 +8,7 @@ header is wrong, is unreadable as a whole (CorruptRegistry).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, Required
@@ -147,7 +148,7 @@ class RegistryData(_Model):
             raise InvalidEntry(f"{entry.describe()}; fix it in the registry, or deploy a version to replace it")
 
 
-HEADER_FIELDS = {"schema_version", "revision", "models", "deployments"}
+HEADER_FIELDS = {"schema_version", "revision", "models", "deployments", "audit_head"}
 
 
 def parse_registry(raw: bytes, source: str) -> RegistryData:
@@ -227,3 +228,23 @@ def registry_json(data: RegistryData) -> dict:
 
 def registry_bytes(data: RegistryData) -> bytes:
     return (json.dumps(registry_json(data), indent=2, sort_keys=True) + "\n").encode()
+
+
+# -- The audit chain's head (modelstore.audit) -----------------------------------------------------------------------
+# registry.json records where the audit log ended when it was written, under `audit_head`, beside the state and not in
+# it: operations never see it, replay does not rebuild it, and readers (the gateway, the Node loader) ignore it. Only
+# the file registry writes it and `onnxgate audit verify` reads it.
+
+AUDIT_HEAD_FIELD = "audit_head"
+
+
+def registry_bytes_with_head(data: RegistryData, audit_head: dict) -> bytes:
+    return (json.dumps({**registry_json(data), AUDIT_HEAD_FIELD: audit_head}, indent=2, sort_keys=True)
+            + "\n").encode()
+
+
+def state_sha256(payload: dict) -> str:
+    """The digest of a registry's state, its head left out: of the canonical JSON (sorted keys, no spaces), which a
+    written file parses back to exactly, so what was signed at a commit is recomputed from the file."""
+    state = {key: value for key, value in payload.items() if key != AUDIT_HEAD_FIELD}
+    return hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from modelstore.audit import ABORTED
+from modelstore.audit import withdrawn_positions
 from modelstore.deployments import Deploy, Register
 from modelstore.errors import AuditChainBroken
 from modelstore.registry import RegistryData, registry_json
@@ -63,7 +63,7 @@ def operation_of(entry: dict) -> Operation:
 
 def replay(entries: Iterable[dict]) -> RegistryData:
     entries = list(entries)
-    withdrawn = _withdrawn(entries)
+    withdrawn = withdrawn_positions(entries)
     state = RegistryData()
     for position, entry in enumerate(entries):
         if position in withdrawn:
@@ -75,20 +75,6 @@ def replay(entries: Iterable[dict]) -> RegistryData:
                                    f"{entry['model']}) changes nothing when replayed")
         state.revision = entry.get("revision", state.revision + 1)
     return state
-
-
-def _withdrawn(entries: list[dict]) -> set[int]:
-    """Positions of `aborted` entries and of the entries of the revision each withdraws (those just before it)."""
-    withdrawn: set[int] = set()
-    for position, entry in enumerate(entries):
-        if entry["action"] == ABORTED:
-            withdrawn.add(position)
-            revision = (entry.get("details") or {}).get("revision")
-            earlier = position - 1
-            while earlier >= 0 and entries[earlier].get("revision") == revision and earlier not in withdrawn:
-                withdrawn.add(earlier)
-                earlier -= 1
-    return withdrawn
 
 
 def same_registry(first: RegistryData, second: RegistryData) -> bool:

@@ -1,7 +1,9 @@
-"""Optional Ed25519 signatures of package manifests, with the `cryptography` library (the `sign` extra)."""
+"""Optional Ed25519 signatures of package manifests and of the audit chain's head, with the `cryptography` library
+(the `sign` extra)."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 from modelstore.errors import SignatureError
 
@@ -27,7 +29,9 @@ def generate_keypair() -> tuple[bytes, bytes]:
     return private_pem, public_pem
 
 
-def sign(private_pem: bytes, message: bytes) -> bytes:
+def load_signer(private_pem: bytes) -> Callable[[bytes], bytes]:
+    """A function signing a message with this private key (base64, no newline); raises SignatureError now, not when
+    it signs, for a key that cannot be used."""
     _, serialization, private_cls, _ = _crypto()
     try:
         key = serialization.load_pem_private_key(private_pem, password=None)
@@ -35,10 +39,15 @@ def sign(private_pem: bytes, message: bytes) -> bytes:
         raise SignatureError(f"cannot read the private key: {exc}") from None
     if not isinstance(key, private_cls):
         raise SignatureError("the private key is not an Ed25519 key")
-    return base64.b64encode(key.sign(message)) + b"\n"
+    return lambda message: base64.b64encode(key.sign(message))
 
 
-def verify_signature(public_pem: bytes, message: bytes, signature_b64: bytes, *, where: str) -> None:
+def sign(private_pem: bytes, message: bytes) -> bytes:
+    return load_signer(private_pem)(message) + b"\n"
+
+
+def verify_signature(public_pem: bytes, message: bytes, signature_b64: bytes, *, where: str,
+                     what: str = "the manifest signature") -> None:
     invalid_signature, serialization, _, public_cls = _crypto()
     try:
         key = serialization.load_pem_public_key(public_pem)
@@ -49,4 +58,4 @@ def verify_signature(public_pem: bytes, message: bytes, signature_b64: bytes, *,
     try:
         key.verify(base64.b64decode(signature_b64.strip(), validate=True), message)
     except (invalid_signature, ValueError):
-        raise SignatureError(f"{where}: the manifest signature does not verify with this public key") from None
+        raise SignatureError(f"{where}: {what} does not verify with this public key") from None
