@@ -18,7 +18,7 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from gateway.errors import PayloadTooLarge, error_answer
+from gateway.errors import InvalidInput, PayloadTooLarge, error_answer
 from gateway.service import Answer
 
 PREDICT_PREFIX = "/predict/"
@@ -30,19 +30,42 @@ class DataPlaneHeaders(NamedTuple):
     environment: str | None
     routing_key: str | None
     content_length: bytes | None
+    source: str | None = None
+    """Who sent the request, for judging a rollout per source: the routing key when there is one, else the client's
+    address (None when the server does not say)."""
 
 
-def data_plane_headers(scope: Scope) -> DataPlaneHeaders:
-    """X-Environment, X-Routing-Key and Content-Length in one pass over the raw headers (ASGI lowercases names)."""
+class RoutingHeader(NamedTuple):
+    """The one header trusted for the routing key: named by the operator (its proxy or auth layer sets it), already
+    lowercased; None trusts no header, and the split is then random. A client's own X-Routing-Key is just another
+    header unless the operator named it."""
+
+    name: bytes | None = None
+    max_bytes: int = 256
+
+
+def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -> DataPlaneHeaders:
+    """X-Environment, the trusted routing header and Content-Length in one pass over the raw headers (ASGI lowercases
+    names). A routing key sent twice (a proxy that appended its value to the client's) or longer than the limit is
+    refused (400); an empty one counts as absent."""
     environment = routing_key = length = None
+    trusted = routing.name
     for key, value in scope["headers"]:
         if key == b"x-environment":
             environment = value.decode("latin-1")
-        elif key == b"x-routing-key":
+        elif key == trusted:
+            if routing_key is not None:
+                raise InvalidInput(f"header {trusted.decode()} was sent more than once")
+            if len(value) > routing.max_bytes:
+                raise InvalidInput(f"header {trusted.decode()} is {len(value)} bytes, over the limit of "
+                                   f"{routing.max_bytes}")
             routing_key = value.decode("latin-1")
         elif key == b"content-length":
             length = value
-    return DataPlaneHeaders(environment, routing_key, length)
+    if routing_key:
+        return DataPlaneHeaders(environment, routing_key, length, routing_key)
+    client = scope.get("client")
+    return DataPlaneHeaders(environment, None, length, client[0] if client else None)
 
 
 async def read_body(receive: Receive, declared_length: bytes | None, limit: int) -> bytes:
@@ -90,13 +113,14 @@ class DataPlaneEndpoint:
     mapping in gateway.errors, so the endpoint behaves the same whether `match` or Starlette's router called it.
     After the answer is sent, the shadow version (if any) runs on the same request."""
 
-    def __init__(self, answer: AnswerFunction, max_body_bytes: int) -> None:
+    def __init__(self, answer: AnswerFunction, max_body_bytes: int, routing: RoutingHeader = RoutingHeader()) -> None:
         self.answer = answer
         self.max_body_bytes = max_body_bytes
+        self.routing = routing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            headers = data_plane_headers(scope)
+            headers = data_plane_headers(scope, self.routing)
             body = await read_body(receive, headers.content_length, self.max_body_bytes)
             payload, answer = await self.answer(scope, headers, body)
         except ClientDisconnect:

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from gateway import v2
-from gateway.data_plane import DataPlane, DataPlaneEndpoint, DataPlaneHeaders
+from gateway.data_plane import DataPlane, DataPlaneEndpoint, DataPlaneHeaders, RoutingHeader
 from gateway.errors import InvalidInput
 from gateway.health import RolloutReport, gateway_health, model_health, no_rollout, readiness
 from gateway.requests import InferRequest, ModelRequest, PredictRequest
@@ -43,9 +43,12 @@ class Endpoints:
         self.service = service
         self.metrics_registry = metrics_registry
         self.rollout = rollout
-        max_body_bytes = service.settings.max_body_bytes
-        self.data_plane = DataPlane(predict=DataPlaneEndpoint(self.predict_answer, max_body_bytes),
-                                    v2_infer=DataPlaneEndpoint(self.v2_answer, max_body_bytes))
+        settings = service.settings
+        max_body_bytes = settings.max_body_bytes
+        routing = RoutingHeader(settings.routing_header.encode("latin-1") if settings.routing_header else None,
+                                settings.max_routing_key_bytes)
+        self.data_plane = DataPlane(predict=DataPlaneEndpoint(self.predict_answer, max_body_bytes, routing),
+                                    v2_infer=DataPlaneEndpoint(self.v2_answer, max_body_bytes, routing))
         self.server = {"name": "onnxgate", "version": server_version(), "extensions": []}
 
     def routes(self) -> list[Route]:
@@ -82,7 +85,8 @@ class Endpoints:
         pinned = QueryParams(query).get("version") if query else None
         model = scope["path_params"]["model"]
         request = self.decode(model, headers, body, PredictRequest)
-        answer = await self.service.answer(model, headers.environment, pinned, headers.routing_key, request)
+        answer = await self.service.answer(model, headers.environment, pinned, headers.routing_key, request,
+                                           source=headers.source)
         return answer.as_json(), answer
 
     async def health(self, request: Request) -> Response:
@@ -143,7 +147,7 @@ class Endpoints:
         model = params["model"]
         request = self.decode(model, headers, body, InferRequest)
         answer = await self.service.answer(model, headers.environment, params.get("version"), headers.routing_key,
-                                           request)
+                                           request, source=headers.source)
         payload = {"model_name": answer.model, "model_version": answer.version,
                    "outputs": v2.encode_outputs(answer.outputs),
                    "parameters": {"environment": answer.environment, "arm": answer.arm}}

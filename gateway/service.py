@@ -159,7 +159,7 @@ class Service:
     # -- answer: select, run, record ---------------------------------------------------------------------------
 
     async def answer(self, model: str, environment: str | None, version: str | None, routing_key: str | None,
-                     request: ModelRequest) -> Answer:
+                     request: ModelRequest, *, source: str | None = None) -> Answer:
         route: Route | None = None
         arm: AnswerArm = "pinned"
         try:

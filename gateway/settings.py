@@ -1,6 +1,7 @@
 """The gateway's settings: one pydantic-settings model, read from ONNXGATE_* environment variables."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -11,6 +12,7 @@ from modelstore.layout import resolve_store_root
 from modelstore.slo import SloLimits, SloPolicy, resolve_limits
 
 MIB = 1 << 20
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 
 
 class GatewaySettings(BaseSettings):
@@ -43,6 +45,12 @@ class GatewaySettings(BaseSettings):
                                      "and reads the others' (gateway/worker_metrics.py); onnxgate serve sets it")
     metrics_flush_s: float = Field(default=1.0, gt=0, description="how often a worker writes its metrics snapshot")
 
+    # -- the routing key: only from the header the operator names --
+    routing_header: str | None = Field(
+        default=None, description="the one request header trusted for the routing key (set by the operator's proxy "
+        "or auth layer, e.g. X-User); unset: no client header is trusted and the canary split is random, not sticky")
+    max_routing_key_bytes: int = Field(default=256, gt=0, description="a longer routing key is refused (400)")
+
     @property
     def slo_limits(self) -> SloLimits:
         return resolve_limits(self.slo)
@@ -55,6 +63,18 @@ class GatewaySettings(BaseSettings):
         except InvalidSloPolicy as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("routing_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        """Lowercased, as ASGI servers hand header names over; an empty value (ONNXGATE_ROUTING_HEADER=) is unset."""
+        if value is None or not value.strip():
+            return None
+        if not HEADER_NAME.fullmatch(value):
+            raise ValueError(f"routing_header {value!r} is not an HTTP header name")
+        if value.lower() in ("x-environment", "content-length", "content-type", "host"):
+            raise ValueError(f"routing_header {value!r} already means something else to the gateway")
+        return value.lower()
 
     @field_validator("environments")
     @classmethod

@@ -2,9 +2,11 @@
 
 Pure: no I/O and no clock reads; the caller passes `now` (Unix seconds) and a random source.
 
-The split is sticky: a request with a routing key lands in bucket(key) in [0, 10000) and goes to the canary iff its
-bucket is below round(weight * 100). Raising the weight only raises the threshold, so a user in the canary at 5% is
-still in it at 25%. The Node loader computes the same buckets (tests/vectors/routing.json holds shared vectors).
+The split is sticky: a request with a routing key lands in bucket(salt, key) in [0, 10000) and goes to the canary iff
+its bucket is below round(weight * 100). Raising the weight only raises the threshold, so a user in the canary at 5% is
+still in it at 25%. The salt is the deployment's `routing_salt` (registry.json): a client that does not know it cannot
+compute which keys land in the canary, and two deployments split the same users differently. The Node loader computes
+the same buckets (tests/vectors/routing.json holds shared vectors). Without a key the draw is random, not sticky.
 
 Windows: a ring of slots (one second each, longer for judging windows over a minute: at most MAX_SLOTS), each
 holding request and error counts and a sparse histogram of latencies in log-spaced bins (4% wide). Recording is O(1)
@@ -42,12 +44,15 @@ class DeploymentView(Protocol):
     version: str
     canary: SplitState | None
     shadow: SplitState | None
+    routing_salt: str | None
 
 
-def bucket(key: str) -> int:
-    """First 8 bytes of sha256(UTF-8 key), unsigned big-endian, modulo 10000."""
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % BUCKETS
+def bucket(key: str, salt: str | None = None) -> int:
+    """First 8 bytes of sha256(UTF-8 salt + NUL + UTF-8 key), unsigned big-endian, modulo 10000; without a salt,
+    of sha256(UTF-8 key) (deployments from before salts keep their users' sides). Salts are hex: the NUL between
+    the two parts makes the concatenation unambiguous."""
+    data = key.encode("utf-8") if salt is None else b"%b\x00%b" % (salt.encode("utf-8"), key.encode("utf-8"))
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "big") % BUCKETS
 
 
 def threshold(weight: float) -> int:
@@ -55,16 +60,16 @@ def threshold(weight: float) -> int:
     return round(weight * 100)
 
 
-def _selected(weight: float, routing_key: str | None, rng: RandomSource) -> bool:
+def _selected(weight: float, routing_key: str | None, salt: str | None, rng: RandomSource) -> bool:
     if routing_key is None:
         return rng.random() * 100 < weight
-    return bucket(routing_key) < threshold(weight)
+    return bucket(routing_key, salt) < threshold(weight)
 
 
 def choose_arm(deployment: DeploymentView, routing_key: str | None, rng: RandomSource) -> tuple[Arm, str]:
     """("canary", its version) for the canary's share of traffic, else ("stable", the stable version)."""
     canary = deployment.canary
-    if canary is not None and _selected(canary.weight, routing_key, rng):
+    if canary is not None and _selected(canary.weight, routing_key, deployment.routing_salt, rng):
         return "canary", canary.version
     return "stable", deployment.version
 
@@ -72,7 +77,7 @@ def choose_arm(deployment: DeploymentView, routing_key: str | None, rng: RandomS
 def choose_shadow(deployment: DeploymentView, routing_key: str | None, rng: RandomSource) -> str | None:
     """The shadow version to mirror this request to, or None. Sticky by key like the canary split."""
     shadow = deployment.shadow
-    if shadow is not None and _selected(shadow.weight, routing_key, rng):
+    if shadow is not None and _selected(shadow.weight, routing_key, deployment.routing_salt, rng):
         return shadow.version
     return None
 

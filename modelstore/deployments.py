@@ -63,7 +63,8 @@ def set_stable(data: RegistryData, name: str, environment: str, version: str, no
     """Make `version` the stable version of the environment and return the version it replaces.
 
     A running canary ends (its version goes back to `registered` unless it serves elsewhere); a shadow of another
-    version keeps mirroring. The replaced version gets `replaced_status` unless some environment still serves it.
+    version keeps mirroring; the routing salt stays, so users keep their side in later canaries. The replaced version
+    gets `replaced_status` unless some environment still serves it.
     """
     current = data.deployment(name, environment)
     previous = current.version if current else None
@@ -75,6 +76,7 @@ def set_stable(data: RegistryData, name: str, environment: str, version: str, no
         previous_version=previous if previous != version else (current.previous_version if current else None),
         slo=current.slo if current else None,
         shadow=shadow,
+        routing_salt=current.routing_salt if current else None,
     )
     data.invalid = [e for e in data.invalid if e.where not in (f"deployments.{name}.{environment}",
                                                                 f"deployments.{name}")]

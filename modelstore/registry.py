@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, Required
 
@@ -75,6 +76,9 @@ RollbackRecord = TypedDict("RollbackRecord", {
 RollbackRecord.__pydantic_config__ = ConfigDict(extra="allow")  # what a caller adds to the record is kept
 
 
+ROUTING_SALT = re.compile(r"[0-9a-f]{16,128}")
+
+
 class Deployment(_Model):
     version: str
     deployed_at: Timestamp
@@ -85,6 +89,16 @@ class Deployment(_Model):
     bake: BakeState | None = None
     slo: SloPolicy | None = None
     last_rollback: RollbackRecord | None = None
+    routing_salt: str | None = Field(
+        default=None, description="hex salt of the canary and shadow split's buckets (gateway/traffic.py), chosen "
+        "when the deployment's first canary or shadow starts and kept for its life; none: unsalted buckets")
+
+    @field_validator("routing_salt")
+    @classmethod
+    def _hex_salt(cls, value: str | None) -> str | None:
+        if value is not None and not ROUTING_SALT.fullmatch(value):
+            raise ValueError("routing_salt must be 16 to 128 lowercase hex digits")
+        return value
 
     @field_validator("slo")
     @classmethod

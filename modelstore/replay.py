@@ -43,7 +43,7 @@ def operation_of(entry: dict) -> Operation:
     if action == "canary":
         slo = SloPolicy(**details["slo"]) if details.get("slo") else None
         return StartCanary(model, environment, after, details["weight"], tuple(details.get("steps") or ()),
-                           details.get("interval_s"), slo)
+                           details.get("interval_s"), slo, details.get("routing_salt"))
     if action == "canary_step":
         return AdvanceCanary(model, environment, details["weight_from"])
     if action == "promote":
@@ -55,7 +55,7 @@ def operation_of(entry: dict) -> Operation:
     if action == "bake_end":
         return EndBake(model, environment, figures=_without(details, "bake_until"))
     if action == "shadow":
-        return StartShadow(model, environment, after, details["weight"])
+        return StartShadow(model, environment, after, details["weight"], details.get("routing_salt"))
     if action == "shadow_stop":
         return StopShadow(model, environment)
     raise AuditChainBroken(f"audit entry of revision {entry.get('revision')} records an unknown action {action!r}")

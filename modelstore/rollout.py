@@ -4,10 +4,14 @@ Each is an operation for modelstore.transitions.transition. The ones a gateway w
 stepping it up, ending or rolling back a bake) carry the state the worker judged (`expected_version`,
 `expected_weight`) and change nothing when it is gone: the second worker to decide the same thing neither fails nor
 writes a second audit entry. The functions at the end are the transition call with the arguments spelled out.
+
+The split's routing salt is chosen by the caller (`new_routing_salt`, in `start_canary` and `start_shadow`) and carried
+by the operation, so that `apply` stays a pure function that `onnxgate audit replay` can run again.
 """
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -15,7 +19,7 @@ from modelstore.backends import ModelRepository
 from modelstore.clock import epoch_seconds, iso_after
 from modelstore.deployments import RegistryOperation, require_deployment, require_version, set_stable, settle_status
 from modelstore.errors import InvalidTransition
-from modelstore.registry import BakeState, CanaryState, Deployment, RegistryData, ShadowState
+from modelstore.registry import ROUTING_SALT, BakeState, CanaryState, Deployment, RegistryData, ShadowState
 from modelstore.slo import DEFAULT_BAKE_S, SloPolicy
 from modelstore.transitions import Change, Outcome, transition
 
@@ -24,6 +28,25 @@ def _check_weight(weight: float, what: str) -> float:
     if not (math.isfinite(weight) and 0 < weight <= 100):
         raise InvalidTransition(f"{what} must be a percentage above 0 and at most 100, got {weight}")
     return float(weight)
+
+
+def new_routing_salt() -> str:
+    return secrets.token_hex(16)
+
+
+def _check_salt(salt: str | None) -> str | None:
+    if salt is not None and not ROUTING_SALT.fullmatch(salt):
+        raise InvalidTransition(f"a routing salt is 16 to 128 lowercase hex digits, got {salt!r}")
+    return salt
+
+
+def _give_salt(deployment: Deployment, salt: str | None) -> dict:
+    """The deployment keeps the salt it has (users keep their side in every canary of its life); one without gets
+    `salt`. The audit details: the salt given, if any, so that replay gives the same."""
+    if deployment.routing_salt is not None or salt is None:
+        return {}
+    deployment.routing_salt = salt
+    return {"routing_salt": salt}
 
 
 def canary_steps(weight: float, steps: Iterable[float]) -> list[float]:
@@ -65,7 +88,8 @@ def _unchanged(action: str, model: str, environment: str, deployment: Deployment
 class StartCanary:
     """Send `weight` percent of the environment's traffic to `version`. Again for the running canary's version, it
     changes its weight, steps or SLO; a canary of another version must be promoted or rolled back first. A bake
-    period still running ends: the judge watches one change at a time."""
+    period still running ends: the judge watches one change at a time. A deployment without a routing salt gets
+    `routing_salt` (None: it stays unsalted, as replayed entries from before salts)."""
 
     model: str
     environment: str
@@ -74,6 +98,7 @@ class StartCanary:
     steps: tuple[float, ...] = ()
     interval_s: float | None = None
     slo: SloPolicy | None = None
+    routing_salt: str | None = None
 
     def prepare(self, store: ModelRepository) -> StartCanary:
         weight = _check_weight(self.weight, "--weight")
@@ -84,7 +109,7 @@ class StartCanary:
             self.slo.checked()
         version = store.verify_version(self.model, self.version).version
         return StartCanary(self.model, self.environment, version, weight, tuple(ladder),
-                           self.interval_s if ladder else None, self.slo)
+                           self.interval_s if ladder else None, self.slo, _check_salt(self.routing_salt))
 
     def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         name, environment, version = self.model, self.environment, self.version
@@ -101,11 +126,12 @@ class StartCanary:
                                         step_started_at=now)
         deployment.slo = (deployment.slo or SloPolicy()).merged(self.slo) if self.slo else deployment.slo
         ended_bake, deployment.bake = deployment.bake, None
+        salt = _give_salt(deployment, self.routing_salt)
         settle_status(state, name, version, "registered")
         details = {"weight": self.weight, "steps": list(self.steps), "interval_s": self.interval_s,
                    "previous_weight": running.weight if running else None,
                    "ended_bake_of": ended_bake.previous_version if ended_bake else None,
-                   "slo": self.slo.given() if self.slo else None}
+                   "slo": self.slo.given() if self.slo else None, **salt}
         return Outcome("canary", name, environment, True, before=deployment.version, after=version,
                        weight=self.weight, details=details)
 
@@ -257,17 +283,19 @@ class EndBake(RegistryOperation):
 
 @dataclass(frozen=True)
 class StartShadow:
-    """Mirror `weight` percent of the environment's requests to `version`; its answers are measured, never returned."""
+    """Mirror `weight` percent of the environment's requests to `version`; its answers are measured, never returned.
+    A deployment without a routing salt gets `routing_salt`, as with StartCanary."""
 
     model: str
     environment: str
     version: str
     weight: float = 100.0
+    routing_salt: str | None = None
 
     def prepare(self, store: ModelRepository) -> StartShadow:
         weight = _check_weight(self.weight, "--weight")
         version = store.verify_version(self.model, self.version).version
-        return StartShadow(self.model, self.environment, version, weight)
+        return StartShadow(self.model, self.environment, version, weight, _check_salt(self.routing_salt))
 
     def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         name, environment, version = self.model, self.environment, self.version
@@ -277,11 +305,12 @@ class StartShadow:
             raise InvalidTransition(f"{name} {version} is the stable version in {environment}; shadow another version")
         replaced = deployment.shadow
         deployment.shadow = ShadowState(version=version, weight=self.weight, started_at=now)
+        salt = _give_salt(deployment, self.routing_salt)
         settle_status(state, name, version, "registered")
         if replaced and replaced.version != version:
             settle_status(state, name, replaced.version, "registered")
         return Outcome("shadow", name, environment, True, before=replaced.version if replaced else None,
-                       after=version, weight=self.weight, details={"weight": self.weight})
+                       after=version, weight=self.weight, details={"weight": self.weight, **salt})
 
 
 @dataclass(frozen=True)
@@ -339,8 +368,11 @@ class Rollback(RegistryOperation):
 
 def start_canary(store: ModelRepository, name: str, version: str, environment: str, weight: float,
                  steps: Iterable[float] = (), interval_s: float | None = None, change: Change = Change(),
-                 slo: SloPolicy | None = None) -> Outcome:
-    return transition(store, StartCanary(name, environment, version, weight, tuple(steps), interval_s, slo), change)
+                 slo: SloPolicy | None = None, routing_salt: str | None = None) -> Outcome:
+    """`routing_salt`: the salt a deployment without one gets (default: a fresh one)."""
+    operation = StartCanary(name, environment, version, weight, tuple(steps), interval_s, slo,
+                            routing_salt or new_routing_salt())
+    return transition(store, operation, change)
 
 
 def promote(store: ModelRepository, name: str, environment: str, change: Change = Change(), *,
@@ -365,8 +397,10 @@ def rollback_bake(store: ModelRepository, name: str, environment: str, change: C
 
 
 def start_shadow(store: ModelRepository, name: str, version: str, environment: str, weight: float = 100.0,
-                 change: Change = Change()) -> Outcome:
-    return transition(store, StartShadow(name, environment, version, weight), change)
+                 change: Change = Change(), routing_salt: str | None = None) -> Outcome:
+    """`routing_salt`: the salt a deployment without one gets (default: a fresh one)."""
+    return transition(store, StartShadow(name, environment, version, weight, routing_salt or new_routing_salt()),
+                      change)
 
 
 def stop_shadow(store: ModelRepository, name: str, environment: str, change: Change = Change()) -> Outcome:

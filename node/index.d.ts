@@ -106,6 +106,8 @@ export interface CanaryRef {
 export interface Deployment {
   version: string;
   canary?: CanaryRef | null;
+  /** hex salt of the split's buckets, chosen when the first canary or shadow starts; absent: unsalted */
+  routing_salt?: string | null;
   [key: string]: unknown;
 }
 
@@ -150,8 +152,9 @@ export declare function readPackage(
   options?: PackageOptions,
 ): Promise<{ manifest: PackageManifest; metadata: ModelMetadata; files: Map<string, Uint8Array>; signed: boolean; where: string }>;
 
-/** first 8 bytes of sha256(UTF-8 key), unsigned big-endian, modulo 10000 */
-export declare function bucketOf(routingKey: string): number;
+/** first 8 bytes of sha256(UTF-8 salt + NUL byte + UTF-8 key) (without a salt: of sha256(UTF-8 key)),
+ * unsigned big-endian, modulo 10000 */
+export declare function bucketOf(routingKey: string, salt?: string | null): number;
 /** round(weight * 100) with Python's rounding (half to even) */
 export declare function canaryThreshold(weight: number): number;
 export declare function chooseVersion(deployment: Deployment, routingKey?: string | null): string;

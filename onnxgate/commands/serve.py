@@ -24,6 +24,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--slo-file", type=Path, metavar="FILE",
                         help='JSON with the SLO judge\'s defaults, e.g. {"window_s": 10, "max_error_rate": 0.01, '
                         '"max_latency_ratio": 1.5}; a deployment\'s own SLO (onnxgate canary --window ...) overrides it')
+    parser.add_argument("--routing-header", metavar="NAME",
+                        help="the request header that carries the routing key, set by your proxy or auth layer (e.g. "
+                        "X-User); without it no client header is trusted and the canary split is random, not sticky "
+                        "(default: ONNXGATE_ROUTING_HEADER, else none)")
     add_store_argument(parser)
     parser.set_defaults(run=run)
 
@@ -42,7 +46,22 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
     }
     if args.slo_file is not None:
         variables["ONNXGATE_SLO"] = json.dumps(read_slo_file(args.slo_file))
+    if args.routing_header is not None:
+        variables["ONNXGATE_ROUTING_HEADER"] = checked_routing_header(args.routing_header)
     return variables
+
+
+def checked_routing_header(name: str) -> str:
+    """The header name, checked here so that a typo fails the command rather than every worker."""
+    from pydantic import ValidationError
+
+    from gateway.settings import GatewaySettings
+
+    try:
+        GatewaySettings(routing_header=name)
+    except ValidationError as exc:
+        raise UsageError(f"--routing-header {name!r}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    return name
 
 
 def read_slo_file(path: Path) -> dict:

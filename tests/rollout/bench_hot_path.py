@@ -22,7 +22,8 @@ def per_call_us(calls: int, started: float) -> float:
 
 def main() -> None:
     deployment = Deployment(version="v1.0.0", deployed_at="2025-01-01T00:00:00Z", canary=CanaryState(
-        version="v1.1.0", weight=10, started_at="2025-01-01T00:00:00Z", step_started_at="2025-01-01T00:00:00Z"))
+        version="v1.1.0", weight=10, started_at="2025-01-01T00:00:00Z", step_started_at="2025-01-01T00:00:00Z"),
+        routing_salt="5f1c0e9a7b3d42c8a1e6f0b2d4c8e9a7")
     rng = random.Random(0)
     keys = [f"user-{i}" for i in range(REQUESTS)]
     started = time.perf_counter()

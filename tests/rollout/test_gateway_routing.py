@@ -76,10 +76,12 @@ def test_weighted_split_holds_within_statistical_tolerance_and_says_which_arm(ro
 
 def test_routing_key_is_sticky_follows_the_documented_bucket_and_survives_a_weight_increase(rollout: RolloutStore):
     rollout.canary(OTHER, 25)
+    salt = rollout.deployment().routing_salt
+    assert salt is not None
     keys = [f"user-{i}" for i in range(300)]
     body = {"inputs": [GOOD_ROW]}
     v2_body = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": GOOD_ROW}]}
-    with serving(rollout) as client:
+    with serving(rollout, routing_header="X-Routing-Key") as client:
         def arm(key: str) -> str:
             first = client.post("/predict/iris", json=body, headers={"X-Routing-Key": key}).json()
             again = client.post("/predict/iris", json=body, headers={"X-Routing-Key": key}).json()
@@ -90,13 +92,14 @@ def test_routing_key_is_sticky_follows_the_documented_bucket_and_survives_a_weig
 
         at_25 = {key: arm(key) for key in keys}
         for key, side in at_25.items():
-            assert side == ("canary" if bucket(key) < threshold(25) else "stable")
+            assert side == ("canary" if bucket(key, salt) < threshold(25) else "stable")
         assert 0 < sum(side == "canary" for side in at_25.values()) < len(keys)
         rollout.canary(OTHER, 50)
+        assert rollout.deployment().routing_salt == salt
         reload(client)
         at_50 = {key: arm(key) for key in keys}
     assert all(at_50[key] == "canary" for key, side in at_25.items() if side == "canary")
-    assert {key for key, side in at_50.items() if side == "canary"} == {k for k in keys if bucket(k) < threshold(50)}
+    assert {key for key, side in at_50.items() if side == "canary"} == {k for k in keys if bucket(k, salt) < threshold(50)}
 
 
 def test_pinned_version_bypasses_the_split(rollout: RolloutStore):

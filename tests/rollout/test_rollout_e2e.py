@@ -115,7 +115,7 @@ def serve(rollout: RolloutStore, *, workers: int = 1, slo: dict | None = None) -
         slo_file.write_text(json.dumps(slo))
         command += ["--slo-file", str(slo_file)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXGATE_")}
-    env.update(ONNXGATE_ROLLOUT_TICK_S=str(TICK_S), ONNXGATE_REGISTRY_POLL_S="0.1")
+    env.update(ONNXGATE_ROLLOUT_TICK_S=str(TICK_S), ONNXGATE_REGISTRY_POLL_S="0.1", ONNXGATE_ROUTING_HEADER="X-Routing-Key")
     with open(root.parent / "gateway.log", "wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
@@ -177,7 +177,8 @@ def test_failing_canary_is_rolled_back_and_only_its_requests_failed(rollout: Rol
     assert failed, "the failing canary never failed a request"
     assert not load.errors and {r.status for r in failed} == {500}
     # every failure was a poisoned row routed (by its key's bucket) to the canary, before the rollback
-    assert all(r.poisoned and bucket(r.key) < threshold(weight) for r in failed)
+    salt = rollout.deployment().routing_salt
+    assert all(r.poisoned and bucket(r.key, salt) < threshold(weight) for r in failed)
     assert all(r.status == 200 and r.arm == "stable" for r in load.replies if r.started > rolled_back_at)
     first_failure = min(r.started for r in failed)
     record_property("breach_to_registry_rollback_s", round(rolled_back_at - first_failure, 3))
@@ -211,14 +212,16 @@ def test_healthy_canary_climbs_its_steps_and_is_promoted(rollout: RolloutStore):
     assert {(r.version, r.arm) for r in load.replies if r.started > switched_at} == {(OTHER, "stable")}
     canary = load.canary_replies()
     assert canary and {r.version for r in canary} == {OTHER}
-    assert all(bucket(r.key) < threshold(50) for r in canary)  # never more than the top step's share before 100
+    salt = rollout.deployment().routing_salt  # kept through the promotion
+    assert all(bucket(r.key, salt) < threshold(50) for r in canary)  # never more than the top step's share before 100
 
 
 def test_version_that_breaches_during_its_bake_is_rolled_back_to_the_one_it_replaced(rollout: RolloutStore):
     # Keys that the 1% canary never takes: stable gets all traffic and the judge keeps its figures as the baseline.
-    stable_keys = (key for i in itertools.count() if bucket(key := f"user-{i}") >= threshold(1))
+    rollout.canary(SLOW, 1, bake_s=60, **SLO)
+    salt = rollout.deployment().routing_salt
+    stable_keys = (key for i in itertools.count() if bucket(key := f"user-{i}", salt) >= threshold(1))
     with serve(rollout) as url, Load(url, keys=lambda i: next(stable_keys)) as load:
-        rollout.canary(SLOW, 1, bake_s=60, **SLO)
         time.sleep(2.5)  # two judged windows with the canary running: stable's figures are kept
         assert not load.canary_replies()
         promote(rollout.store, "iris", "production", Change(actor="tests", reason="promote without waiting"))

@@ -16,10 +16,10 @@ VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "routing.json"
 KEYS = [f"user-{n}" for n in range(20_000)]
 
 
-def deployment(weight: float | None, shadow_weight: float | None = None) -> SimpleNamespace:
+def deployment(weight: float | None, shadow_weight: float | None = None, salt: str | None = None) -> SimpleNamespace:
     canary = None if weight is None else SimpleNamespace(version="v1.1.0", weight=weight)
     shadow = None if shadow_weight is None else SimpleNamespace(version="v1.2.0", weight=shadow_weight)
-    return SimpleNamespace(version="v1.0.0", canary=canary, shadow=shadow)
+    return SimpleNamespace(version="v1.0.0", canary=canary, shadow=shadow, routing_salt=salt)
 
 
 def test_bucket_is_the_first_8_bytes_of_sha256_mod_10000():
@@ -29,6 +29,14 @@ def test_bucket_is_the_first_8_bytes_of_sha256_mod_10000():
         assert 0 <= bucket(key) < BUCKETS
 
 
+def test_salted_bucket_hashes_salt_nul_key():
+    salt = "5f1c0e9a7b3d42c8a1e6f0b2d4c8e9a7"
+    for key in ["", "user-1", "Zoë", "用户-123", "a" * 500]:
+        expected = int(hashlib.sha256(f"{salt}\0{key}".encode()).hexdigest()[:16], 16) % 10_000
+        assert bucket(key, salt) == expected
+    assert sum(bucket(key, salt) != bucket(key) for key in KEYS[:1000]) > 990
+
+
 @pytest.mark.skipif(not VECTORS.exists(), reason="tests/vectors/routing.json not written yet")
 def test_shared_vectors_with_the_node_loader():
     vectors = json.loads(VECTORS.read_text(encoding="utf-8"))
@@ -36,11 +44,15 @@ def test_shared_vectors_with_the_node_loader():
         assert bucket(case["key"]) == case["bucket"], case["key"]
     for case in vectors["thresholds"]:
         assert threshold(case["weight"]) == case["threshold"], case["weight"]
-    choices = vectors["choices"]
-    view = SimpleNamespace(**{**choices["deployment"], "canary": SimpleNamespace(**choices["deployment"]["canary"]),
-                              "shadow": None})
-    for case in choices["expected"]:
-        assert choose_arm(view, case["key"], random.Random(0))[1] == case["version"], case["key"]
+    for case in vectors["salted_buckets"]:
+        assert bucket(case["key"], case["salt"]) == case["bucket"], (case["salt"], case["key"])
+    for choices in (vectors["choices"], vectors["salted_choices"]):
+        entry = choices["deployment"]
+        view = SimpleNamespace(version=entry["version"], canary=SimpleNamespace(**entry["canary"]), shadow=None,
+                               routing_salt=entry.get("routing_salt"))
+        for case in choices["expected"]:
+            assert choose_arm(view, case["key"], random.Random(0))[1] == case["version"], case["key"]
+    assert vectors["salted_choices"]["deployment"]["routing_salt"]
 
 
 @pytest.mark.parametrize("weight", [1, 10, 50, 90])
@@ -75,6 +87,24 @@ def test_routing_is_sticky_and_monotonic_in_the_weight():
     assert at[5] and at[25] - at[5]
     again = {key for key in KEYS if choose_arm(deployment(5), key, random.Random(99))[0] == "canary"}
     assert again == at[5]
+
+
+def test_two_salts_split_the_same_keys_differently_each_at_the_weight_and_sticky():
+    rng = random.Random(0)
+    first, second = "0123456789abcdef" * 2, "fedcba9876543210" * 2
+    in_canary = {salt: {key for key in KEYS if choose_arm(deployment(20, salt=salt), key, rng)[0] == "canary"}
+                 for salt in (first, second)}
+    tolerance = 4 * (0.2 * 0.8 / len(KEYS)) ** 0.5
+    for keys in in_canary.values():
+        assert abs(len(keys) / len(KEYS) - 0.2) < tolerance
+    # independent splits: about 20% of one canary's users are in the other's, not all of them
+    overlap = len(in_canary[first] & in_canary[second]) / len(in_canary[first])
+    assert abs(overlap - 0.2) < 0.05
+    again = {key for key in KEYS if choose_arm(deployment(20, salt=first), key, random.Random(7))[0] == "canary"}
+    assert again == in_canary[first]
+    # the shadow reads the same salt
+    mirrored = {key for key in KEYS[:2000] if choose_shadow(deployment(None, 20, salt=first), key, rng)}
+    assert mirrored == {key for key in KEYS[:2000] if key in in_canary[first]}
 
 
 def test_shadow_mirrors_its_weight_and_only_when_present():
