@@ -46,6 +46,7 @@ from gateway.traffic import Arm, choose_arm, choose_shadow
 from modelstore.backends import ModelRepository
 from modelstore.errors import ModelNotFound, NotDeployed, StoreError, VersionNotFound
 from modelstore.outputs import format_outputs
+from modelstore.versions import shown
 
 log = logging.getLogger("onnxgate.gateway")
 
@@ -150,7 +151,7 @@ class Service:
         if versions is None:
             raise ModelNotFound(f"model {model!r} not found")
         if version not in versions:
-            raise VersionNotFound(f"model {model!r} has no version {version!r}")
+            raise VersionNotFound(f"model {model!r} has no version {shown(version)}")
         if version in pool.pins.rolled_back.get(model, ()):
             raise VersionNotPinnable(f"model {model!r} {version} was rolled back and is not served, pinned or not")
         if not self.settings.pin_any_version and version not in pool.pins.deployed.get(model, ()):

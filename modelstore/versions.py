@@ -14,7 +14,7 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 VERSION_PATTERN = re.compile(r"v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-([0-9A-Za-z.-]+))?")
 
 
-def _shown(text: str, limit: int) -> str:
+def shown(text: str, limit: int = MAX_VERSION_CHARS) -> str:
     """repr() of a name for an error message, cut so a megabyte of input gives a one-line message."""
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
@@ -22,7 +22,7 @@ def _shown(text: str, limit: int) -> str:
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidName(
-            f"invalid model name {_shown(name, MAX_NAME_CHARS) if isinstance(name, str) else repr(name)}: use 1-64 "
+            f"invalid model name {shown(name, MAX_NAME_CHARS) if isinstance(name, str) else repr(name)}: use 1-64 "
             "lowercase letters, digits, '_' or '-', starting with a letter or digit"
         )
     return name
@@ -34,8 +34,8 @@ def is_version(text: str) -> bool:
 
 def check_version(version: str) -> str:
     if not is_version(version):
-        shown = _shown(version, MAX_VERSION_CHARS) if isinstance(version, str) else repr(version)
-        raise InvalidName(f"invalid version {shown}: use a semantic version such as v1.2.0, at most "
+        text = shown(version, MAX_VERSION_CHARS) if isinstance(version, str) else repr(version)
+        raise InvalidName(f"invalid version {text}: use a semantic version such as v1.2.0, at most "
                           f"{MAX_VERSION_CHARS} characters")
     return version
 

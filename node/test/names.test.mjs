@@ -1,8 +1,11 @@
-// Names and versions are matched whole and bounded, exactly as modelstore/versions.py matches them.
+// Names and versions are matched whole and bounded, exactly as modelstore/versions.py matches them; metrics are
+// finite numbers, as modelstore/metadata.py requires.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { before, test } from 'node:test';
 import { CODES, LoaderError, openStore, sortVersions } from '../index.mjs';
-import { fixtures } from '../test-helpers/fixtures.mjs';
+import { copyStore, fixtures } from '../test-helpers/fixtures.mjs';
 
 let fx;
 
@@ -39,4 +42,19 @@ test('over-long names and versions are refused with a short message, never ENAME
 
 test('digits are ASCII digits, as in Python', () => {
   assert.deepStrictEqual(sortVersions(['v\u0661.0.0', 'v1.0.0']), ['v1.0.0']);
+});
+
+test('metadata.json with a non-finite metric or a name with a newline is refused by name', async () => {
+  const dir = copyStore(fx.store);
+  const metadataPath = path.join(dir, 'iris', 'v1.0.0', 'metadata.json');
+  const original = fs.readFileSync(metadataPath, 'utf8');
+  const metadata = JSON.parse(original);
+  fs.writeFileSync(metadataPath, JSON.stringify({ ...metadata, metrics: { accuracy: 1 } }).replace('"accuracy":1', '"accuracy":1e999'));
+  await assert.rejects(openStore(dir).load('iris', 'v1.0.0'),
+    (error) => error.code === CODES.INVALID_METADATA && /metrics\.accuracy: expected a finite number/.test(error.message));
+  fs.writeFileSync(metadataPath, JSON.stringify({ ...metadata, name: 'iris\n' }));
+  await assert.rejects(openStore(dir).load('iris', 'v1.0.0'),
+    (error) => error.code === CODES.INVALID_METADATA && /name: invalid model name/.test(error.message));
+  fs.writeFileSync(metadataPath, original);
+  assert.equal((await openStore(dir).load('iris', 'v1.0.0')).version, 'v1.0.0');
 });

@@ -190,3 +190,18 @@ def test_a_failed_load_is_not_cached(tmp_path):
         assert client.post("/predict/iris?version=v1.0.0", json={"inputs": ROW}).status_code == 200
         metrics = client.get("/metrics").text
     assert version_loads(metrics, "iris", "failed") == 2 and version_loads(metrics, "iris", "ok") == 1
+
+
+@pytest.mark.parametrize("version", ["v1.0.0%0A", "v1.0.0%0D%0A", "v1.0.0-" + "a" * 5000])
+def test_a_version_with_a_newline_or_over_long_is_an_unknown_version(strict_client, version):
+    for path in (f"/predict/iris?version={version}", f"/v2/models/iris/versions/{version}/infer"):
+        body = {"inputs": ROW} if path.startswith("/predict") else {
+            "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": ROW[0]}]}
+        response = strict_client.post(path, json=body)
+        assert response.status_code == 404, response.text
+        assert "has no version" in response.json()["error"] and len(response.json()["error"]) < 300
+
+
+def test_a_model_name_with_a_newline_is_not_found(strict_client):
+    response = strict_client.post("/predict/iris%0A", json={"inputs": ROW})
+    assert response.status_code == 404 and "not found" in response.json()["error"]
