@@ -33,6 +33,7 @@ from modelstore.metadata import (
     ReferenceStats,
     Task,
     TokenizerInfo,
+    check_metrics,
 )
 from modelstore.versions import check_name, check_version
 from modelstore.writer import publish, write_version
@@ -84,7 +85,7 @@ def export_sklearn(store: Store, model: object, *, name: str, version: str, samp
                    options: PublishOptions = PublishOptions(), source: str | None = None) -> ModelMetadata:
     from exporters import sklearn as sk
 
-    _check_target(store, name, version, options.force)
+    _check_target(store, name, version, options)
     role = sk.role_of(model)
     labels = sk.check_labels(model, labels)
     proto = sk.convert(model)
@@ -116,7 +117,7 @@ def export_torch(store: Store, module: object, *, name: str, version: str,
                  source: str | None = None) -> ModelMetadata:
     from exporters import torch as tx
 
-    _check_target(store, name, version, options.force)
+    _check_target(store, name, version, options)
     module.eval()
     if isinstance(tokenizer, str | Path):
         tokenizer = load_tokenizer(tokenizer, max_length)
@@ -161,7 +162,7 @@ def export_onnx_file(store: Store, onnx_file: OnnxFile | str | Path, *, name: st
                      max_length: int | None = None, options: PublishOptions = PublishOptions()) -> ModelMetadata:
     """Import an existing ONNX model unchanged. There is no source model to compare with: parity records that
     onnxruntime loads it and answers the rows with finite values."""
-    _check_target(store, name, version, options.force)
+    _check_target(store, name, version, options)
     if not isinstance(onnx_file, OnnxFile):
         onnx_file = read_onnx_file(onnx_file)
     if isinstance(tokenizer, str | Path):
@@ -271,11 +272,12 @@ def _torch_task(classifier: bool, *, text: bool) -> Task:
     return "text-classification" if text else "classification"
 
 
-def _check_target(store: Store, name: str, version: str, force: bool) -> None:
-    """Fail before the slow work: a bad name or an existing version."""
+def _check_target(store: Store, name: str, version: str, options: PublishOptions) -> None:
+    """Fail before the slow work: a bad name, a non-finite metric or an existing version."""
     check_name(name)
     check_version(version)
-    if not force and store.version_dir(name, version).exists():
+    check_metrics(options.metrics, f"{name} {version}")
+    if not options.force and store.version_dir(name, version).exists():
         raise DuplicateVersion(f"{name} {version} already exists in {store.root} (use --force to replace it)")
 
 

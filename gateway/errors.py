@@ -49,6 +49,20 @@ class UnknownEnvironment(GatewayError):
     outcome = "not_found"
 
 
+class VersionNotPinnable(GatewayError):
+    """A pin of a registered version this gateway may not serve: never deployed here, or rolled back."""
+
+    status_code = 403
+    outcome = "forbidden"
+
+
+class PinnedCacheBusy(GatewayError):
+    """Every slot for on-demand pinned versions holds one loaded too recently to give way."""
+
+    status_code = 503
+    outcome = "unavailable"
+
+
 class ModelUnavailable(GatewayError):
     """The model is deployed but no session for it could be loaded (integrity failure, refused by onnxruntime)."""
 

@@ -128,6 +128,8 @@ class GatewayMetrics:
         registry.register(_RequestSeries(self))
         self.model_load_seconds = Gauge("model_load_seconds", "Seconds to verify and load a model version",
                                         ["model", "version"], registry=registry)
+        self.version_loads = Counter("version_loads", "Model versions loaded on demand for a pin (a cache miss), by "
+                                     "outcome (ok, failed)", ["model", "outcome"], registry=registry)
         self.models_loaded = Gauge("models_loaded", "Model versions with a loaded onnxruntime session",
                                    registry=registry)
         self.reloads = Counter("reloads", "Pool reloads attempted", registry=registry)

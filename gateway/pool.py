@@ -76,9 +76,44 @@ class Pool:
     routes: dict[str, dict[str, Route]] = field(default_factory=dict)
     failures: dict[ModelKey, LoadFailure] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
+    pins: PinRules = field(default_factory=lambda: PinRules({}, {}))
 
     def route(self, environment: str, model: str) -> Route | None:
         return self.routes.get(environment, {}).get(model)
+
+
+@dataclass(frozen=True)
+class PinRules:
+    """Which versions `?version=` and /v2/models/m/versions/v may serve, decided once per pool from registry.json.
+
+    deployed: per model, the versions the served environments deploy now or deployed just before (stable, canary,
+      shadow, bake.previous_version, previous_version); the audit log's older history is not read (a reload would
+      cost a scan of the whole log), so older versions need pin_any_version.
+    rolled_back: per model, versions never served by pin: a registry status of rolled_back, or the `from` of a
+      served environment's last_rollback, unless that environment serves it again (a canary restarted)."""
+
+    deployed: dict[str, frozenset[str]]
+    rolled_back: dict[str, frozenset[str]]
+
+
+def pin_rules(data: RegistryData, environments: Iterable[str]) -> PinRules:
+    deployed: dict[str, set[str]] = {}
+    rolled_back: dict[str, set[str]] = {}
+    for model, versions in data.models.items():
+        rolled_back[model] = {version for version, record in versions.items() if record.status == "rolled_back"}
+    for model, by_env in data.deployments.items():
+        for env in environments:
+            deployment = by_env.get(env)
+            if deployment is None:
+                continue
+            serving = deployment_versions(deployment)
+            earlier = [deployment.previous_version, deployment.bake.previous_version if deployment.bake else None]
+            deployed.setdefault(model, set()).update(serving, (v for v in earlier if v is not None))
+            moved_from = (deployment.last_rollback or {}).get("from")
+            if moved_from is not None and moved_from not in serving:
+                rolled_back.setdefault(model, set()).add(moved_from)
+    return PinRules({m: frozenset(v) for m, v in deployed.items()},
+                    {m: frozenset(v) for m, v in rolled_back.items() if v})
 
 
 def deployment_versions(deployment: Deployment) -> list[str]:
@@ -143,7 +178,7 @@ def build_pool(store: ModelRepository, snapshot: Snapshot, environments: Iterabl
                 if loaded is not None:
                     models.setdefault((model, loaded.version), loaded)
     return Pool(registry=data, revision=snapshot.revision, models=models, routes=routes, failures=failures,
-                problems=tuple(problems))
+                problems=tuple(problems), pins=pin_rules(data, environments))
 
 
 def _load(store: ModelRepository, key: ModelKey, previous: Pool,

@@ -25,10 +25,19 @@ import anyio
 import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-from gateway.errors import GatewayError, InvalidInput, ModelRunFailed, ModelUnavailable, UnknownEnvironment, outcome_for
+from gateway.errors import (
+    GatewayError,
+    InvalidInput,
+    ModelRunFailed,
+    ModelUnavailable,
+    PinnedCacheBusy,
+    UnknownEnvironment,
+    VersionNotPinnable,
+    outcome_for,
+)
 from gateway.loader import LoadedModel, load_model
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
-from gateway.pool import ReloadReport, Route
+from gateway.pool import Pool, ReloadReport, Route
 from gateway.pool_keeper import PoolKeeper
 from gateway.requests import ModelRequest
 from gateway.settings import GatewaySettings
@@ -37,6 +46,7 @@ from gateway.traffic import Arm, choose_arm, choose_shadow
 from modelstore.backends import ModelRepository
 from modelstore.errors import ModelNotFound, NotDeployed, StoreError, VersionNotFound
 from modelstore.outputs import format_outputs
+from modelstore.versions import shown
 
 log = logging.getLogger("onnxgate.gateway")
 
@@ -72,7 +82,8 @@ class Service:
         self.pools = PoolKeeper(store, self.environments, self.load, metrics, settings.slo_limits,
                                 Tolerance(settings.shadow_rtol, settings.shadow_atol))
         self._executor = ThreadPoolExecutor(max_workers=settings.run_threads, thread_name_prefix="onnxgate-run")
-        self._pinned: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        self._pinned: OrderedDict[tuple[str, str], tuple[LoadedModel, float]] = OrderedDict()  # with its load time
+        self._loading: dict[tuple[str, str], asyncio.Future[LoadedModel]] = {}
         self._rng = random.Random()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -116,25 +127,73 @@ class Service:
         return self.select(self.route(model, environment), None, split=False)[0]
 
     async def pinned(self, model: str, version: str) -> LoadedModel:
-        """A specific version: a loaded one, or one loaded on demand (verified like any other) for debugging."""
+        """A specific version, if the pin rules allow it (PinRules): one the pool holds, a cached one, or one loaded
+        on demand (verified like any other). Concurrent pins of the same uncached version share one load."""
         pool = self.pools.pool
-        loaded = pool.models.get((model, version)) or self._pinned.get((model, version))
+        key = (model, version)
+        self.check_pinnable(pool, model, version)
+        loaded = pool.models.get(key)
         if loaded is not None:
             return loaded
+        cached = self._pinned.get(key)
+        if cached is not None:
+            self._pinned.move_to_end(key)
+            return cached[0]
+        loading = self._loading.get(key)
+        if loading is None:
+            self.make_room_for_pin(model, version)
+            loading = self._loading[key] = asyncio.ensure_future(self.load_pinned(pool, model, version))
+            loading.add_done_callback(functools.partial(self.pin_loaded, key))
+        return await asyncio.shield(loading)  # a caller that goes away does not cancel the others' load
+
+    def check_pinnable(self, pool: Pool, model: str, version: str) -> None:
         versions = pool.registry.models.get(model)
         if versions is None:
             raise ModelNotFound(f"model {model!r} not found")
         if version not in versions:
-            raise VersionNotFound(f"model {model!r} has no version {version!r}")
+            raise VersionNotFound(f"model {model!r} has no version {shown(version)}")
+        if version in pool.pins.rolled_back.get(model, ()):
+            raise VersionNotPinnable(f"model {model!r} {version} was rolled back and is not served, pinned or not")
+        if not self.settings.pin_any_version and version not in pool.pins.deployed.get(model, ()):
+            raise VersionNotPinnable(f"model {model!r} {version} is not deployed in {', '.join(self.environments)}; "
+                                     "only deployed versions can be pinned (operators: ONNXGATE_PIN_ANY_VERSION=true)")
+
+    def make_room_for_pin(self, model: str, version: str) -> None:
+        """Evict the least recently used pinned version, unless it is younger than pinned_min_residency_s: then
+        refuse, so that cycling through more versions than the cache holds cannot make every request a full load."""
+        size = self.settings.pinned_cache_size
+        if size == 0:
+            raise VersionNotPinnable(f"model {model!r} {version} is not loaded and on-demand loads of pinned versions "
+                                     "are off (ONNXGATE_PINNED_CACHE_SIZE=0)")
+        now = time.monotonic()
+        while len(self._pinned) + len(self._loading) >= size:
+            oldest = next(iter(self._pinned.values()), None)
+            if oldest is None or now - oldest[1] < self.settings.pinned_min_residency_s:
+                raise PinnedCacheBusy(f"model {model!r} {version}: every slot for pinned versions "
+                                      f"({size}) holds one loaded in the last {self.settings.pinned_min_residency_s:g} "
+                                      "s; retry later")
+            self._pinned.popitem(last=False)
+
+    async def load_pinned(self, pool: Pool, model: str, version: str) -> LoadedModel:
         try:
             loaded = await anyio.to_thread.run_sync(self.load, self.store, model, version)
         except StoreError as exc:
+            self.metrics.version_loads.labels(model, "failed").inc()
             raise ModelUnavailable(f"model {model!r} {version} cannot be loaded: {exc}") from None
-        if self.settings.pinned_cache_size:
-            self._pinned[(model, version)] = loaded
-            while len(self._pinned) > self.settings.pinned_cache_size:
-                self._pinned.popitem(last=False)
+        except BaseException:
+            self.metrics.version_loads.labels(model, "failed").inc()
+            raise
+        self.metrics.version_loads.labels(model, "ok").inc()
+        if self.pools.pool is pool:  # a reload meanwhile may have changed the files: serve, but do not keep
+            self._pinned[(model, version)] = (loaded, time.monotonic())
         return loaded
+
+    def pin_loaded(self, key: tuple[str, str], loading: asyncio.Future) -> None:
+        """A finished load leaves the single-flight table; a failure is not cached (the next pin tries again)."""
+        if self._loading.get(key) is loading:
+            del self._loading[key]
+        if not loading.cancelled():
+            loading.exception()  # retrieved here, so a failure nobody awaited is not logged as unhandled
 
     # -- select ------------------------------------------------------------------------------------------------
 

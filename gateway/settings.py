@@ -35,7 +35,14 @@ class GatewaySettings(BaseSettings):
         "above it, on a worker thread (measured: inline wins up to ~2 ms per run on 2 cores)",
     )
     run_threads: int = Field(default=2, ge=1, description="threads for session.run calls too slow to run inline")
-    pinned_cache_size: int = Field(default=8, ge=0, description="versions loaded on demand for ?version= pins")
+    # Pinned versions (?version=, /v2/models/m/versions/v): which may be served, and how on-demand loads are bounded.
+    pin_any_version: bool = Field(default=False, description="pins may name any registered version, not only those "
+                                  "the served environments deploy or deployed just before; rolled-back versions never")
+    pinned_cache_size: int = Field(default=8, ge=0, description="pinned versions the pool does not hold, kept loaded "
+                                   "after an on-demand load (least recently used first out); 0: no on-demand loads")
+    pinned_min_residency_s: float = Field(
+        default=60.0, ge=0, description="a pinned version stays cached at least this long: a pin that would evict one "
+        "loaded more recently is refused with 503, so cycling versions costs at most pinned_cache_size loads per period")
     slo: SloPolicy = Field(default_factory=SloPolicy, description="the SLO judge's defaults, e.g. ONNXGATE_SLO="
                            '\'{"window_s": 10, "max_error_rate": 0.01}\'; a deployment\'s own slo overrides them')
     rollout_tick_s: float = Field(default=1.0, gt=0, description="how often the rollout judge looks at the windows")

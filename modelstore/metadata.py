@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
 from modelstore.clock import utc_now
 from modelstore.errors import InvalidMetadata
@@ -117,7 +119,7 @@ class ModelMetadata(_Model):
     labels: list[str] | None = Field(default=None, description="class names, indexed by class id")
     label_output: str | None = Field(default=None, description="output holding class ids, mapped to labels")
     score_output: str | None = Field(default=None, description="output holding probabilities or scores")
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, FiniteFloat] = Field(default_factory=dict, description="finite numbers only: JSON has no NaN")
     training_samples: int | None = None
     dataset_sha256: str | None = None
     created_at: str = Field(default_factory=lambda: utc_now())
@@ -161,5 +163,14 @@ def parse_metadata(raw: bytes, where: str) -> ModelMetadata:
 
 
 def metadata_json(metadata: ModelMetadata) -> str:
-    """Stable text: sorted keys and a trailing newline, so packages built from it are reproducible."""
-    return json.dumps(metadata.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    """Stable text: sorted keys and a trailing newline, so packages built from it are reproducible. Never a bare
+    NaN or Infinity: they are not JSON, and the Node loader (JSON.parse) refuses the whole file over one."""
+    return json.dumps(metadata.model_dump(mode="json"), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def check_metrics(metrics: Mapping[str, float], where: str) -> dict[str, float]:
+    """Metrics as metadata.json and registry.json keep them: finite numbers (NaN and Infinity are not JSON)."""
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InvalidMetadata(f"{where}: metric {key!r} is {value!r}; metrics must be finite numbers")
+    return {str(key): float(value) for key, value in metrics.items()}

@@ -12,6 +12,7 @@ import json
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -29,7 +30,13 @@ FORMAT = "onnxgate-package"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
-MAX_MEMBER_BYTES = 2 << 30
+# Caps on what an import reads, checked on tar headers and the manifest before a file's bytes are read.
+MAX_UNPACKED_BYTES = 2 << 30  # all files together (2 GiB): the package is verified in memory
+MAX_MEMBER_BYTES = MAX_UNPACKED_BYTES
+MAX_MEMBERS = 10_000
+MAX_MANIFEST_BYTES = 4 << 20  # a manifest of MAX_MEMBERS entries is ~1.5 MB
+MAX_EXTENSION_HEADER_BYTES = 64 << 10  # pax and GNU long-name headers, which tarfile reads whole
+READ_CHUNK_BYTES = 1 << 20
 
 
 class ManifestFile(BaseModel):
@@ -48,7 +55,7 @@ class Manifest(BaseModel):
     files: list[ManifestFile]
 
     def to_bytes(self) -> bytes:
-        return (json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n").encode()
+        return (json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
 @dataclass(frozen=True)
@@ -157,21 +164,109 @@ def verify_store_version(store: Store, name: str, version: str) -> ModelMetadata
     return store.verify_version(name, version)
 
 
+class _BoundedStream:
+    """The decompressed tar stream, refusing to expand past `limit` bytes: tarfile reads some headers (pax, GNU long
+    names) whole into memory before any member is seen, so the cap sits under tarfile, not only on member sizes."""
+
+    def __init__(self, raw: io.BufferedIOBase, path: Path, limit: int) -> None:
+        self.raw, self.path, self.limit, self.total = raw, path, limit, 0
+        self.name = str(path)  # what tarfile names the archive by
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or self.total + size > self.limit:
+            raise UnsafePackage(f"{self.path}: the package expands to more than {self.limit} bytes (a compression "
+                                "bomb?); refusing it")
+        data = self.raw.read(size)
+        self.total += len(data)
+        return data
+
+
+class _CheckedTarInfo(tarfile.TarInfo):
+    """tarfile reads a pax or GNU long-name header's payload whole before yielding the member it describes: refuse
+    one claiming more than MAX_EXTENSION_HEADER_BYTES, and sparse members (never in a package), first."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise UnsafePackage(f"{tarfile_.name}: entry {self.name!r} is a sparse file; packages hold "
+                                "regular files only")
+        if self.type not in tarfile.REGULAR_TYPES and self.size > MAX_EXTENSION_HEADER_BYTES:
+            raise UnsafePackage(f"{tarfile_.name}: an extended tar header claims {self.size} bytes, more "
+                                f"than {MAX_EXTENSION_HEADER_BYTES}; refusing the package")
+        return super()._proc_member(tarfile_)
+
+
 def _read_members(path: Path) -> dict[str, bytes]:
+    """Stream the archive once: manifest.json first (bounded), then each file only after its tar header agrees with
+    the manifest (listed, same size), so nothing larger than the manifest declares is ever read into memory."""
     members: dict[str, bytes] = {}
+    listed: dict[str, int] | None = None
+    total = 0
     try:
-        with tarfile.open(path, mode="r:gz") as tar:
-            for info in tar:
+        with gzip.open(path, "rb") as raw, tarfile.open(
+                fileobj=_BoundedStream(raw, path, _stream_limit()), mode="r|", tarinfo=_CheckedTarInfo) as tar:
+            for count, info in enumerate(tar, start=1):
                 _check_member(path, info)
+                if count > MAX_MEMBERS:
+                    raise UnsafePackage(f"{path}: more than {MAX_MEMBERS} entries; refusing the package")
                 if info.name in members:
                     raise UnsafePackage(f"{path}: duplicate entry {info.name!r}")
-                handle = tar.extractfile(info)
-                members[info.name] = handle.read() if handle else b""
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                total += info.size
+                if total > MAX_UNPACKED_BYTES:
+                    raise UnsafePackage(f"{path}: entries add up to more than {MAX_UNPACKED_BYTES} bytes unpacked; "
+                                        "refusing the package")
+                if listed is None:
+                    if info.name != MANIFEST:
+                        raise UnsafePackage(f"{path}: the first entry must be {MANIFEST}, found {info.name!r}")
+                    if info.size > MAX_MANIFEST_BYTES:
+                        raise UnsafePackage(f"{path}: {MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
+                elif info.name == SIGNATURE:
+                    if info.size > MAX_MANIFEST_BYTES:
+                        raise UnsafePackage(f"{path}: {SIGNATURE} is larger than {MAX_MANIFEST_BYTES} bytes")
+                elif info.name not in listed:
+                    raise UnsafePackage(f"{path}: files not listed in the manifest: {info.name}")
+                elif info.size != listed[info.name]:
+                    raise IntegrityError(f"{path}: {info.name} does not match the manifest's size/sha256: refusing "
+                                         "a tampered package")
+                members[info.name] = _read_member(tar, info)
+                if listed is None:
+                    listed = _declared_sizes(path, _parse_manifest(path, members[MANIFEST]))
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, FileNotFoundError):
             raise IntegrityError(f"{path}: no such package file") from None
         raise IntegrityError(f"{path}: not a readable .tar.gz package ({exc})") from None
+    except MemoryError:
+        raise UnsafePackage(f"{path}: not enough memory to read the package's files") from None
     return members
+
+
+def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(info)
+    if handle is None:
+        return b""
+    chunks, left = [], info.size
+    while left > 0:
+        chunk = handle.read(min(left, READ_CHUNK_BYTES))
+        if not chunk:
+            raise EOFError(f"{info.name} is cut short")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _declared_sizes(path: Path, manifest: Manifest) -> dict[str, int]:
+    """The manifest's files and sizes, refused before any file is read when they exceed the package caps."""
+    if len(manifest.files) > MAX_MEMBERS:
+        raise UnsafePackage(f"{path}: the manifest lists more than {MAX_MEMBERS} files; refusing the package")
+    declared = sum(entry.size for entry in manifest.files)
+    if declared > MAX_UNPACKED_BYTES:
+        raise UnsafePackage(f"{path}: the manifest declares {declared} bytes of files, more than {MAX_UNPACKED_BYTES}; "
+                            "refusing the package")
+    return {entry.path: entry.size for entry in manifest.files}
+
+
+def _stream_limit() -> int:
+    """Bytes the decompressed tar may hold: the files' cap plus a header and padding per entry and the end blocks."""
+    return MAX_UNPACKED_BYTES + 2 * MAX_MANIFEST_BYTES + (MAX_MEMBERS + 2) * 2 * tarfile.BLOCKSIZE + tarfile.RECORDSIZE
 
 
 def _check_member(path: Path, info: tarfile.TarInfo) -> None:
@@ -203,7 +298,9 @@ def _check_metadata(path: Path, manifest: Manifest, files: dict[str, bytes]) -> 
     try:
         metadata = ModelMetadata.model_validate_json(files[METADATA_FILE])
     except ValidationError as exc:
-        raise IntegrityError(f"{path}: invalid {METADATA_FILE}: {exc.errors()[0]['msg']}") from None
+        first = exc.errors()[0]
+        location = ".".join(str(part) for part in first["loc"]) or "(root)"
+        raise IntegrityError(f"{path}: invalid {METADATA_FILE} at {location}: {first['msg']}") from None
     if (metadata.name, metadata.version) != (manifest.name, manifest.version):
         raise IntegrityError(f"{path}: metadata says {metadata.name} {metadata.version}, manifest says "
                              f"{manifest.name} {manifest.version}")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, Required
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator
 from typing_extensions import TypedDict  # pydantic validates only this one before Python 3.12
 
 from modelstore.clock import Timestamp
@@ -34,7 +35,7 @@ class _Model(BaseModel):
 class VersionRecord(_Model):
     registered_at: Timestamp
     status: VersionStatus = "registered"
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
     sha256: str | None = None
     training_samples: int | None = None
 
@@ -233,15 +234,28 @@ def registry_json(data: RegistryData) -> dict:
     payload = data.model_dump(mode="json", exclude_none=True)
     for entry in data.invalid:
         table = payload.setdefault(entry.section, {})
+        raw = _without_non_finite(entry.raw)
         if entry.key is None:
-            table.setdefault(entry.name, entry.raw)
+            table.setdefault(entry.name, raw)
         elif isinstance(table.setdefault(entry.name, {}), dict):
-            table[entry.name].setdefault(entry.key, entry.raw)
+            table[entry.name].setdefault(entry.key, raw)
     return payload
 
 
+def _without_non_finite(raw: Any) -> Any:
+    """A set-aside entry as written back: a NaN or Infinity (which Python's json reads, but is not JSON, and makes the
+    Node loader refuse the whole file) becomes the string "NaN"/"Infinity"; the entry stays set aside."""
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return json.dumps(raw)
+    if isinstance(raw, dict):
+        return {key: _without_non_finite(value) for key, value in raw.items()}
+    if isinstance(raw, list):
+        return [_without_non_finite(value) for value in raw]
+    return raw
+
+
 def registry_bytes(data: RegistryData) -> bytes:
-    return (json.dumps(registry_json(data), indent=2, sort_keys=True) + "\n").encode()
+    return (json.dumps(registry_json(data), indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
 # -- The audit chain's head (modelstore.audit) -----------------------------------------------------------------------
@@ -253,8 +267,8 @@ AUDIT_HEAD_FIELD = "audit_head"
 
 
 def registry_bytes_with_head(data: RegistryData, audit_head: dict) -> bytes:
-    return (json.dumps({**registry_json(data), AUDIT_HEAD_FIELD: audit_head}, indent=2, sort_keys=True)
-            + "\n").encode()
+    return (json.dumps({**registry_json(data), AUDIT_HEAD_FIELD: audit_head}, indent=2, sort_keys=True,
+                        allow_nan=False) + "\n").encode()
 
 
 def state_sha256(payload: dict) -> str:

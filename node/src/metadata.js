@@ -5,6 +5,7 @@
  * full schema; here a missing or mistyped field is reported by name rather than failing later in a stranger way.
  */
 const { CODES, loaderError } = require('./errors');
+const { checkName, checkVersion } = require('./versions');
 
 function parseMetadata(raw, where) {
   let metadata;
@@ -22,6 +23,20 @@ function metadataProblem(m) {
   if (typeof m !== 'object' || m === null || Array.isArray(m)) return '(root): expected an object';
   for (const key of ['name', 'version', 'model_sha256']) {
     if (typeof m[key] !== 'string') return `${key}: expected a string`;
+  }
+  for (const [key, check] of [['name', checkName], ['version', checkVersion]]) {
+    try {
+      check(m[key]);
+    } catch (error) {
+      return `${key}: ${error.message}`;
+    }
+  }
+  if (m.metrics !== undefined && (typeof m.metrics !== 'object' || m.metrics === null || Array.isArray(m.metrics))) {
+    return 'metrics: expected an object of metric name -> number';
+  }
+  for (const [key, value] of Object.entries(m.metrics ?? {})) {
+    // JSON has no NaN, but JSON.parse reads 1e999 as Infinity (Python reads it as inf and refuses it too)
+    if (typeof value !== 'number' || !Number.isFinite(value)) return `metrics.${key}: expected a finite number`;
   }
   if (m.model_file !== undefined && (typeof m.model_file !== 'string' || !isPlainFileName(m.model_file))) {
     return 'model_file: expected a file name';

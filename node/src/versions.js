@@ -3,27 +3,35 @@
 /** Model names and semantic versions: the same patterns and ordering as modelstore/versions.py. */
 const { CODES, loaderError } = require('./errors');
 
+// No `m` flag: `$` matches only at the very end (Python uses re.fullmatch for the same rule).
 const NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-const VERSION_PATTERN = /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?$/;
+const VERSION_PATTERN = /^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-([0-9A-Za-z.-]+))?$/;
+const MAX_VERSION_CHARS = 64;
+
+function shown(text, limit) {
+  return text.length <= limit ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, limit))}... (${text.length} characters)`;
+}
 
 function checkName(name) {
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
-    throw loaderError(CODES.INVALID_NAME, `invalid model name ${JSON.stringify(name)}: use 1-64 lowercase letters, ` +
+    const text = typeof name === 'string' ? shown(name, 64) : String(name);
+    throw loaderError(CODES.INVALID_NAME, `invalid model name ${text}: use 1-64 lowercase letters, ` +
       "digits, '_' or '-', starting with a letter or digit");
   }
   return name;
 }
 
 function checkVersion(version) {
-  if (typeof version !== 'string' || !VERSION_PATTERN.test(version)) {
+  if (!isVersion(version)) {
+    const text = typeof version === 'string' ? shown(version, MAX_VERSION_CHARS) : String(version);
     throw loaderError(CODES.INVALID_NAME,
-      `invalid version ${JSON.stringify(version)}: use a semantic version such as v1.2.0`);
+      `invalid version ${text}: use a semantic version such as v1.2.0, at most ${MAX_VERSION_CHARS} characters`);
   }
   return version;
 }
 
 function isVersion(text) {
-  return typeof text === 'string' && VERSION_PATTERN.test(text);
+  return typeof text === 'string' && text.length <= MAX_VERSION_CHARS && VERSION_PATTERN.test(text);
 }
 
 // Numbers as BigInt so versions past 2^53 still order exactly as Python's int() does.
@@ -66,4 +74,4 @@ function sortVersions(versions) {
   return versions.filter(isVersion).sort(compareVersions);
 }
 
-module.exports = { checkName, checkVersion, isVersion, compareVersions, sortVersions };
+module.exports = { checkName, checkVersion, isVersion, compareVersions, sortVersions, MAX_VERSION_CHARS };

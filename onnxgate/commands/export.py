@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from exporters.errors import ExportError, SourceLoadError
+from modelstore.errors import InvalidMetadata
+from modelstore.metadata import check_metrics
 from onnxgate.commands.common import (
     add_change_arguments,
     add_json_argument,
@@ -116,7 +118,10 @@ def read_metrics(path: str) -> dict[str, float]:
     if not isinstance(payload, dict) or not all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in payload.values()):
         raise UsageError(f"--metrics {path}: expected a JSON object of metric name -> number")
-    return {str(key): float(value) for key, value in payload.items()}
+    try:
+        return check_metrics(payload, f"--metrics {path}")
+    except InvalidMetadata as error:  # Python's json reads NaN and Infinity; metadata.json cannot hold them
+        raise UsageError(str(error)) from None
 
 
 def read_labels(args: argparse.Namespace) -> list[str] | None:

@@ -78,3 +78,20 @@ def test_duplicate_import_is_refused_unless_forced(make_store, tmp_path):
     again = onnxgate("import", str(tmp_path / "tiny_v1.0.0.tar.gz"), store=store)
     assert again.returncode == 4 and "already exists" in again.stderr
     assert onnxgate("import", str(tmp_path / "tiny_v1.0.0.tar.gz"), "--force", store=store).returncode == 0
+
+
+@pytest.mark.parametrize(("command", "name", "version"), [
+    ("deploy", "tiny\n", "v1.0.0"),
+    ("deploy", "tiny", "v1.0.0\n"),
+    ("deploy", "tiny", "v1.0.0-" + "a" * 5000),
+    ("deploy", "t" * 5000, "v1.0.0"),
+    ("show", "tiny", "v1.0.0-" + "a" * 5000),
+])
+def test_bad_and_over_long_names_are_one_line_errors(make_store, command, name, version):
+    store = make_store({"tiny": ["v1.0.0"]})
+    args = [command, name, version] + (["--env", "production"] if command == "deploy" else [])
+    result = onnxgate(*args, store=store)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "invalid" in result.stderr and len(result.stderr) < 400, result.stderr
+    assert "Traceback" not in result.stderr and "File name too long" not in result.stderr
+    assert "production" not in (store.registry_path.read_text() if store.registry_path.exists() else "")

@@ -52,6 +52,26 @@ def test_cli_bad_metrics_file_is_a_usage_error(artefacts, capsys, content):
     assert error.count("\n") == 1 and "--metrics" in error
 
 
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_cli_refuses_non_finite_metrics(artefacts, capsys, value):
+    (artefacts / "nan.json").write_text(f'{{"accuracy": {value}}}')  # Python's json reads these; JSON has none
+    assert main(export_args(artefacts, "--metrics", str(artefacts / "nan.json"))) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "metric 'accuracy'" in error and "finite" in error
+    assert not (artefacts / "store" / "iris").exists()
+
+
+@pytest.mark.parametrize(("name", "version"), [("iris\n", "v1.0.0"), ("iris", "v1.0.0\n"),
+                                               ("iris", "v1.0.0-" + "a" * 300), ("i" * 300, "v1.0.0")])
+def test_cli_refuses_bad_and_over_long_names_in_one_line(artefacts, capsys, name, version):
+    args = export_args(artefacts)
+    args[args.index("--name") + 1], args[args.index("--version") + 1] = name, version
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "invalid" in error and len(error) < 400
+    assert not (artefacts / "store").exists() or not any((artefacts / "store").iterdir())
+
+
 def test_cli_missing_files_are_usage_errors(artefacts, capsys):
     assert main(export_args(artefacts, "--sample", str(artefacts / "nope.npy"))) == 2
     assert main(["export", str(artefacts / "missing.joblib"), "--name", "x", "--version", "v1.0.0",

@@ -41,9 +41,10 @@ def test_version_query_pins_a_version(client: TestClient, served_store: tuple[St
     np.testing.assert_allclose(response.json()["outputs"]["probabilities"], probabilities, rtol=1e-5)
 
 
-def test_pinned_version_that_is_registered_but_not_deployed_is_loaded_on_demand(client: TestClient):
+def test_pinned_version_that_is_registered_but_not_deployed_is_refused(client: TestClient):
+    """Unless ONNXGATE_PIN_ANY_VERSION (tests/gateway/test_pinned.py)."""
     response = client.post("/predict/unused?version=v1.0.0", json={"inputs": ROWS.tolist()})
-    assert response.status_code == 200 and response.json()["version"] == "v1.0.0"
+    assert response.status_code == 403 and "not deployed" in response.json()["error"]
 
 
 def test_named_inputs_of_different_dtypes(client: TestClient):
