@@ -50,11 +50,12 @@ def test_operation(served_schema: schemathesis.BaseSchema, live_gateway: LiveGat
     label = f"schemathesis {mode} {method} {path}" + (f" {path_parameters}" if path_parameters else "")
 
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
-    @settings(max_examples=(SERVED_EXAMPLES if path_parameters else EXAMPLES)[mode], derandomize=True, database=None, deadline=None,
-              phases=[Phase.explicit, Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
+    @settings(max_examples=(SERVED_EXAMPLES if path_parameters else EXAMPLES)[mode], derandomize=True, database=None,
+              deadline=None, phases=[Phase.explicit, Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
     def run(case: schemathesis.Case) -> None:
         count_cases(label)
         response = case.call(base_url=live_gateway.url, session=session, timeout=DEADLINE_S)
+        count_cases(f"schemathesis answers: {response.status_code}")
         case.validate_response(response, checks=CHECKS)
 
     try:
