@@ -16,6 +16,7 @@ from gateway.data_plane import DataPlane
 from gateway.endpoints import Endpoints
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.metrics import GatewayMetrics
+from gateway.openapi import openapi_route
 from gateway.service import Service
 from gateway.settings import GatewaySettings
 from gateway.watcher import StoreWatcher
@@ -77,7 +78,7 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
 
     app = GatewayApp(
         endpoints.data_plane,
-        routes=endpoints.routes(),
+        routes=[*endpoints.routes(), openapi_route()],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

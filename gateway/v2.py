@@ -113,7 +113,10 @@ def _as_array(spec: InputSpec, data: object, datatype: str, shape: list[int]) ->
         array = np.char.decode(array, "utf-8")
     if array.size != math.prod(shape):
         raise InvalidInput(f"input {name!r}: {array.size} values do not fill shape {shape}")
-    return array.reshape(shape)
+    try:
+        return array.reshape(shape)
+    except ValueError:  # numpy refuses axes past its limits (over 2**63, over 32 axes) even when they hold no values
+        raise InvalidInput(f"input {name!r}: shape {shape} is over numpy's limits") from None
 
 
 def encode_outputs(outputs: dict[str, np.ndarray]) -> list[dict]:
