@@ -42,9 +42,10 @@ class RolloutStore:
         return [e for e in self.store.registry.audit.entries() if e["action"] == action]
 
     def canary(self, version: str, weight: float, environment: str = "production", *, steps: tuple = (),
-               interval_s: float | None = None, **slo: object) -> None:
+               interval_s: float | None = None, routing_salt: str | None = None, **slo: object) -> None:
         start_canary(self.store, "iris", version, environment, weight, steps, interval_s,
-                     Change(actor="tests", reason="test canary"), slo=SloPolicy(**slo) if slo else None)
+                     Change(actor="tests", reason="test canary"), slo=SloPolicy(**slo) if slo else None,
+                     routing_salt=routing_salt)
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:

@@ -23,7 +23,7 @@ import pytest
 
 from gateway.traffic import bucket, threshold
 from modelstore.deployments import Change
-from modelstore.rollout import promote
+from modelstore.rollout import new_routing_salt, promote
 from onnxgate.__main__ import main
 from tests.factories import ClientThreads
 from tests.gateway.test_commands import free_port, stop_server, wait_ready
@@ -218,10 +218,10 @@ def test_healthy_canary_climbs_its_steps_and_is_promoted(rollout: RolloutStore):
 
 def test_version_that_breaches_during_its_bake_is_rolled_back_to_the_one_it_replaced(rollout: RolloutStore):
     # Keys that the 1% canary never takes: stable gets all traffic and the judge keeps its figures as the baseline.
-    rollout.canary(SLOW, 1, bake_s=60, **SLO)
-    salt = rollout.deployment().routing_salt
+    salt = new_routing_salt()
     stable_keys = (key for i in itertools.count() if bucket(key := f"user-{i}", salt) >= threshold(1))
     with serve(rollout) as url, Load(url, keys=lambda i: next(stable_keys)) as load:
+        rollout.canary(SLOW, 1, bake_s=60, routing_salt=salt, **SLO)
         time.sleep(2.5)  # two judged windows with the canary running: stable's figures are kept
         assert not load.canary_replies()
         promote(rollout.store, "iris", "production", Change(actor="tests", reason="promote without waiting"))
