@@ -4,11 +4,9 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
-import time
 
 import pytest
 
@@ -141,22 +139,29 @@ def write_bomb(path, *, declared: int, claimed: int, holds: int, pax: bool = Fal
     path.write_bytes(gzip.compress(head, mtime=0) + _zeros_gzip(holds))
 
 
+# Runs the command as its own child and prints that child's peak RSS (KiB): a process forked straight from pytest
+# would count the pages it shared with pytest (torch and all, in a full run) in its own ru_maxrss.
+MEASURE_CHILD = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL)
+try:
+    _, status, usage = os.wait4(child.pid, 0)
+except BaseException:
+    child.kill()
+    raise
+child.returncode = os.waitstatus_to_exitcode(status)
+print(usage.ru_maxrss, child.returncode)
+"""
+
+
 def run_measured(command: list[str], stderr_path) -> tuple[int, str, int]:
-    """(exit code, stderr, peak RSS in KiB) of one child process, its own rusage from wait4."""
+    """(exit code, stderr, peak RSS in KiB) of one process running `command`."""
     with open(stderr_path, "w") as stderr_file:
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr_file)
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            child.kill()
-            pid, status, usage = os.wait4(child.pid, 0)
-            break
-        time.sleep(0.05)
-    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
-    return child.returncode, stderr_path.read_text(), usage.ru_maxrss
+        launcher = subprocess.run([sys.executable, "-c", MEASURE_CHILD, "--", *command], stdout=subprocess.PIPE,
+                                  stderr=stderr_file, text=True, timeout=DEADLINE_S)
+    assert launcher.returncode == 0, stderr_path.read_text()
+    peak_rss_kib, returncode = map(int, launcher.stdout.split())
+    return returncode, stderr_path.read_text(), peak_rss_kib
 
 
 @pytest.mark.parametrize(("declared", "claimed", "pax", "code", "message"), [
