@@ -6,7 +6,6 @@ around it is listed before and after), never anything but our StoreError family 
 the store stays consistent (the model it already had still verifies)."""
 from __future__ import annotations
 
-import errno
 import gzip
 import io
 import json
@@ -23,12 +22,14 @@ from hypothesis import strategies as st
 
 from modelstore.deployments import Change
 from modelstore.errors import InvalidName, StoreError
+from modelstore.fileio import sha256_bytes
 from modelstore.layout import Store
 from modelstore.package import build_package, import_package
 from tests.adversarial.conftest import DEADLINE_S, count_cases
+from tests.adversarial.known_issues import import_error_fixed_elsewhere
 from tests.factories import make_store, publish_classifier
 
-EXAMPLES = 150
+EXAMPLES = 120
 SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
                     suppress_health_check=list(HealthCheck))
 KEPT = ("kept", "v1.0.0")  # the model the target store already has
@@ -186,14 +187,6 @@ def archives(sandbox: Sandbox) -> st.SearchStrategy[bytes]:
 # -- invariants -----------------------------------------------------------------------------------------------------
 
 
-def over_long_name(error: BaseException) -> bool:
-    """h-storelimits: an over-long version (or name) reaches the file system and fails with ENAMETOOLONG."""
-    return isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG
-
-
-KNOWN_ON_OTHER_BRANCHES = (over_long_name,)
-
-
 def check_store(sandbox: Sandbox, outside_before: set[str]) -> None:
     assert sandbox.outside_listing() == outside_before, "a file was written outside the store"
     assert sandbox.store.verify_version(*KEPT).name == KEPT[0]
@@ -215,7 +208,7 @@ def test_import_never_escapes_or_crashes(sandbox: Sandbox) -> None:
         except StoreError as error:
             outcome = type(error).__name__
         except Exception as error:  # noqa: BLE001 - anything else is the finding, unless another branch fixes it
-            assume(not any(known(error) for known in KNOWN_ON_OTHER_BRANCHES))
+            assume(not import_error_fixed_elsewhere(error))
             raise
         count_cases(f"package archives imported (library): {outcome}")
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
@@ -276,8 +269,6 @@ def test_a_valid_package_imports_through_the_cli(sandbox: Sandbox) -> None:
 
 def renamed_package(sandbox: Sandbox, name: str, version: str) -> bytes:
     """The valid package re-labelled as `name` `version` (manifest, metadata and member paths), hashes kept right."""
-    from modelstore.fileio import sha256_bytes
-
     members = []
     files = []
     for path, data in sandbox.valid_members:
