@@ -25,7 +25,15 @@ import anyio
 import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-from gateway.errors import GatewayError, InvalidInput, ModelRunFailed, ModelUnavailable, UnknownEnvironment, outcome_for
+from gateway.errors import (
+    GatewayError,
+    InvalidInput,
+    ModelRunFailed,
+    ModelUnavailable,
+    UnknownEnvironment,
+    outcome_for,
+    shown,
+)
 from gateway.loader import LoadedModel, load_model
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
 from gateway.pool import ReloadReport, Route
@@ -94,7 +102,7 @@ class Service:
         if requested is None:
             return self.default_environment
         if requested not in self.environments:
-            raise UnknownEnvironment(f"environment {requested!r} is not served here (served: "
+            raise UnknownEnvironment(f"environment {shown(requested)} is not served here (served: "
                                      f"{', '.join(self.environments)})")
         return requested
 
@@ -106,7 +114,7 @@ class Service:
                 raise ModelUnavailable(f"model {model!r} cannot be served in {environment!r}: {invalid.describe()}")
             if model in pool.registry.models:
                 raise NotDeployed(f"model {model!r} has nothing deployed to environment {environment!r}")
-            raise ModelNotFound(f"model {model!r} not found")
+            raise ModelNotFound(f"model {shown(model)} not found")
         return route
 
     async def resolve(self, model: str, environment: str, version: str | None = None) -> LoadedModel:
@@ -123,9 +131,9 @@ class Service:
             return loaded
         versions = pool.registry.models.get(model)
         if versions is None:
-            raise ModelNotFound(f"model {model!r} not found")
+            raise ModelNotFound(f"model {shown(model)} not found")
         if version not in versions:
-            raise VersionNotFound(f"model {model!r} has no version {version!r}")
+            raise VersionNotFound(f"model {model!r} has no version {shown(version)}")
         try:
             loaded = await anyio.to_thread.run_sync(self.load, self.store, model, version)
         except StoreError as exc:
@@ -176,7 +184,10 @@ class Service:
         rollout = route.rollout if route is not None else None
         started = time.perf_counter()
         try:
-            decoded = request.feeds(loaded, self._max_rows)
+            if request.heavy:  # e.g. megabytes of text to tokenize: off the event loop, which keeps answering others
+                decoded = await anyio.to_thread.run_sync(request.feeds, loaded, self._max_rows)
+            else:
+                decoded = request.feeds(loaded, self._max_rows)
             feeds, rows, output_names = decoded.feeds, decoded.rows, decoded.output_names
             if loaded.base_cost_s + loaded.row_cost_s * rows <= self._inline_max_s:
                 outputs = self.run_inline(loaded, feeds, output_names)
@@ -208,7 +219,10 @@ class Service:
         started = time.perf_counter()
         shadow_outputs = None
         try:
-            decoded = request.feeds(shadow, self._max_rows)
+            if request.heavy:
+                decoded = await anyio.to_thread.run_sync(request.feeds, shadow, self._max_rows)
+            else:
+                decoded = request.feeds(shadow, self._max_rows)
             shadow_outputs = await self.run(shadow, decoded.feeds, decoded.rows, decoded.output_names)
         except GatewayError as exc:
             log.debug("shadow %s %s failed: %s", shadow.name, shadow.version, exc)
