@@ -125,14 +125,21 @@ class GatewayProtocol(HttpToolsProtocol):
             self.refuse(431, f"request headers are over the limit of {self.limits.max_header_bytes} bytes")
 
     def refuse(self, status: int, message: str) -> None:
-        """Answer `status` unless a response is already under way, and close the connection."""
+        """Answer `status` unless that would cut into another answer, and close the connection. While headers are
+        read, `self.cycle` is the previous request's (keep-alive) and must be complete; while a body is read, it is
+        the refused request's own, whose answer must not have started."""
         self.refused = True
         log.info("%s from %s: %s", status, self.client, message)
-        if self.cycle is None or not self.cycle.response_started:
+        cycle = self.cycle
+        if self.reading_headers:
+            answer = cycle is None or cycle.response_complete
+        else:
+            answer = cycle is not None and not cycle.response_started
+        if answer:
             self.transport.write(refusal_bytes(status, message))
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.disconnected = True  # the application's receive() sees http.disconnect; its send() is dropped
-            self.cycle.message_event.set()
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the application's receive() sees http.disconnect; its send() is dropped
+            cycle.message_event.set()
         self.transport.close()
 
     # -- parser callbacks --------------------------------------------------------------------------------------
