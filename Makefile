@@ -66,7 +66,7 @@ export-examples: install
 
 serve: install
 	@echo "Gateway on http://127.0.0.1:$(PORT) (X-Environment: staging|production; default production). Ctrl-C stops it."
-	@echo "  curl -s -XPOST localhost:$(PORT)/predict/intent_classifier -d '{\"text\": [\"where is my order?\"]}'"
+	@echo "  curl -s localhost:$(PORT)/predict/intent_classifier --json '{\"text\": [\"where is my order?\"]}'"
 	$(ONNXGATE) serve --env production --env staging --port $(PORT)
 
 test: install

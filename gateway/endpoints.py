@@ -15,7 +15,7 @@ from starlette.types import Scope
 
 from gateway import v2
 from gateway.data_plane import DataPlane, DataPlaneEndpoint, DataPlaneHeaders, RoutingHeader
-from gateway.errors import InvalidInput
+from gateway.errors import InvalidInput, UnsupportedMediaType, shown
 from gateway.health import RolloutReport, gateway_health, model_health, no_rollout, readiness
 from gateway.requests import InferRequest, ModelRequest, PredictRequest
 from gateway.service import Answer, Service
@@ -25,6 +25,24 @@ from modelstore.errors import ModelNotFound, VersionNotFound
 
 JSON = "application/json"
 ENVIRONMENT_HEADER = "x-environment"
+
+
+def check_json_content_type(scope: Scope) -> None:
+    """A body declared as something other than JSON is refused (415). A missing Content-Type is taken as JSON: curl
+    without -H, wrk scripts and older clients send none, and the body is parsed as JSON either way."""
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            if value != b"application/json" and not is_json_media_type(value):
+                raise UnsupportedMediaType(f"Content-Type {shown(value.decode('latin-1'))} is not JSON; send "
+                                           "application/json")
+            return
+
+
+def is_json_media_type(value: bytes) -> bool:
+    """application/json or any application/*+json, with any parameters (charset=utf-8)."""
+    media_type = value.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or (media_type.startswith(b"application/")
+                                                 and media_type.endswith(b"+json"))
 
 
 def json_response(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -45,6 +63,7 @@ class Endpoints:
         self.rollout = rollout
         settings = service.settings
         max_body_bytes = settings.max_body_bytes
+        self.inline_decode_max_bytes = settings.inline_decode_max_bytes
         routing = RoutingHeader(settings.routing_header.encode("latin-1") if settings.routing_header else None,
                                 settings.max_routing_key_bytes)
         self.data_plane = DataPlane(predict=DataPlaneEndpoint(self.predict_answer, max_body_bytes, routing),
@@ -72,11 +91,16 @@ class Endpoints:
             Route("/v2/models/{model}/versions/{version}/ready", self.v2_model_ready, methods=["GET"]),
         ]
 
-    def decode(self, model: str, headers: DataPlaneHeaders, body: bytes, request_type: type) -> ModelRequest:
-        """The body as a request for the service; a body that is not JSON is refused (and counted) here."""
+    def decode(self, scope: Scope, model: str, headers: DataPlaneHeaders, body: bytes,
+               request_type: type) -> ModelRequest:
+        """The body as a request for the service; a body that is not JSON is refused (and counted) here. The request
+        is told whether its decoding is heavy (a big body: decoded off the event loop) and whether it can hold JSON
+        booleans (searched for in C over the bytes, so that only bodies that have some get their values checked)."""
         try:
-            return request_type(parse_json(body))
-        except InvalidInput as exc:
+            check_json_content_type(scope)
+            return request_type(parse_json(body), len(body) > self.inline_decode_max_bytes,
+                                b"true" in body or b"false" in body)
+        except (InvalidInput, UnsupportedMediaType) as exc:
             self.service.rejected(model, headers.environment, exc)
             raise
 
@@ -84,7 +108,7 @@ class Endpoints:
         query = scope["query_string"]
         pinned = QueryParams(query).get("version") if query else None
         model = scope["path_params"]["model"]
-        request = self.decode(model, headers, body, PredictRequest)
+        request = self.decode(scope, model, headers, body, PredictRequest)
         answer = await self.service.answer(model, headers.environment, pinned, headers.routing_key, request,
                                            source=headers.source)
         return answer.as_json(), answer
@@ -132,20 +156,20 @@ class Endpoints:
         environment = self.service.environment(request.headers.get(ENVIRONMENT_HEADER))
         pool = self.service.pools.pool
         if model not in pool.registry.models:
-            raise ModelNotFound(f"model {model!r} not found")
+            raise ModelNotFound(f"model {shown(model)} not found")
         if version is None:
             route = pool.route(environment, model)
             ready = route is not None and route.stable is not None
         else:
             if version not in pool.registry.models[model]:
-                raise VersionNotFound(f"model {model!r} has no version {version!r}")
+                raise VersionNotFound(f"model {model!r} has no version {shown(version)}")
             ready = (model, version) in pool.models
         return json_response({"name": model, "ready": ready}, status=200 if ready else 503)
 
     async def v2_answer(self, scope: Scope, headers: DataPlaneHeaders, body: bytes) -> tuple[dict, Answer]:
         params = scope["path_params"]
         model = params["model"]
-        request = self.decode(model, headers, body, InferRequest)
+        request = self.decode(scope, model, headers, body, InferRequest)
         answer = await self.service.answer(model, headers.environment, params.get("version"), headers.routing_key,
                                            request, source=headers.source)
         payload = {"model_name": answer.model, "model_version": answer.version,

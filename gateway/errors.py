@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,6 +17,7 @@ from modelstore.errors import (
     StoreError,
     VersionNotFound,
 )
+from modelstore.versions import shown
 
 log = logging.getLogger("onnxgate.gateway")
 
@@ -37,6 +39,13 @@ class InvalidInput(GatewayError):
 class PayloadTooLarge(GatewayError):
     status_code = 413
     outcome = "too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    """A body whose Content-Type says it is not JSON."""
+
+    status_code = 415
+    outcome = "invalid_input"
 
 
 class BatchTooLarge(GatewayError):
@@ -124,4 +133,20 @@ async def handle_error(request: Request, error: Exception) -> Response:
     return json_error(*error_answer(error, request.method, request.url.path))
 
 
-EXCEPTION_HANDLERS = {GatewayError: handle_error, StoreError: handle_error}
+async def handle_http_exception(request: Request, error: HTTPException) -> Response:
+    """Starlette's own refusals (no such route: 404; a method the route does not take: 405), as JSON."""
+    if error.status_code == 404:
+        message = f"no route for {request.method} {shown(request.url.path)}"
+    elif error.status_code == 405:
+        message = f"method {request.method} is not allowed on {shown(request.url.path)}"
+    else:
+        message = error.detail
+    response = json_error(error.status_code, message)
+    if error.headers:
+        response.headers.update(error.headers)  # e.g. 405's Allow
+    return response
+
+
+# Exception: anything unexpected outside the data plane gets the same JSON 500 (Starlette's own is plain text).
+EXCEPTION_HANDLERS = {GatewayError: handle_error, StoreError: handle_error, HTTPException: handle_http_exception,
+                      Exception: handle_error}

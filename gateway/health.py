@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gateway.errors import shown
 from gateway.pool import Pool, Route
 from gateway.pool_keeper import PoolKeeper
 from modelstore.errors import ModelNotFound
@@ -77,7 +78,7 @@ def model_health(pool: Pool, model: str, environment: str, rollout: RolloutRepor
             return {"model_type": model, "version": None, "status": "unhealthy", "available": False,
                     "loadable": False, "metadata": {"version": None, "deployed_at": None}, "error": invalid.describe()}
         if model not in pool.registry.models:
-            raise ModelNotFound(f"model {model!r} not found")
+            raise ModelNotFound(f"model {shown(model)} not found")
         return {"model_type": model, "version": None, "status": "not_deployed", "available": False,
                 "loadable": False, "metadata": {"version": None, "deployed_at": None}}
     report = {

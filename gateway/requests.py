@@ -7,10 +7,12 @@ from typing import Protocol
 from gateway import v2
 from gateway.errors import InvalidInput
 from gateway.loader import LoadedModel
-from gateway.validation import Decoded, check_names, coerce, rows_of
+from gateway.validation import Decoded, check_names, coerce, refuse_booleans, rows_of
 
 
 class ModelRequest(Protocol):
+    heavy: bool  # decoding may take long enough (a big body: tokenizing text) to belong on a worker thread
+
     def feeds(self, loaded: LoadedModel, max_rows: int) -> Decoded:
         """The request's inputs as `loaded` takes them; InvalidInput when they do not fit its signature."""
 
@@ -18,10 +20,13 @@ class ModelRequest(Protocol):
 class PredictRequest:
     """`POST /predict/{model}`: `{"inputs": [[...]]}`, `{"inputs": {"name": [[...]]}}` or `{"text": [...]}`."""
 
-    __slots__ = ("payload",)
+    __slots__ = ("payload", "heavy", "booleans")
 
-    def __init__(self, payload: object) -> None:
+    def __init__(self, payload: object, heavy: bool = False, booleans: bool = True) -> None:
+        """`booleans`: whether the body may hold JSON booleans (false when its bytes have no `true` or `false`)."""
         self.payload = payload
+        self.heavy = heavy
+        self.booleans = booleans
 
     def feeds(self, loaded: LoadedModel, max_rows: int) -> Decoded:
         payload = self.payload
@@ -41,9 +46,14 @@ class PredictRequest:
                 raise InvalidInput(f"model {loaded.name!r} has {len(specs)} inputs: name them, "
                                    f'{{"inputs": {{"name": [...]}}}}; expected {loaded.signature}')
             [spec] = specs.values()
+            if self.booleans:
+                refuse_booleans(spec, inputs, loaded.signature)
             array = coerce(spec, inputs, loaded.signature, max_rows)
             return Decoded({spec.name: array}, array.shape[0] if array.ndim else 1)  # rows_of, for one input
         check_names(inputs, specs, loaded.signature)
+        if self.booleans:
+            for name, spec in specs.items():
+                refuse_booleans(spec, inputs[name], loaded.signature)
         feeds = {name: coerce(spec, inputs[name], loaded.signature, max_rows) for name, spec in specs.items()}
         return Decoded(feeds, rows_of(feeds))
 
@@ -51,10 +61,12 @@ class PredictRequest:
 class InferRequest:
     """An Open Inference Protocol (v2) infer request: inputs as tensors, optionally the outputs wanted and an id."""
 
-    __slots__ = ("payload",)
+    __slots__ = ("payload", "heavy", "booleans")
 
-    def __init__(self, payload: object) -> None:
+    def __init__(self, payload: object, heavy: bool = False, booleans: bool = True) -> None:
         self.payload = payload
+        self.heavy = heavy
+        self.booleans = booleans
 
     def feeds(self, loaded: LoadedModel, max_rows: int) -> Decoded:
-        return v2.decode_request(self.payload, loaded, max_rows)
+        return v2.decode_request(self.payload, loaded, max_rows, self.booleans)

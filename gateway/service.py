@@ -105,7 +105,7 @@ class Service:
         if requested is None:
             return self.default_environment
         if requested not in self.environments:
-            raise UnknownEnvironment(f"environment {requested!r} is not served here (served: "
+            raise UnknownEnvironment(f"environment {shown(requested)} is not served here (served: "
                                      f"{', '.join(self.environments)})")
         return requested
 
@@ -117,7 +117,7 @@ class Service:
                 raise ModelUnavailable(f"model {model!r} cannot be served in {environment!r}: {invalid.describe()}")
             if model in pool.registry.models:
                 raise NotDeployed(f"model {model!r} has nothing deployed to environment {environment!r}")
-            raise ModelNotFound(f"model {model!r} not found")
+            raise ModelNotFound(f"model {shown(model)} not found")
         return route
 
     async def resolve(self, model: str, environment: str, version: str | None = None) -> LoadedModel:
@@ -149,13 +149,13 @@ class Service:
     def check_pinnable(self, pool: Pool, model: str, version: str) -> None:
         versions = pool.registry.models.get(model)
         if versions is None:
-            raise ModelNotFound(f"model {model!r} not found")
+            raise ModelNotFound(f"model {shown(model)} not found")
         if version not in versions:
             raise VersionNotFound(f"model {model!r} has no version {shown(version)}")
         if version in pool.pins.rolled_back.get(model, ()):
-            raise VersionNotPinnable(f"model {model!r} {version} was rolled back and is not served, pinned or not")
+            raise VersionNotPinnable(f"model {model!r} {shown(version)} was rolled back and is not served, pinned or not")
         if not self.settings.pin_any_version and version not in pool.pins.deployed.get(model, ()):
-            raise VersionNotPinnable(f"model {model!r} {version} is not deployed in {', '.join(self.environments)}; "
+            raise VersionNotPinnable(f"model {model!r} {shown(version)} is not deployed in {', '.join(self.environments)}; "
                                      "only deployed versions can be pinned (operators: ONNXGATE_PIN_ANY_VERSION=true)")
 
     def make_room_for_pin(self, model: str, version: str) -> None:
@@ -235,7 +235,10 @@ class Service:
         rollout = route.rollout if route is not None else None
         started = time.perf_counter()
         try:
-            decoded = request.feeds(loaded, self._max_rows)
+            if request.heavy:  # e.g. megabytes of text to tokenize: off the event loop, which keeps answering others
+                decoded = await anyio.to_thread.run_sync(request.feeds, loaded, self._max_rows)
+            else:
+                decoded = request.feeds(loaded, self._max_rows)
             feeds, rows, output_names = decoded.feeds, decoded.rows, decoded.output_names
             if loaded.base_cost_s + loaded.row_cost_s * rows <= self._inline_max_s:
                 outputs = self.run_inline(loaded, feeds, output_names)
@@ -267,7 +270,10 @@ class Service:
         started = time.perf_counter()
         shadow_outputs = None
         try:
-            decoded = request.feeds(shadow, self._max_rows)
+            if request.heavy:
+                decoded = await anyio.to_thread.run_sync(request.feeds, shadow, self._max_rows)
+            else:
+                decoded = request.feeds(shadow, self._max_rows)
             shadow_outputs = await self.run(shadow, decoded.feeds, decoded.rows, decoded.output_names)
         except GatewayError as exc:
             log.debug("shadow %s %s failed: %s", shadow.name, shadow.version, exc)

@@ -51,6 +51,21 @@ class GatewaySettings(BaseSettings):
     metrics_dir: Path | None = Field(default=None, description="several workers: where each writes its metrics snapshot "
                                      "and reads the others' (gateway/worker_metrics.py); onnxgate serve sets it")
     metrics_flush_s: float = Field(default=1.0, gt=0, description="how often a worker writes its metrics snapshot")
+    # The HTTP edge (gateway/server.py): what one client may take of a worker, and when decoding leaves the event loop
+    max_header_bytes: int = Field(default=64 * 1024, gt=0, description="request line and headers: over it, 431")
+    max_headers: int = Field(default=100, gt=0, description="header fields per request: over it, 431")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="a request's headers must be complete this long "
+                                    "after the connection opens or the request's first byte arrives: else 408, closed")
+    body_timeout_s: float = Field(default=30.0, gt=0, description="a request's body must be complete this long after "
+                                  "its headers: else 408, closed")
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0, description="an idle keep-alive connection is closed after "
+                                        "this long (uvicorn's timeout_keep_alive)")
+    max_connections: int = Field(default=1000, gt=0, description="open connections per worker; requests on "
+                                 "connections beyond it get 503")
+    inline_decode_max_bytes: int = Field(
+        default=16 * 1024, ge=0,
+        description="requests with bodies up to this size are decoded (tokenized, converted) on the event loop; "
+        "larger ones on a worker thread, so that one big text request does not stall every other request")
 
     # -- the routing key: only from the header the operator names --
     routing_header: str | None = Field(

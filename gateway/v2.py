@@ -9,9 +9,9 @@ import math
 import numpy as np
 
 from gateway.codec import V2_BY_DTYPE_NAME, flat_data, v2_datatype, v2_shape
-from gateway.errors import InvalidInput
+from gateway.errors import InvalidInput, shown
 from gateway.loader import LoadedModel
-from gateway.validation import Decoded, InputSpec, check_names, coerce, raw_array, rows_of
+from gateway.validation import Decoded, InputSpec, check_names, coerce, raw_array, refuse_booleans, rows_of
 from modelstore.metadata import TensorSpec
 
 
@@ -29,20 +29,27 @@ def _tensor_metadata(spec: TensorSpec) -> dict:
     return {"name": spec.name, "datatype": V2_BY_DTYPE_NAME.get(spec.dtype, "BYTES"), "shape": v2_shape(spec.shape)}
 
 
-def decode_request(body: object, loaded: LoadedModel, max_rows: int) -> Decoded:
+def decode_request(body: object, loaded: LoadedModel, max_rows: int, booleans: bool = True) -> Decoded:
+    """`booleans`: whether the body may hold JSON booleans (see gateway.requests)."""
     inputs, output_names, request_id = request_fields(body)
     if output_names is not None:
         unknown = [n for n in output_names if n not in loaded.output_names]
         if unknown:
             raise InvalidInput(f"unknown output(s) {unknown}; expected {loaded.signature}")
-    feeds, rows = decode_inputs(inputs, loaded, max_rows)
+    feeds, rows = decode_inputs(inputs, loaded, max_rows, booleans)
     return Decoded(feeds, rows, output_names, request_id)
 
 
 def request_fields(body: object) -> tuple[list, list[str] | None, object]:
-    """(inputs, requested output names or None, id) from an infer request body."""
+    """(inputs, requested output names or None, id) from an infer request body. Every field the protocol defines is
+    checked for its JSON type: `parameters` (of the request, an input or an output) is an object or absent (null is
+    taken as absent), `id` a string."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise InvalidInput('infer request must be a JSON object with an "inputs" list')
+    parameters_of(body, "the request")
+    request_id = body.get("id")
+    if request_id is not None and type(request_id) is not str:
+        raise InvalidInput('"id" must be a string')
     outputs = body.get("outputs")
     names = None
     if outputs is not None:
@@ -50,12 +57,27 @@ def request_fields(body: object) -> tuple[list, list[str] | None, object]:
                                                     for o in outputs):
             raise InvalidInput('"outputs" must be a list of {"name": ...} objects')
         names = [o["name"] for o in outputs]
-        if any(o.get("parameters", {}).get("binary_data") for o in outputs):
+        if any(parameters_of(o, "output", o["name"]).get("binary_data") for o in outputs):
             raise InvalidInput("binary tensor data is not supported; request outputs with binary_data=False")
-    return body["inputs"], names, body.get("id")
+    return body["inputs"], names, request_id
 
 
-def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int) -> tuple[dict[str, np.ndarray], int]:
+_NO_PARAMETERS: dict = {}
+
+
+def parameters_of(item: dict, kind: str, name: str | None = None) -> dict:
+    """`item["parameters"]`: an object, or {} when absent or null; anything else is refused (400)."""
+    parameters = item.get("parameters")
+    if parameters is None:
+        return _NO_PARAMETERS
+    if type(parameters) is not dict:
+        owner = kind if name is None else f"{kind} {shown(name)}"
+        raise InvalidInput(f'"parameters" of {owner} must be a JSON object, got {type(parameters).__name__}')
+    return parameters
+
+
+def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int,
+                  booleans: bool = True) -> tuple[dict[str, np.ndarray], int]:
     tensors: dict[str, dict] = {}
     for item in inputs:
         if type(item) is not dict or type(item.get("name")) is not str:
@@ -68,8 +90,7 @@ def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int) -> tuple[dic
     for name, spec in specs.items():
         item = tensors[name]
         shape, datatype, data = item.get("shape"), item.get("datatype"), item.get("data")
-        parameters = item.get("parameters")
-        if parameters and parameters.get("binary_data_size") is not None:
+        if parameters_of(item, "input", name).get("binary_data_size") is not None:
             raise InvalidInput("binary tensor data is not supported; send inputs with binary_data=False")
         if not _is_shape(shape):
             raise InvalidInput(f"input {name!r}: \"shape\" must be a list of non-negative integers")
@@ -78,6 +99,8 @@ def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int) -> tuple[dic
             raise InvalidInput(f"input {name!r}: datatype {datatype!r}, expected {expected}; expected {loaded.signature}")
         if data is None:
             raise InvalidInput(f"input {name!r}: \"data\" is missing")
+        if booleans:
+            refuse_booleans(spec, data, loaded.signature)
         feeds[name] = coerce(spec, _as_array(spec, data, datatype, shape), loaded.signature, max_rows)
     return feeds, rows_of(feeds)
 

@@ -1,9 +1,9 @@
 """Turning request values into the arrays a model takes: dtype, rank, fixed axes, finite floats, batch size.
 
-Rules: integer inputs take only JSON integers (a float is refused rather than truncated); float inputs take numbers
-only (no strings, no booleans); NaN and +-Inf are refused in float inputs (JSON cannot spell them, so they only
-arise from overflow such as 1e39 in a float32 input, which is a client bug worth reporting); an empty batch is
-refused; more rows than max_batch_rows is 413.
+Rules: integer inputs take only JSON integers (a float is refused rather than truncated); float and integer inputs
+take numbers only (no strings, no booleans, not even one `true` among numbers, which numpy would read as 1); NaN and
++-Inf are refused in float inputs (JSON cannot spell them, so they only arise from overflow such as 1e39 in a float32
+input, which is a client bug worth reporting); an empty batch is refused; more rows than max_batch_rows is 413.
 """
 from __future__ import annotations
 
@@ -111,6 +111,19 @@ def coerce(spec: InputSpec, value: object, signature: str, max_rows: int) -> np.
         raise InvalidInput(f"input {spec.name!r}: NaN or infinite values (or overflow of {spec.dtype.name}); "
                            f"expected {signature}")
     return array
+
+
+def refuse_booleans(spec: InputSpec, value: object, signature: str) -> None:
+    """JSON booleans in a numeric input: refused, where np.asarray would quietly read `true` beside numbers as 1."""
+    if spec.dtype.kind in "fiu" and _holds_boolean(value):
+        raise InvalidInput(f"input {spec.name!r}: expected {KIND_NAMES[spec.dtype.kind]} ({spec.dtype.name}), got "
+                           f"booleans; expected {signature}")
+
+
+def _holds_boolean(value: object) -> bool:
+    if type(value) is list:
+        return any(_holds_boolean(item) for item in value)
+    return type(value) is bool
 
 
 def _big_integers(value: object, raw: np.ndarray) -> np.ndarray:

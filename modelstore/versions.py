@@ -15,8 +15,9 @@ VERSION_PATTERN = re.compile(r"v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]
 
 
 def shown(text: str, limit: int = MAX_VERSION_CHARS) -> str:
-    """repr() of a name for an error message, cut so a megabyte of input gives a one-line message."""
-    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+    """repr() of a name for an error message (a path segment, a header, a CLI argument), cut to `limit` characters with
+    an ellipsis, so a megabyte of input gives a one-line message."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def check_name(name: str) -> str:

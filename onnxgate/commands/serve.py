@@ -85,21 +85,25 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be at least 1")
     import uvicorn
 
-    from gateway.app import app_from_env
+    from gateway.app import create_app
+    from gateway.server import uvicorn_options
+    from gateway.settings import GatewaySettings
 
     os.environ.update(settings_environment(args))
     created_metrics_dir = None
     if args.workers > 1 and not os.environ.get("ONNXGATE_METRICS_DIR"):
         # where the workers' metrics snapshots meet, so that /metrics adds them up (gateway/worker_metrics.py)
         created_metrics_dir = os.environ["ONNXGATE_METRICS_DIR"] = tempfile.mkdtemp(prefix="onnxgate-metrics-")
+    settings = GatewaySettings()
     if args.workers == 1:
-        app: object = app_from_env()
+        app: object = create_app(settings)
         factory = False
     else:
         app, factory = "gateway.app:app_from_env", True
     try:
         uvicorn.run(app, factory=factory, host=args.host, port=args.port, workers=args.workers,
-                    access_log=args.access_log, log_level="info", timeout_graceful_shutdown=10)
+                    access_log=args.access_log, log_level="info", timeout_graceful_shutdown=10,
+                    **uvicorn_options(settings))
     finally:
         if created_metrics_dir is not None:
             shutil.rmtree(created_metrics_dir, ignore_errors=True)

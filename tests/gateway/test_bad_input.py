@@ -55,6 +55,38 @@ CASES = [
     ("text-batch-over-limit", "/predict/sentiment", {"text": ["good"] * (MAX_BATCH_ROWS + 1)}, {}, 413, ["limit"]),
     ("body-over-limit", "/predict/iris", b'{"inputs": [[' + b"1," * MAX_BODY_BYTES + b'1]]}', {}, 413,
      ["over the limit", str(MAX_BODY_BYTES)]),
+    # one JSON boolean among numbers: numpy would read it as 1
+    ("a-boolean-among-floats", "/predict/iris", {"inputs": [[5.1, True, 1.4, 0.2]]}, {}, 400,
+     ["'X'", "booleans", IRIS_SIGNATURE]),
+    ("a-boolean-among-named-ints", "/predict/pair", {"inputs": {"a": [[1, 2]], "b": [[1, False]]}}, {}, 400,
+     ["'b'", "booleans", PAIR_SIGNATURE]),
+    ("v2-a-boolean-among-floats", "/v2/models/iris/infer",
+     {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, False, 0.2]}]}, {}, 400,
+     ["'X'", "booleans", IRIS_SIGNATURE]),
+    # v2 fields of the wrong JSON type
+    ("v2-parameters-not-an-object", "/v2/models/iris/infer",
+     {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": GOOD_ROW[0]}], "parameters": [1]}, {},
+     400, ['"parameters" of the request', "object"]),
+    ("v2-input-parameters-not-an-object", "/v2/models/iris/infer",
+     {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": GOOD_ROW[0], "parameters": "x"}]}, {},
+     400, ['"parameters" of input', "'X'"]),
+    ("v2-output-parameters-not-an-object", "/v2/models/iris/infer",
+     {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": GOOD_ROW[0]}],
+      "outputs": [{"name": "label", "parameters": 5}]}, {}, 400, ['"parameters" of output', "'label'"]),
+    ("v2-id-not-a-string", "/v2/models/iris/infer",
+     {"id": {"a": 1}, "inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": GOOD_ROW[0]}]}, {},
+     400, ['"id"']),
+    # bodies declared as something other than JSON
+    ("text-plain", "/predict/iris", {"inputs": GOOD_ROW}, {"Content-Type": "text/plain"}, 415,
+     ["text/plain", "application/json"]),
+    ("form-urlencoded", "/v2/models/iris/infer", {"inputs": []}, {"Content-Type": "application/x-www-form-urlencoded"},
+     415, ["not JSON"]),
+    # client-given names are echoed cut to 64 characters
+    ("long-environment", "/predict/iris", {"inputs": GOOD_ROW}, {"X-Environment": "e" * 10_000}, 404,
+     ["'" + "e" * 64 + "…'"]),
+    ("long-model-name", "/predict/" + "m" * 10_000, {"inputs": GOOD_ROW}, {}, 404, ["'" + "m" * 64 + "…'"]),
+    ("long-pinned-version", "/predict/iris?version=" + "9" * 10_000, {"inputs": GOOD_ROW}, {}, 404,
+     ["'" + "9" * 64 + "…'"]),
 ]
 
 
@@ -71,6 +103,7 @@ def test_bad_request_is_refused_clearly_and_the_server_keeps_serving(
     message = response.json()["error"]
     for word in words:
         assert word in message
+    assert len(message) < 2000  # nothing the client sent is echoed at length
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert client.post("/predict/iris", json={"inputs": GOOD_ROW}).status_code == 200
 
@@ -94,3 +127,33 @@ def test_refused_requests_are_counted_without_url_names_as_labels(client: TestCl
     metrics = client.get("/metrics").text
     assert "made-up-model-xyz" not in metrics and "made-up-env" not in metrics
     assert 'requests_total{environment="production",model="_unknown",outcome="not_found",version=""}' in metrics
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json; charset=utf-8", "Application/JSON",
+                                          "application/vnd.api+json"])
+def test_a_json_body_is_taken_with_any_json_content_type_or_none(client: TestClient, content_type: str | None):
+    """A missing Content-Type is taken as JSON (curl without -H, bench/wrk scripts, older clients send none)."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = client.post("/predict/iris", content=orjson.dumps({"inputs": GOOD_ROW}), headers=headers)
+    assert ("content-type" in response.request.headers) == (content_type is not None)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(("method", "path", "status", "words"), [
+    ("GET", "/no/such/route", 404, ["no route", "GET", "/no/such/route"]),
+    ("GET", "/" + "x" * 10_000, 404, ["no route", "'/" + "x" * 63 + "…'"]),
+    ("GET", "/predict/iris", 405, ["GET", "/predict/iris"]),
+    ("DELETE", "/v2/models/iris/infer", 405, ["DELETE"]),
+    ("POST", "/health", 405, ["POST"]),
+])
+def test_every_error_answer_outside_the_data_plane_is_json(client: TestClient, method: str, path: str, status: int,
+                                                           words: list[str]):
+    response = client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    message = response.json()["error"]
+    for word in words:
+        assert word in message
+    assert len(message) < 200
+    if status == 405:
+        assert response.headers["allow"]
