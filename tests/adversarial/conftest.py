@@ -57,12 +57,18 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGatew
         yield LiveGateway(url, store, weights)
 
 
-# How many generated cases each test ran, printed at the end of the session (the issue asks for the count).
+# How many generated cases each test ran, and what the gateway answered them, printed at the end of the session (the
+# issue asks for the count).
 CASE_COUNTS: dict[str, int] = {}
+ANSWER_COUNTS: dict[str, int] = {}
 
 
 def count_cases(label: str, n: int = 1) -> None:
     CASE_COUNTS[label] = CASE_COUNTS.get(label, 0) + n
+
+
+def count_answer(label: str) -> None:
+    ANSWER_COUNTS[label] = ANSWER_COUNTS.get(label, 0) + 1
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -70,4 +76,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("adversarial cases run")
         for label, count in sorted(CASE_COUNTS.items()):
             terminalreporter.write_line(f"{count:6d}  {label}")
-        terminalreporter.write_line(f"{sum(CASE_COUNTS.values()):6d}  in all")
+        terminalreporter.write_line(f"{sum(CASE_COUNTS.values()):6d}  cases in all")
+        for label, count in sorted(ANSWER_COUNTS.items()):
+            terminalreporter.write_line(f"{count:6d}  answered {label}")

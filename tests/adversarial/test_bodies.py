@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.adversarial.conftest import LiveGateway, count_cases
+from tests.adversarial.conftest import LiveGateway, count_answer, count_cases
 from tests.adversarial.known_issues import body_fixed_elsewhere
 from tests.factories import IDENTITY_DTYPES
 
@@ -181,7 +181,7 @@ def post_and_check(client: httpx.Client, path: str, sent: bytes, model: str, *, 
     assume(not body_fixed_elsewhere(parsed))
     count_cases(f"bodies POST {path}")
     response = client.post(path, content=sent, headers={"content-type": "application/json"})
-    count_cases(f"bodies answers: {response.status_code}")
+    count_answer(f"{response.status_code} (bodies)")
     check_answer(response, sent, model, v2=v2)
 
 

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from gateway.openapi import openapi_document
-from tests.adversarial.conftest import DEADLINE_S, LiveGateway, count_cases
+from tests.adversarial.conftest import DEADLINE_S, LiveGateway, count_answer, count_cases
 from tests.adversarial.known_issues import body_fixed_elsewhere
 
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 15}
@@ -58,7 +58,7 @@ def test_operation(served_schema: schemathesis.BaseSchema, live_gateway: LiveGat
         assume(not body_fixed_elsewhere(case.body))
         count_cases(label)
         response = case.call(base_url=live_gateway.url, session=session, timeout=DEADLINE_S)
-        count_cases(f"schemathesis answers: {response.status_code}")
+        count_answer(f"{response.status_code} (schemathesis)")
         case.validate_response(response, checks=CHECKS)
 
     try:
