@@ -56,7 +56,8 @@ def uvicorn_options(settings: GatewaySettings) -> dict[str, Any]:
     """Keyword arguments for uvicorn.run / uvicorn.Config that put these limits on every worker (picklable, so
     `--workers N` hands them to its spawned workers)."""
     return {"http": functools.partial(GatewayProtocol, limits=EdgeLimits.from_settings(settings)),
-            "timeout_keep_alive": settings.keep_alive_timeout_s}
+            "timeout_keep_alive": settings.keep_alive_timeout_s,
+            "timeout_worker_healthcheck": settings.worker_healthcheck_timeout_s}
 
 
 class Refusal(Exception):

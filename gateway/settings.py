@@ -62,6 +62,9 @@ class GatewaySettings(BaseSettings):
                                         "this long (uvicorn's timeout_keep_alive)")
     max_connections: int = Field(default=1000, gt=0, description="open connections per worker; requests on "
                                  "connections beyond it get 503")
+    worker_healthcheck_timeout_s: int = Field(
+        default=30, gt=0, description="with several workers, uvicorn's supervisor kills a worker that does not answer "
+        "its ping within this long (uvicorn's default, 5 s, killed workers still starting on a loaded machine)")
     inline_decode_max_bytes: int = Field(
         default=16 * 1024, ge=0,
         description="requests with bodies up to this size are decoded (tokenized, converted) on the event loop; "
