@@ -78,7 +78,7 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
 
     app = GatewayApp(
         endpoints.data_plane,
-        routes=[*endpoints.routes(), openapi_route()],
+        routes=[*endpoints.routes(), openapi_route(settings.routing_header)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

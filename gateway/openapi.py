@@ -58,7 +58,6 @@ def _path(name: str, pattern: str, description: str) -> dict:
 MODEL = _path("model", MODEL_NAME_PATTERN, "model name (1-64 lowercase letters, digits, '_' or '-')")
 VERSION = _path("version", VERSION_PATTERN, "a registered version, e.g. v1.2.0")
 ENVIRONMENT = _header("X-Environment", "environment to serve from (default: the gateway's first --env); unknown: 404")
-ROUTING_KEY = _header("X-Routing-Key", "sticky canary routing key; read from the header the operator names and trusts")
 PINNED = {"name": "version", "in": "query", "required": False, "description": "pin a version (debugging)",
           "schema": {"type": "string", "pattern": VERSION_PATTERN}}
 
@@ -184,13 +183,15 @@ def _post(summary: str, parameters: list[dict], body: str, ok: str, *errors: str
 DATA_PLANE_ERRORS = ("400", "404", "405", "413", "415", "422", "503")
 
 
-def _paths() -> dict:
+def _paths(routing_header: str | None) -> dict:
+    routing = [_header(routing_header, "sticky canary routing key (the header this gateway's operator trusts: "
+                                       "ONNXGATE_ROUTING_HEADER)")] if routing_header else []
     model_health = _get("one model's health in one environment", [MODEL, ENVIRONMENT],
                         _json(_ref("ModelHealth"), "the model is healthy"), "404", "405", "503")
     model_health["get"]["responses"]["503"] = _json(
         {"anyOf": [_ref("ModelHealth"), _ref("Error")]}, "the model is unhealthy or not deployed (its health report), "
         "or cannot be served")
-    infer = ("Open Inference Protocol infer", [MODEL, ENVIRONMENT, ROUTING_KEY], "InferRequest", "InferResponse")
+    infer = ("Open Inference Protocol infer", [MODEL, ENVIRONMENT, *routing], "InferRequest", "InferResponse")
     ready = _json(_ref("ModelReady"), "the version answers requests")
     not_ready = _json({"anyOf": [_ref("ModelReady"), _ref("Error")]}, "not ready, or cannot be served")
     model_ready = _get("is the model's deployed version loaded", [MODEL, ENVIRONMENT], ready, "404", "405")
@@ -202,11 +203,11 @@ def _paths() -> dict:
     v2_ready["get"]["responses"]["503"] = _json(_ref("Ready"), "not ready, with the reasons")
     return {
         "/predict/{model}": _post("predict with the deployed version (canary split by routing key)",
-                                  [MODEL, PINNED, ENVIRONMENT, ROUTING_KEY], "PredictRequest", "PredictResponse",
+                                  [MODEL, PINNED, ENVIRONMENT, *routing], "PredictRequest", "PredictResponse",
                                   *DATA_PLANE_ERRORS),
         "/v2/models/{model}/infer": _post(infer[0], *infer[1:], *DATA_PLANE_ERRORS),
         "/v2/models/{model}/versions/{version}/infer": _post(
-            "Open Inference Protocol infer on a pinned version", [MODEL, VERSION, ENVIRONMENT, ROUTING_KEY],
+            "Open Inference Protocol infer on a pinned version", [MODEL, VERSION, ENVIRONMENT, *routing],
             "InferRequest", "InferResponse", *DATA_PLANE_ERRORS),
         "/health": _get("gateway health: ok or degraded, readiness, models, problems, last reload", [],
                         _json(_ref("Health"), "the gateway's health report"), "405"),
@@ -231,25 +232,22 @@ def _paths() -> dict:
 
 
 @functools.cache
-def openapi_document() -> dict:
+def openapi_document(routing_header: str | None = None) -> dict:
+    """The document for a gateway that trusts `routing_header` for the routing key (None: no such header)."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "onnxgate gateway", "version": server_version(),
                  "description": "Serves ONNX models per environment: /predict, the Open Inference Protocol (KServe v2) "
                                 "REST surface, health and metrics. Every error answer is JSON {\"error\": ...}."},
-        "paths": _paths(),
+        "paths": _paths(routing_header),
         "components": {"schemas": SCHEMAS},
     }
 
 
-@functools.cache
-def _document_bytes() -> bytes:
-    return orjson.dumps(openapi_document())
+def openapi_route(routing_header: str | None = None) -> Route:
+    body = orjson.dumps(openapi_document(routing_header))
 
+    async def openapi_json(request: Request) -> Response:
+        return Response(body, media_type="application/json")
 
-async def openapi_json(request: Request) -> Response:
-    return Response(_document_bytes(), media_type="application/json")
-
-
-def openapi_route() -> Route:
     return Route(OPENAPI_PATH, openapi_json, methods=["GET"])
