@@ -1,10 +1,7 @@
 """hypothesis-generated bodies for /predict and v2 infer, against a live gateway: JSON-ish values of every kind, raw
 bytes, truncated JSON, wrong types, huge shapes and batches, and valid bodies with one field mutated. Every answer is
 a 4xx with a JSON {"error": str} body or a 200 of the right shape (each of the model's outputs, one row per input row),
-never a 5xx; the server is alive afterwards.
-
-Bodies whose bugs are being fixed on another branch are left out of the generated runs (known_issues.py); each is
-pinned by an xfail(strict=True) case at the bottom, to be turned into a plain test once that branch is in."""
+never a 5xx; the server is alive afterwards."""
 from __future__ import annotations
 
 import json
@@ -12,11 +9,10 @@ import math
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.adversarial.conftest import LiveGateway, count_answer, count_cases
-from tests.adversarial.known_issues import body_fixed_elsewhere
 from tests.factories import IDENTITY_DTYPES
 
 pytestmark = pytest.mark.e2e
@@ -174,11 +170,6 @@ def check_answer(response: httpx.Response, sent: bytes, model: str, *, v2: bool)
 
 
 def post_and_check(client: httpx.Client, path: str, sent: bytes, model: str, *, v2: bool) -> None:
-    try:
-        parsed = json.loads(sent)
-    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's parser goes
-        parsed = None
-    assume(not body_fixed_elsewhere(parsed))
     count_cases(f"bodies POST {path}")
     response = client.post(path, content=sent, headers={"content-type": "application/json"})
     count_answer(f"{response.status_code} (bodies)")
@@ -239,41 +230,33 @@ def test_v2_shape_past_numpys_limits_is_400(client: httpx.Client, shape: list[in
     assert "shape" in response.json()["error"]
 
 
-# -- found by this suite, fixed on another branch: remove the marker once it is merged -----------------------------
+# -- found by this suite (and fixed): each stays a case of its own ----------------------------------------------
 
 IRIS_V2_INPUT = {"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}
-FIXED_ELSEWHERE = [
+FOUND_BY_THIS_SUITE = [
     pytest.param("POST", "/v2/models/iris/infer", {"inputs": [{**IRIS_V2_INPUT, "parameters": "x"}]}, None, 400,
-                 marks=pytest.mark.xfail(strict=True, reason="fixed on h-edge: v2 input parameters not an object -> "
-                                                             "500 today"), id="v2-input-parameters-string"),
-    pytest.param("POST", "/v2/models/iris/infer", {"inputs": [IRIS_V2_INPUT], "outputs": [{"name": "label",
-                                                                                           "parameters": 1}]}, None, 400,
-                 marks=pytest.mark.xfail(strict=True, reason="fixed on h-edge: v2 output parameters not an object -> "
-                                                             "500 today"), id="v2-output-parameters-int"),
-    pytest.param("POST", "/v2/models/iris/infer", {"inputs": [IRIS_V2_INPUT], "outputs": [{"name": "label",
-                                                                                           "parameters": None}]}, None,
-                 400, marks=pytest.mark.xfail(strict=True, reason="fixed on h-edge: v2 output parameters null -> 500 "
-                                                                  "today"), id="v2-output-parameters-null"),
+                 id="v2-input-parameters-string"),
+    pytest.param("POST", "/v2/models/iris/infer",
+                 {"inputs": [IRIS_V2_INPUT], "outputs": [{"name": "label", "parameters": 1}]}, None, 400,
+                 id="v2-output-parameters-int"),
+    pytest.param("POST", "/v2/models/iris/infer",
+                 {"inputs": [IRIS_V2_INPUT], "outputs": [{"name": "label", "parameters": None}]}, None, 400,
+                 id="v2-output-parameters-null"),
     pytest.param("POST", "/predict/iris", {"inputs": [[True, 1.0, 2.0, 3.0]]}, None, 400,
-                 marks=pytest.mark.xfail(strict=True, reason="fixed on h-edge: a boolean among numbers -> 200 today"),
                  id="predict-boolean-for-number"),
     pytest.param("POST", "/v2/models/iris/infer", {"inputs": [{**IRIS_V2_INPUT, "data": [True, 2.0, 3.0, 4.0]}]}, None,
-                 400, marks=pytest.mark.xfail(strict=True, reason="fixed on h-edge: a boolean in FP32 data -> 200 "
-                                                                  "today"), id="v2-boolean-for-number"),
+                 400, id="v2-boolean-for-number"),
     pytest.param("POST", "/predict/iris", {"inputs": [[1.0, 2.0, 3.0, 4.0]]}, "text/plain", 415,
-                 marks=pytest.mark.xfail(strict=True, reason="fixed on h-edge: a text/plain body -> 200 today"),
                  id="predict-text-plain"),
     pytest.param("GET", "/predict/iris", None, None, 405,
-                 marks=pytest.mark.xfail(strict=True, reason="fixed on h-edge: 405 is text/plain today"),
                  id="get-predict-405"),
     pytest.param("GET", "/no/such/path", None, None, 404,
-                 marks=pytest.mark.xfail(strict=True, reason="fixed on h-edge: 404 is text/plain today"),
                  id="unknown-path-404"),
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "content_type", "status"), FIXED_ELSEWHERE)
-def test_fixed_elsewhere(client: httpx.Client, method: str, path: str, body: object, content_type: str | None,
+@pytest.mark.parametrize(("method", "path", "body", "content_type", "status"), FOUND_BY_THIS_SUITE)
+def test_found_by_this_suite(client: httpx.Client, method: str, path: str, body: object, content_type: str | None,
                          status: int) -> None:
     headers = {"content-type": content_type or "application/json"}
     response = client.request(method, path, content=None if body is None else encoded(body), headers=headers)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from modelstore.deployments import Change
@@ -26,7 +26,6 @@ from modelstore.fileio import sha256_bytes
 from modelstore.layout import Store
 from modelstore.package import build_package, import_package
 from tests.adversarial.conftest import DEADLINE_S, count_cases
-from tests.adversarial.known_issues import import_error_fixed_elsewhere
 from tests.factories import make_store, publish_classifier
 
 EXAMPLES = 120
@@ -207,9 +206,6 @@ def test_import_never_escapes_or_crashes(sandbox: Sandbox) -> None:
             outcome = f"imported {metadata.name} {metadata.version}"
         except StoreError as error:
             outcome = type(error).__name__
-        except Exception as error:  # noqa: BLE001 - anything else is the finding, unless another branch fixes it
-            assume(not import_error_fixed_elsewhere(error))
-            raise
         count_cases(f"package archives imported (library): {outcome}")
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         check_store(sandbox, outside_before)
@@ -265,7 +261,7 @@ def test_a_valid_package_imports_through_the_cli(sandbox: Sandbox) -> None:
     assert sandbox.store.verify_version("iris", "v1.0.0").name == "iris"
 
 
-# -- found by this suite, fixed on another branch: remove the marker once it is merged -----------------------------
+# -- found by this suite (and fixed): each stays a case of its own ----------------------------------------------
 
 def renamed_package(sandbox: Sandbox, name: str, version: str) -> bytes:
     """The valid package re-labelled as `name` `version` (manifest, metadata and member paths), hashes kept right."""
@@ -286,8 +282,6 @@ def renamed_package(sandbox: Sandbox, name: str, version: str) -> bytes:
     return gzipped(tar_bytes([Member("manifest.json", json.dumps(manifest).encode()), *members]))
 
 
-@pytest.mark.xfail(strict=True, raises=MemoryError, reason="fixed on h-storelimits (caps checked before reading into "
-                   "memory): tarfile reads a pax header's declared size at once, MemoryError, not a StoreError")
 def test_huge_pax_header_is_refused(sandbox: Sandbox) -> None:
     sandbox.archive.write_bytes(gzipped(tar_bytes([Member("pax", b"", tarfile.XHDTYPE, declared_size=2**40)])))
     with pytest.raises(StoreError):
@@ -295,15 +289,9 @@ def test_huge_pax_header_is_refused(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.parametrize(("name", "version"), [
-    pytest.param("iris\n", "v1.0.0", marks=pytest.mark.xfail(
-        strict=True, reason="fixed on h-storelimits: a name ending in a newline passes `$` and is imported"),
-        id="name-with-newline"),
-    pytest.param("iris", "v1.0.0\n", marks=pytest.mark.xfail(
-        strict=True, reason="fixed on h-storelimits: a version ending in a newline passes `$` and is imported"),
-        id="version-with-newline"),
-    pytest.param("iris", "v1.0.0-" + "a" * 300, marks=pytest.mark.xfail(
-        strict=True, reason="fixed on h-storelimits: an over-long version fails with ENAMETOOLONG (an OSError)"),
-        id="over-long-version"),
+    pytest.param("iris\n", "v1.0.0", id="name-with-newline"),
+    pytest.param("iris", "v1.0.0\n", id="version-with-newline"),
+    pytest.param("iris", "v1.0.0-" + "a" * 300, id="over-long-version"),
 ])
 def test_bad_names_are_refused(sandbox: Sandbox, name: str, version: str) -> None:
     sandbox.archive.write_bytes(renamed_package(sandbox, name, version))
