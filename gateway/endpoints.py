@@ -38,6 +38,14 @@ def server_version() -> str:
         return "0"
 
 
+def request_source(scope: Scope, headers: DataPlaneHeaders) -> str | None:
+    """Who sent the request, as the rollout judge counts sources: the routing key, else the client's address."""
+    if headers.routing_key is not None:
+        return headers.routing_key
+    client = scope.get("client")
+    return client[0] if client else None
+
+
 class Endpoints:
     def __init__(self, service: Service, metrics_registry: CollectorRegistry, rollout: RolloutReport = no_rollout) -> None:
         self.service = service
@@ -82,7 +90,8 @@ class Endpoints:
         pinned = QueryParams(query).get("version") if query else None
         model = scope["path_params"]["model"]
         request = self.decode(model, headers, body, PredictRequest)
-        answer = await self.service.answer(model, headers.environment, pinned, headers.routing_key, request)
+        answer = await self.service.answer(model, headers.environment, pinned, headers.routing_key, request,
+                                           source=request_source(scope, headers))
         return answer.as_json(), answer
 
     async def health(self, request: Request) -> Response:
@@ -143,10 +152,12 @@ class Endpoints:
         model = params["model"]
         request = self.decode(model, headers, body, InferRequest)
         answer = await self.service.answer(model, headers.environment, params.get("version"), headers.routing_key,
-                                           request)
+                                           request, source=request_source(scope, headers))
         payload = {"model_name": answer.model, "model_version": answer.version,
                    "outputs": v2.encode_outputs(answer.outputs),
                    "parameters": {"environment": answer.environment, "arm": answer.arm}}
+        if answer.retried_from is not None:
+            payload["parameters"]["retried_from"] = answer.retried_from
         if answer.request_id is not None:
             payload["id"] = answer.request_id
         return payload, answer

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +22,6 @@ from modelstore.deployments import Change
 from modelstore.rollout import promote
 from onnxgate.__main__ import main
 from tests.factories import ClientThreads
-from tests.gateway.test_commands import free_port, stop_server, wait_ready
 from tests.rollout.gateway_fixtures import (
     FLAKY,
     GOOD_ROW,
@@ -36,6 +31,7 @@ from tests.rollout.gateway_fixtures import (
     STABLE,
     RolloutStore,
     build_rollout_store,
+    serve_store,
     wait_until,
 )
 
@@ -103,27 +99,9 @@ def rollout(tmp_path: Path) -> RolloutStore:
     return build_rollout_store(tmp_path / "models")
 
 
-@contextlib.contextmanager
-def serve(rollout: RolloutStore, *, workers: int = 1, slo: dict | None = None) -> Iterator[str]:
-    """`onnxgate serve` in its own process (so the load generator's threads do not share its GIL), judging every
-    TICK_S; `slo` goes in through --slo-file. Its log goes to gateway.log beside the store."""
-    root = rollout.store.root
-    command = [sys.executable, "-m", "onnxgate", "serve", "--env", "production", "--port", str(port := free_port()),
-               "--workers", str(workers), "--store", str(root)]
-    if slo is not None:
-        slo_file = root.parent / "slo.json"
-        slo_file.write_text(json.dumps(slo))
-        command += ["--slo-file", str(slo_file)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXGATE_")}
-    env.update(ONNXGATE_ROLLOUT_TICK_S=str(TICK_S), ONNXGATE_REGISTRY_POLL_S="0.1")
-    with open(root.parent / "gateway.log", "wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(url, process)
-            yield url
-        finally:
-            stop_server(process)
+def serve(rollout: RolloutStore, *, workers: int = 1, slo: dict | None = None) -> contextlib.AbstractContextManager[str]:
+    """`onnxgate serve` on the rollout store, judging every TICK_S."""
+    return serve_store(rollout.store, workers=workers, slo=slo, tick_s=TICK_S)
 
 
 def test_slow_canary_is_rolled_back_within_the_windows_and_clients_see_no_error(
