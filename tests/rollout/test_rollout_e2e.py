@@ -52,6 +52,7 @@ class Reply:
     arm: str | None
     key: str
     poisoned: bool
+    retried_from: str | None = None
 
 
 class Load(ClientThreads):
@@ -83,7 +84,7 @@ class Load(ClientThreads):
                 continue
             body = response.json()
             self.replies.append(Reply(started, time.monotonic(), response.status_code, body.get("version"),
-                                      body.get("arm"), key, poisoned))
+                                      body.get("arm"), key, poisoned, body.get("retried_from")))
             sent += 1
             if self._fresh_every and sent % self._fresh_every == 0:
                 client.close()
@@ -142,26 +143,28 @@ def test_slow_canary_is_rolled_back_within_the_windows_and_clients_see_no_error(
     assert 'rollbacks_total{cause="latency",environment="production",kind="canary",model="iris"} 1.0' in metrics
 
 
-def test_failing_canary_is_rolled_back_and_only_its_requests_failed(rollout: RolloutStore,
-                                                                    record_property: pytest.RecordProperty):
+def test_failing_canary_is_rolled_back_and_stable_answered_the_requests_it_failed(
+        rollout: RolloutStore, record_property: pytest.RecordProperty):
     weight = 30
     with serve(rollout) as url, Load(url, poison=lambda i: i % 3 == 0) as load:
         time.sleep(0.5)
         rollout.canary(FLAKY, weight, **SLO)
         rolled_back_at = wait_until(lambda: rollout.deployment().canary is None, DEADLINE_S, "the automatic rollback")
         time.sleep(1.0)
-    failed = [r for r in load.replies if r.status != 200]
+    retried = [r for r in load.replies if r.retried_from is not None]
     canary = load.canary_replies()
-    assert failed, "the failing canary never failed a request"
-    assert not load.errors and {r.status for r in failed} == {500}
-    # every failure was a poisoned row routed (by its key's bucket) to the canary, before the rollback
-    assert all(r.poisoned and bucket(r.key) < threshold(weight) for r in failed)
-    assert all(r.status == 200 and r.arm == "stable" for r in load.replies if r.started > rolled_back_at)
-    first_failure = min(r.started for r in failed)
+    assert retried, "the failing canary never failed a request"
+    assert not load.errors and {r.status for r in load.replies} == {200}
+    # every request the canary failed was a poisoned row routed (by its key's bucket) to it, answered by stable
+    assert all(r.poisoned and bucket(r.key) < threshold(weight) for r in retried)
+    assert {(r.retried_from, r.arm, r.version) for r in retried} == {(FLAKY, "stable", STABLE)}
+    assert all(r.arm == "stable" and r.retried_from is None for r in load.replies if r.started > rolled_back_at)
+    first_failure = min(r.started for r in retried)
     record_property("breach_to_registry_rollback_s", round(rolled_back_at - first_failure, 3))
-    record_property("requests_failed_by_bad_canary", len(failed))
+    record_property("requests_failed_by_bad_canary", len(retried))
     print(f"\nfailing canary: rollback recorded {rolled_back_at - first_failure:.2f} s after the first failure; "
-          f"{len(canary)} answered and {len(failed)} failed by it, of {len(load.replies)} requests")
+          f"{len(canary)} answered and {len(retried)} failed by it (answered by stable), of {len(load.replies)} "
+          "requests")
     record = rollout.deployment()
     assert record.last_rollback["causes"][0] == "error_rate"
     assert record.last_rollback["figures"]["candidate_error_rate"] > 0.01
