@@ -5,7 +5,7 @@
       select   the canary for its share of traffic (sticky by routing key), else stable; a withheld version gets none
       run      the request's feeds for the selected version, inline when cheap, else on a thread
       record   per-version metrics, and the route's rollout windows while a canary, shadow or bake is on
-               (latency per unit of work: per row, for text per row and per 1,000 characters; and who sent it)
+               (latency per unit of work: per row, for text per text and per 100 characters; and who sent it)
       retry    a request the canary fails with a server-side error is answered by stable (`retried_from`)
 
 HTTP (gateway/endpoints.py) and any other transport decode their bytes into a ModelRequest first.
@@ -196,8 +196,7 @@ class Service:
             elapsed = time.perf_counter() - started
             children.record(exc.outcome, elapsed)
             if rollout is not None and exc.status_code >= 500:  # the caller's mistakes judge no version
-                rollout.record(arm, loaded.version, per_unit(decoded, elapsed), False,
-                               time.time(), source)
+                rollout.record(arm, loaded.version, per_unit(decoded, elapsed), False, time.time(), source)
                 if arm == "canary":
                     return await self.retry_on_stable(route, loaded, request, routing_key, source, exc)
             raise
@@ -208,8 +207,7 @@ class Service:
             children.record_classes(outputs[label_output])
         mirror = None
         if rollout is not None:
-            rollout.record(arm, loaded.version, per_unit(decoded, elapsed), True,
-                           time.time(), source)
+            rollout.record(arm, loaded.version, per_unit(decoded, elapsed), True, time.time(), source)
             shadow = route.shadow
             if shadow is not None and arm == "stable" and choose_shadow(route.deployment, routing_key, self._rng):
                 mirror = functools.partial(self.mirror, route, loaded, shadow, request, outputs)
@@ -219,8 +217,9 @@ class Service:
                               routing_key: str | None, source: str | None, failure: GatewayError) -> Answer:
         """The canary failed this request with a server-side error (already counted against it): stable answers it
         instead, measured as any stable request, and the answer says so. When stable fails it too, the client gets
-        stable's error, and the canary's failure is no evidence for the early test (the input fails both). When
-        stable answers, the failure feeds the early test, which may withhold the canary at once."""
+        stable's error (or the canary's, when stable refuses the input as not fitting its signature), and the
+        canary's failure is no evidence for the early test (the input fails both). When stable answers, the failure
+        feeds the early test, which may withhold the canary at once."""
         rollout = route.rollout
         try:
             stable, _ = self.select(route, routing_key, split=False)
@@ -235,9 +234,10 @@ class Service:
         except GatewayError as exc:
             finished = time.perf_counter()
             children.record(exc.outcome, finished - started)
-            if exc.status_code >= 500:
-                rollout.record("stable", stable.version, per_unit(decoded, finished - started), False,
-                               time.time(), source)
+            if exc.status_code < 500:
+                raise failure from None
+            rollout.record("stable", stable.version, per_unit(decoded, finished - started), False, time.time(),
+                           source)
             raise
         finished = time.perf_counter()
         elapsed = finished - started
