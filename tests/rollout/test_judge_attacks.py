@@ -63,7 +63,7 @@ def test_large_requests_on_an_identical_canary_do_not_read_as_a_slow_version(tmp
     weight = 50
     canary_key, stable_key = next(keys_on("canary", weight, "big")), next(keys_on("stable", weight, "small"))
     large = "good fine great " * 6_250  # 100,000 characters
-    slo = SloPolicy(window_s=3.0, min_requests=10, breaches_to_rollback=2)
+    slo = SloPolicy(window_s=5.0, min_requests=5, breaches_to_rollback=2)  # a large request may take 0.5 s here
     with serve_store(store, tick_s=TICK_S, env=SERVER_ENV) as url:
         start_canary(store, "sentiment", "v1.1.0", "production", weight, change=Change(actor="tests"), slo=slo)
         wait_until(lambda: httpx.get(url + "/health").json()["models"][0].get("rollout", {}).get("canary", {})
@@ -81,9 +81,9 @@ def test_large_requests_on_an_identical_canary_do_not_read_as_a_slow_version(tmp
                 verdict = verdicts(url)
                 if verdict and (not judged or verdict != judged[-1]):
                     judged.append(verdict)
-                return sum(v["kind"] != "inconclusive" for v in judged) >= 4
+                return sum(v["kind"] != "inconclusive" for v in judged) >= 3
 
-            wait_until(judged_windows, DEADLINE_S, "four conclusive verdicts")
+            wait_until(judged_windows, 2 * DEADLINE_S, "three conclusive verdicts")
     deployment = store.registry.read().state.deployment("sentiment", "production")
     assert deployment.last_rollback is None, deployment.last_rollback
     assert deployment.canary is not None and deployment.canary.version == "v1.1.0"
