@@ -75,6 +75,9 @@ def build_rollout_store(root: Path) -> RolloutStore:
     return RolloutStore(store, weights)
 
 
+READY_S = 90.0  # two workers importing onnxruntime on a loaded 2-core machine took over 30 s
+
+
 @contextlib.contextmanager
 def serve_store(store: Store, *, workers: int = 1, slo: dict | None = None, tick_s: float = 0.1,
                 env: dict[str, str] | None = None) -> Iterator[str]:
@@ -94,7 +97,7 @@ def serve_store(store: Store, *, workers: int = 1, slo: dict | None = None, tick
         process = subprocess.Popen(command, env=server_env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(url, process)
+            wait_ready(url, process, timeout_s=READY_S)
             yield url
         finally:
             stop_server(process)
