@@ -175,6 +175,8 @@ class Endpoints:
         payload = {"model_name": answer.model, "model_version": answer.version,
                    "outputs": v2.encode_outputs(answer.outputs),
                    "parameters": {"environment": answer.environment, "arm": answer.arm}}
+        if answer.retried_from is not None:
+            payload["parameters"]["retried_from"] = answer.retried_from
         if answer.request_id is not None:
             payload["id"] = answer.request_id
         return payload, answer

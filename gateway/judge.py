@@ -8,6 +8,7 @@ that several workers reaching the same decision apply it once.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +33,10 @@ def judge(candidate: WindowSummary, reference: WindowSummary, limits: SloLimits)
     """Judge `candidate` (the canary, or the new stable during its bake) against `reference` (the stable arm, or the
     previous version's kept figures).
 
+    The error rate breaches when either the share of failed requests or the mean of each source's error rate (one
+    vote per source, counted once `min_sources` sources sent requests: one source's flood of good requests cannot
+    dilute the others' failures) is above max_error_rate. Latencies are per unit of work.
+
     Each check needs `min_requests` in the arms it reads: the error rate and the absolute latency limit read the
     candidate only, the relative latency limit reads both. A candidate below the minimum is inconclusive whatever
     its figures; a reference below it leaves the relative check undone, so the verdict is a breach if another check
@@ -44,6 +49,8 @@ def judge(candidate: WindowSummary, reference: WindowSummary, limits: SloLimits)
         "candidate_latency_ms": _rounded(candidate.latency_ms), "reference_latency_ms": _rounded(reference.latency_ms),
         "quantile": limits.latency_quantile, "max_error_rate": limits.max_error_rate,
         "max_latency_ms": limits.max_latency_ms, "latency_limit_ms": None, "window_s": limits.window_s,
+        "candidate_sources": candidate.sources, "candidate_failing_sources": candidate.failing_sources,
+        "candidate_source_error_rate": _rounded(candidate.source_error_rate), "min_sources": limits.min_sources,
     }
     if candidate.requests < limits.min_requests:
         return Verdict("inconclusive", (f"{candidate.requests} requests to {candidate.version or 'the candidate'} in "
@@ -53,8 +60,13 @@ def judge(candidate: WindowSummary, reference: WindowSummary, limits: SloLimits)
     causes: list[str] = []
     notes: list[str] = []
     error_rate = candidate.errors / candidate.requests
+    source_rate = candidate.source_error_rate
     if error_rate > limits.max_error_rate:
         breaches.append(f"error rate {error_rate:.2%} above {limits.max_error_rate:.2%}")
+        causes.append("error_rate")
+    elif candidate.sources >= limits.min_sources and source_rate is not None and source_rate > limits.max_error_rate:
+        breaches.append(f"error rate per source {source_rate:.2%} above {limits.max_error_rate:.2%} "
+                        f"({candidate.failing_sources} of {candidate.sources} sources saw failures)")
         causes.append("error_rate")
     latency_ms = candidate.latency_ms
     if limits.max_latency_ms is not None and latency_ms is not None and latency_ms > limits.max_latency_ms:
@@ -210,3 +222,84 @@ def shadow_verdict(deployment: Deployment, windows: ArmWindows, now: float,
     shadow = windows.summary("shadow", deployment.shadow.version, now, limits.window_s, limits.latency_quantile)
     stable = windows.summary("stable", deployment.version, now, limits.window_s, limits.latency_quantile)
     return judge(shadow, stable, limits)
+
+
+# --- the early test: a canary that fails is out before its window ends -----------------------------------------
+
+EARLY_BAD_RATE = 0.2
+"""H1 of the sequential test: a canary failing one request in five is clearly bad. Lower rates are left to windows."""
+EARLY_ALPHA = 1e-6
+EARLY_THRESHOLD = math.log(1 / EARLY_ALPHA)
+"""Under H0 (the canary fails no more often than the reference rate) the likelihood ratio is a martingale, so it
+ever reaches 1/alpha with probability at most alpha (Ville's inequality)."""
+MIN_REFERENCE_RATE = 0.001
+"""H0's floor, for an SLO allowing no error at all (max_error_rate 0) and a stable version that never failed."""
+ONE_SOURCE_FAILURES = 200
+"""Failures from a single source that can decide alone; failures from two sources or more need no count."""
+
+
+class EarlyFailureTest:
+    """Wald's sequential probability ratio test on one canary's failures, in its CUSUM form (the log-likelihood
+    ratio restarts from 0 whenever it would go below, so that a canary which turns bad after a healthy hour is
+    caught as fast as one bad from the start): H0 = the canary fails at the reference rate, max(stable's observed
+    rate, max_error_rate); H1 = it fails at EARLY_BAD_RATE. Evaluated in O(1) on each confirmed failure (the canary
+    failed with a 5xx and stable answered the same request: an input that fails both is no evidence against the
+    canary), from the canary's request count; successes in between are applied in one step.
+
+    Conclusive when the statistic reaches EARLY_THRESHOLD and the failures of the current run came from at least two
+    sources, or number ONE_SOURCE_FAILURES: one client that knows inputs the canary fails on (they get stable's
+    answer anyway) cannot have it withheld cheaply on its own. A slow canary is never decided here: only windows
+    judge latency."""
+
+    def __init__(self, version: str, subject: tuple) -> None:
+        self.version = version
+        self.subject = subject
+        self.statistic = 0.0
+        self.failures = 0
+        self.run_failures = 0
+        self.requests_seen = 0
+        self.reference_rate = 0.0
+        self._first_source: int | None = None
+        self._several_sources = False
+
+    def failed(self, canary_requests: int, source: str | None, reference_rate: float) -> bool:
+        """Count a confirmed failure; `canary_requests` is the canary's request count so far, this one included.
+        True when the evidence is conclusive."""
+        self.failures += 1
+        reference_rate = self.reference_rate = max(reference_rate, MIN_REFERENCE_RATE)
+        if reference_rate >= EARLY_BAD_RATE / 2:  # stable itself fails that often: no clear line to draw early
+            self.requests_seen = canary_requests
+            return False
+        others = max(0, canary_requests - self.requests_seen - 1)
+        self.requests_seen = canary_requests
+        statistic = self.statistic + others * math.log((1 - EARLY_BAD_RATE) / (1 - reference_rate))
+        if statistic <= 0.0:
+            statistic = 0.0
+            self.run_failures = 0
+            self._several_sources = False
+        self.statistic = statistic + math.log(EARLY_BAD_RATE / reference_rate)
+        key = hash(source)
+        if self.run_failures == 0:
+            self._first_source = key
+        elif key != self._first_source:
+            self._several_sources = True
+        self.run_failures += 1
+        return self.statistic >= EARLY_THRESHOLD and (self._several_sources
+                                                      or self.run_failures >= ONE_SOURCE_FAILURES)
+
+    def verdict(self, canary_requests: int, canary_errors: int) -> Verdict:
+        figures: dict[str, float | int | str | None] = {
+            "candidate_version": self.version, "candidate_requests": canary_requests,
+            "candidate_errors": canary_errors,
+            "candidate_error_rate": round(canary_errors / canary_requests, 4) if canary_requests else None,
+            "confirmed_failures": self.failures, "run_failures": self.run_failures,
+            "failing_sources": "several" if self._several_sources else "one",
+            "sequential_statistic": round(self.statistic, 3), "sequential_threshold": round(EARLY_THRESHOLD, 3),
+            "h0_error_rate": round(self.reference_rate, 4), "h1_error_rate": EARLY_BAD_RATE,
+            "decided": "early",
+        }
+        reason = (f"canary {self.version} failed {self.run_failures} requests that stable answered "
+                  f"({canary_errors} failures in {canary_requests} requests): sequential test statistic "
+                  f"{self.statistic:.1f} reached {EARLY_THRESHOLD:.1f} (H0 error rate {self.reference_rate:.2%}, "
+                  f"H1 {EARLY_BAD_RATE:.0%})")
+        return Verdict("breach", (reason,), figures, ("error_rate",))

@@ -5,10 +5,13 @@ to be recorded, and how the shadow compares with stable.
 The flow: requests `record` into the windows; every tick the controller asks `decide`, which the judge answers; a
 rollback `withhold`s the bad version at once (the next request already avoids it), then is recorded in the registry
 through the transition API; once the registry no longer serves the withheld version, the withhold is `follow`ed away.
+A canary's failures do not wait for the tick: each one that stable answered instead (`canary_failed`) feeds the early
+test, which withholds the canary as soon as the evidence is conclusive and leaves the rollback `pending` for the
+controller to record at its next tick.
 """
 from __future__ import annotations
 
-from gateway.judge import Decision, RolloutJudge, Verdict, shadow_verdict
+from gateway.judge import Decision, EarlyFailureTest, RolloutJudge, Verdict, shadow_verdict
 from gateway.loader import LoadedModel
 from gateway.metrics import GatewayMetrics
 from gateway.shadow import ShadowTally, Tolerance
@@ -31,6 +34,7 @@ class RolloutState:
         self.withheld: str | None = None
         self.pending: Decision | None = None
         self.shadow: ShadowTally | None = None
+        self.early: EarlyFailureTest | None = None
 
     # -- following the registry ------------------------------------------------------------------------------------
 
@@ -64,12 +68,37 @@ class RolloutState:
 
     # -- measuring -------------------------------------------------------------------------------------------------
 
-    def record(self, arm: Arm, version: str, latency_s: float, ok: bool, now: float) -> None:
-        self.windows.record(arm, version, latency_s, ok, now)
+    def record(self, arm: Arm, version: str, latency_s: float, ok: bool, now: float,
+               source: str | None = None) -> None:
+        """One request: `latency_s` per unit of work, `source` the routing key or client address that sent it."""
+        self.windows.record(arm, version, latency_s, ok, now, source)
+
+    def canary_failed(self, deployment: Deployment, canary_loaded: bool, source: str | None) -> bool:
+        """A canary request failed (a 5xx) and stable answered it instead: feed the early test, and when it is
+        conclusive withhold the canary now and leave its rollback for the controller to record. O(1). True when this
+        failure withheld the canary."""
+        canary = deployment.canary
+        if canary is None or self.withheld == canary.version or self.pending is not None:
+            return False
+        window = self.windows.window("canary", canary.version)
+        if window is None:
+            return False
+        subject = (canary.version, canary.started_at)
+        if self.early is None or self.early.subject != subject:
+            self.early = EarlyFailureTest(canary.version, subject)
+        stable = self.windows.window("stable", deployment.version)
+        stable_rate = stable.total_errors / stable.total_requests if stable and stable.total_requests else 0.0
+        max_error_rate = resolve_limits(deployment.slo, self.defaults).max_error_rate
+        if not self.early.failed(window.total_requests, source, max(stable_rate, max_error_rate)):
+            return False
+        verdict = self.early.verdict(window.total_requests, window.total_errors)
+        self.withhold(canary.version, deployment, canary_loaded)
+        self.pending = Decision("rollback_canary", verdict, canary.version, canary.weight)
+        return True
 
     def record_shadow(self, stable: LoadedModel, shadow: LoadedModel, stable_out: dict, shadow_out: dict | None,
-                      latency_s: float, now: float) -> None:
-        self.windows.record("shadow", shadow.version, latency_s, shadow_out is not None, now)
+                      latency_s: float, unit_latency_s: float, now: float) -> None:
+        self.windows.record("shadow", shadow.version, unit_latency_s, shadow_out is not None, now)
         if self.shadow is None or self.shadow.version != shadow.version:
             self.shadow = ShadowTally(self.model, shadow.version, self.environment)
         self.shadow.record(stable, stable_out, shadow_out, latency_s, self.metrics, self.tolerance)

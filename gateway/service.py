@@ -5,6 +5,8 @@
       select   the canary for its share of traffic (sticky by routing key), else stable; a withheld version gets none
       run      the request's feeds for the selected version, inline when cheap, else on a thread
       record   per-version metrics, and the route's rollout windows while a canary, shadow or bake is on
+               (latency per unit of work: per row, for text per text and per 100 characters; and who sent it)
+      retry    a request the canary fails with a server-side error is answered by stable (`retried_from`)
 
 HTTP (gateway/endpoints.py) and any other transport decode their bytes into a ModelRequest first.
 """
@@ -43,6 +45,7 @@ from gateway.requests import ModelRequest
 from gateway.settings import GatewaySettings
 from gateway.shadow import Tolerance
 from gateway.traffic import Arm, choose_arm, choose_shadow
+from gateway.validation import Decoded
 from modelstore.backends import ModelRepository
 from modelstore.errors import ModelNotFound, NotDeployed, StoreError, VersionNotFound
 from modelstore.outputs import format_outputs
@@ -64,10 +67,14 @@ class Answer:
     request_id: object = None
     arm: AnswerArm = "stable"
     mirror: Callable[[], Awaitable[None]] | None = None  # the shadow run, for after the response is sent
+    retried_from: str | None = None  # the canary version that failed this request before stable answered it
 
     def as_json(self) -> dict:
-        return {"model": self.model, "version": self.version, "environment": self.environment, "arm": self.arm,
-                "outputs": format_outputs(self.loaded.metadata, self.outputs)}
+        answer = {"model": self.model, "version": self.version, "environment": self.environment, "arm": self.arm,
+                  "outputs": format_outputs(self.loaded.metadata, self.outputs)}
+        if self.retried_from is not None:
+            answer["retried_from"] = self.retried_from
+        return answer
 
 
 class Service:
@@ -219,6 +226,8 @@ class Service:
 
     async def answer(self, model: str, environment: str | None, version: str | None, routing_key: str | None,
                      request: ModelRequest, *, source: str | None = None) -> Answer:
+        """`source` (the trusted routing key when there is one, else the client's address) is who the rollout
+        windows count the request for."""
         route: Route | None = None
         arm: AnswerArm = "pinned"
         try:
@@ -233,12 +242,11 @@ class Service:
             raise
         children = loaded.metrics.get(env) or loaded.metrics_for(self.metrics, env)
         rollout = route.rollout if route is not None else None
+        decoded = None
         started = time.perf_counter()
         try:
-            if request.heavy:  # e.g. megabytes of text to tokenize: off the event loop, which keeps answering others
-                decoded = await anyio.to_thread.run_sync(request.feeds, loaded, self._max_rows)
-            else:
-                decoded = request.feeds(loaded, self._max_rows)
+            decoded = await self.decode_on_thread(request, loaded) if request.heavy else request.feeds(loaded,
+                                                                                                      self._max_rows)
             feeds, rows, output_names = decoded.feeds, decoded.rows, decoded.output_names
             if loaded.base_cost_s + loaded.row_cost_s * rows <= self._inline_max_s:
                 outputs = self.run_inline(loaded, feeds, output_names)
@@ -248,7 +256,9 @@ class Service:
             elapsed = time.perf_counter() - started
             children.record(exc.outcome, elapsed)
             if rollout is not None and exc.status_code >= 500:  # the caller's mistakes judge no version
-                rollout.record(arm, loaded.version, elapsed, False, time.time())
+                rollout.record(arm, loaded.version, per_unit(decoded, elapsed), False, time.time(), source)
+                if arm == "canary":
+                    return await self.retry_on_stable(route, loaded, request, routing_key, source, exc)
             raise
         elapsed = time.perf_counter() - started
         children.record("ok", elapsed)
@@ -257,30 +267,75 @@ class Service:
             children.record_classes(outputs[label_output])
         mirror = None
         if rollout is not None:
-            rollout.record(arm, loaded.version, elapsed, True, time.time())
+            rollout.record(arm, loaded.version, per_unit(decoded, elapsed), True, time.time(), source)
             shadow = route.shadow
             if shadow is not None and arm == "stable" and choose_shadow(route.deployment, routing_key, self._rng):
                 mirror = functools.partial(self.mirror, route, loaded, shadow, request, outputs)
         return Answer(model, loaded.version, env, outputs, loaded, decoded.request_id, arm, mirror)
+
+    async def decode_on_thread(self, request: ModelRequest, loaded: LoadedModel) -> Decoded:
+        """A heavy request's decoding (e.g. megabytes of text to tokenize) off the event loop, which keeps answering
+        the others meanwhile."""
+        return await anyio.to_thread.run_sync(request.feeds, loaded, self._max_rows)
+
+    async def retry_on_stable(self, route: Route, canary: LoadedModel, request: ModelRequest,
+                              routing_key: str | None, source: str | None, failure: GatewayError) -> Answer:
+        """The canary failed this request with a server-side error (already counted against it): stable answers it
+        instead, measured as any stable request, and the answer says so. When stable fails it too, the client gets
+        stable's error (or the canary's, when stable refuses the input as not fitting its signature), and the
+        canary's failure is no evidence for the early test (the input fails both). When stable answers, the failure
+        feeds the early test, which may withhold the canary at once."""
+        rollout = route.rollout
+        try:
+            stable, _ = self.select(route, routing_key, split=False)
+        except GatewayError:
+            raise failure from None
+        children = stable.metrics.get(route.environment) or stable.metrics_for(self.metrics, route.environment)
+        decoded = None
+        started = time.perf_counter()
+        try:
+            decoded = await self.decode_on_thread(request, stable) if request.heavy else request.feeds(stable,
+                                                                                                      self._max_rows)
+            outputs = await self.run(stable, decoded.feeds, decoded.rows, decoded.output_names)
+        except GatewayError as exc:
+            finished = time.perf_counter()
+            children.record(exc.outcome, finished - started)
+            if exc.status_code < 500:
+                raise failure from None
+            rollout.record("stable", stable.version, per_unit(decoded, finished - started), False, time.time(),
+                           source)
+            raise
+        finished = time.perf_counter()
+        elapsed = finished - started
+        children.record("ok", elapsed)
+        label_output = stable.metadata.label_output
+        if label_output is not None and label_output in outputs:
+            children.record_classes(outputs[label_output])
+        rollout.record("stable", stable.version, per_unit(decoded, finished - started), True, time.time(),
+                       source)
+        if rollout.canary_failed(route.deployment, route.canary is not None, source):
+            log.warning("rollout: canary %s of %s in %s withheld early: %s", canary.version, route.model,
+                        route.environment, rollout.pending.verdict.reasons[0])
+        return Answer(route.model, stable.version, route.environment, outputs, stable, decoded.request_id, "stable",
+                      retried_from=canary.version)
 
     async def mirror(self, route: Route, stable: LoadedModel, shadow: LoadedModel, request: ModelRequest,
                      stable_outputs: dict[str, np.ndarray]) -> None:
         """The shadow's run of a request stable has already answered: measured and compared, never returned, and
         never raising (it runs after the response, where an exception would only reach the server's log)."""
         started = time.perf_counter()
-        shadow_outputs = None
+        shadow_outputs = decoded = None
         try:
-            if request.heavy:
-                decoded = await anyio.to_thread.run_sync(request.feeds, shadow, self._max_rows)
-            else:
-                decoded = request.feeds(shadow, self._max_rows)
+            decoded = await self.decode_on_thread(request, shadow) if request.heavy else request.feeds(shadow,
+                                                                                                      self._max_rows)
             shadow_outputs = await self.run(shadow, decoded.feeds, decoded.rows, decoded.output_names)
         except GatewayError as exc:
             log.debug("shadow %s %s failed: %s", shadow.name, shadow.version, exc)
         except Exception:  # noqa: BLE001 - a shadow's failure must never surface
             log.exception("shadow %s %s failed", shadow.name, shadow.version)
-        latency = time.perf_counter() - started
-        route.rollout.record_shadow(stable, shadow, stable_outputs, shadow_outputs, latency, time.time())
+        finished = time.perf_counter()
+        route.rollout.record_shadow(stable, shadow, stable_outputs, shadow_outputs, finished - started,
+                                    per_unit(decoded, finished - started), time.time())
 
     def rejected(self, model: str, environment: str | None, error: Exception) -> None:
         """Count a request refused before a model was resolved. Names from URLs and headers become label values
@@ -312,6 +367,15 @@ class Service:
             return await loop.run_in_executor(self._executor, loaded.run, feeds, output_names)
         except Exception as exc:  # noqa: BLE001 - mapped, not swallowed
             raise run_error(loaded, exc) from None
+
+
+def per_unit(decoded: Decoded | None, latency_s: float) -> float:
+    """A request's latency per unit of work, as the rollout windows judge it, so that large requests do not read as a
+    slow version: per row, or per `units` when decoding gave the request a size of its own (text: per text and per 100
+    characters, see gateway.requests.text_units). A request that failed before it was decoded counts as one unit."""
+    if decoded is None:
+        return latency_s
+    return latency_s / (decoded.units or decoded.rows)
 
 
 def run_error(loaded: LoadedModel, error: Exception) -> Exception:

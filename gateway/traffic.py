@@ -87,6 +87,9 @@ def choose_shadow(deployment: DeploymentView, routing_key: str | None, rng: Rand
 GROWTH = 1.04
 _LOG_GROWTH = math.log(GROWTH)
 MIN_LATENCY_S = 1e-6
+MAX_SOURCES_PER_SLOT = 1024
+"""Distinct sources (routing keys or client addresses) counted per slot, as hashes: at most ~100 KB a slot. Requests
+from sources beyond the cap still count per request, not per source."""
 
 
 def latency_bin(latency_s: float) -> int:
@@ -100,14 +103,20 @@ def bin_value(index: int) -> float:
 
 @dataclass(frozen=True)
 class WindowSummary:
-    """One arm over one window: what the judge compares. `latency_s` is the chosen quantile over all requests
-    (failed ones too: a timeout is slow before it is an error), None when there were none."""
+    """One arm over one window: what the judge compares. `latency_s` is the chosen quantile of the latency per unit of
+    work (see gateway.service: per row, or per row and KB of text) over all requests (failed ones too: a timeout is
+    slow before it is an error), None when there were none. `sources` counts the distinct sources seen (up to the cap
+    per slot), `failing_sources` those that saw a failure, and `source_error_rate` is the mean over those sources of
+    each one's error rate: one source, one vote, however many requests it sends."""
 
     requests: int = 0
     errors: int = 0
     latency_s: float | None = None
     quantile: float = 0.95
     version: str | None = None
+    sources: int = 0
+    failing_sources: int = 0
+    source_error_rate: float | None = None
 
     @property
     def error_rate(self) -> float | None:
@@ -119,37 +128,58 @@ class WindowSummary:
 
 
 class _Slot:
-    __slots__ = ("epoch", "requests", "errors", "bins")
+    __slots__ = ("epoch", "requests", "errors", "bins", "sources", "failures")
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
         self.requests = 0
         self.errors = 0
         self.bins: dict[int, int] = {}
+        self.sources: dict[int, int] = {}  # hash(source) -> requests
+        self.failures: dict[int, int] = {}  # hash(source) -> failed requests
 
 
 class SlidingWindow:
-    """Observations of one arm for the last `horizon_s` seconds, in `slot_s` slots. Safe to record from threads."""
+    """Observations of one arm for the last `horizon_s` seconds, in `slot_s` slots. Safe to record from threads.
+    Also counts every request and failure since it was created (`total_requests`, `total_errors`): the early test
+    reads them in O(1)."""
 
     def __init__(self, horizon_s: float = 60.0, slot_s: float = 1.0) -> None:
         self.slot_s = slot_s
         self.slot_count = max(1, math.ceil(horizon_s / slot_s))
         self._slots: list[_Slot | None] = [None] * self.slot_count
         self._lock = threading.Lock()
+        self.total_requests = 0
+        self.total_errors = 0
 
-    def record(self, latency_s: float, ok: bool, now: float) -> None:
+    def record(self, latency_s: float, ok: bool, now: float, source: str | None = None) -> None:
         epoch = int(now // self.slot_s)
         index = latency_bin(latency_s)
         with self._lock:
+            self.total_requests += 1
+            if not ok:
+                self.total_errors += 1
             slot = self._slots[epoch % self.slot_count]
             if slot is None or slot.epoch != epoch:
                 if slot is not None and slot.epoch > epoch:
                     return  # an observation older than the ring: nothing left to add it to
                 slot = self._slots[epoch % self.slot_count] = _Slot(epoch)
             slot.requests += 1
+            slot.bins[index] = slot.bins.get(index, 0) + 1
             if not ok:
                 slot.errors += 1
-            slot.bins[index] = slot.bins.get(index, 0) + 1
+            if source is not None:
+                key = hash(source)
+                sources = slot.sources
+                seen = sources.get(key)
+                if seen is not None:
+                    sources[key] = seen + 1
+                elif len(sources) < MAX_SOURCES_PER_SLOT:
+                    sources[key] = 1
+                else:
+                    return
+                if not ok:
+                    slot.failures[key] = slot.failures.get(key, 0) + 1
 
     def summary(self, now: float, span_s: float, quantile: float, version: str | None = None) -> WindowSummary:
         """The slots that began in the last `span_s` seconds (capped at the horizon): judged every `span_s`, two
@@ -158,6 +188,8 @@ class SlidingWindow:
         oldest = max(math.ceil((now - span_s) / self.slot_s), current - self.slot_count + 1)
         requests = errors = 0
         merged: dict[int, int] = {}
+        sources: dict[int, int] = {}
+        failures: dict[int, int] = {}
         with self._lock:
             live = [s for s in self._slots if s is not None and oldest <= s.epoch <= current]
             for slot in live:
@@ -165,7 +197,14 @@ class SlidingWindow:
                 errors += slot.errors
                 for index, count in slot.bins.items():
                     merged[index] = merged.get(index, 0) + count
-        return WindowSummary(requests, errors, _quantile(merged, requests, quantile), quantile, version)
+                for key, count in slot.sources.items():
+                    sources[key] = sources.get(key, 0) + count
+                for key, count in slot.failures.items():
+                    failures[key] = failures.get(key, 0) + count
+        source_error_rate = (sum(failed / sources[key] for key, failed in failures.items()) / len(sources)
+                             if sources else None)
+        return WindowSummary(requests, errors, _quantile(merged, requests, quantile), quantile, version,
+                             len(sources), len(failures), source_error_rate)
 
 
 def _quantile(bins: dict[int, int], total: int, quantile: float) -> float | None:
@@ -195,11 +234,17 @@ class ArmWindows:
         self.slot_s = max(1.0, self.horizon_s / MAX_SLOTS)
         self._arms: dict[str, tuple[str, SlidingWindow]] = {}
 
-    def record(self, arm: Arm, version: str, latency_s: float, ok: bool, now: float) -> None:
+    def record(self, arm: Arm, version: str, latency_s: float, ok: bool, now: float,
+               source: str | None = None) -> None:
         held = self._arms.get(arm)
         if held is None or held[0] != version:
             held = self._arms[arm] = (version, SlidingWindow(self.horizon_s, self.slot_s))
-        held[1].record(latency_s, ok, now)
+        held[1].record(latency_s, ok, now, source)
+
+    def window(self, arm: Arm, version: str) -> SlidingWindow | None:
+        """That arm's window if it is measuring `version`."""
+        held = self._arms.get(arm)
+        return held[1] if held is not None and held[0] == version else None
 
     def summary(self, arm: Arm, version: str, now: float, span_s: float, quantile: float) -> WindowSummary:
         """That arm's figures over the last `span_s` if it has measured `version`, else an empty summary."""

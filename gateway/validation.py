@@ -28,12 +28,14 @@ KIND_NAMES = {"f": "numbers", "i": "integers", "u": "non-negative integers", "b"
 
 
 class Decoded(NamedTuple):
-    """A request body turned into onnxruntime feeds."""
+    """A request body turned into onnxruntime feeds. `units` is its size as the rollout judge divides latency by (0:
+    its rows; text: see gateway.requests.text_units)."""
 
     feeds: dict[str, np.ndarray]
     rows: int
     output_names: list[str] | None = None
     request_id: object = None
+    units: int = 0
 
 
 def parse_json(body: bytes) -> object:

@@ -22,6 +22,7 @@ RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "max_error_rate": (lambda v: 0 <= v <= 1, "must be between 0 and 1 (0.01 is 1%)"),
     "window_s": (lambda v: v > 0, "must be positive"),
     "min_requests": (lambda v: v >= 1, "must be at least 1"),
+    "min_sources": (lambda v: v >= 1, "must be at least 1"),
     "breaches_to_rollback": (lambda v: v >= 1, "must be at least 1"),
     "bake_s": (lambda v: v >= 0, "must not be negative"),
     "latency_margin_ms": (lambda v: v >= 0, "must not be negative"),
@@ -47,6 +48,7 @@ class SloPolicy(BaseModel):
     max_error_rate: float | None = None
     window_s: float | None = None
     min_requests: int | None = None
+    min_sources: int | None = None
     breaches_to_rollback: int | None = None
     bake_s: float | None = None
 
@@ -68,8 +70,11 @@ class SloPolicy(BaseModel):
 class SloLimits:
     """A complete policy: the gateway's defaults, or a deployment's policy resolved against them.
 
-    Latency breaches when the canary's quantile exceeds max(ratio * stable's, stable's + margin): the margin keeps
-    microsecond jitter on tiny models from reading as a 50% regression.
+    Latency is judged per unit of work (per row; for text, per row and per 1,000 characters), `max_latency_ms`
+    included, so that large requests do not read as a slow version. It breaches when the canary's quantile exceeds
+    max(ratio * stable's, stable's + margin): the margin keeps microsecond jitter on tiny models from reading as a 50%
+    regression. The error rate breaches per request, or per source (the mean of each source's error rate) once
+    `min_sources` distinct sources sent requests in the window.
     """
 
     latency_quantile: float = 0.95
@@ -79,6 +84,7 @@ class SloLimits:
     max_error_rate: float = 0.01
     window_s: float = 10.0
     min_requests: int = 20
+    min_sources: int = 3
     breaches_to_rollback: int = 2
     bake_s: float = DEFAULT_BAKE_S
 

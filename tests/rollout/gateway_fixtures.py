@@ -6,11 +6,17 @@ whose first feature exceeds POISON_THRESHOLD (onnxruntime FAIL status: a 500 fro
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from modelstore.deployments import Change
@@ -18,7 +24,8 @@ from modelstore.layout import Store
 from modelstore.registry import Deployment
 from modelstore.rollout import start_canary
 from modelstore.slo import SloPolicy
-from tests.factories import classifier_expected, deploy_version, make_store, poison, publish_classifier, slow_work
+from tests.factories import ClientThreads, classifier_expected, deploy_version, make_store, poison, publish_classifier, slow_work
+from tests.gateway.test_commands import free_port, stop_server, wait_ready
 
 STABLE, OTHER, SLOW, FLAKY = "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0"
 SLOW_ROUNDS = 3000  # ~13 ms per run here, against ~0.1-0.3 ms for stable
@@ -67,3 +74,80 @@ def build_rollout_store(root: Path) -> RolloutStore:
     }
     deploy_version(store, "iris", STABLE, "production")
     return RolloutStore(store, weights)
+
+
+READY_S = 90.0  # two workers importing onnxruntime on a loaded 2-core machine took over 30 s
+
+
+@contextlib.contextmanager
+def serve_store(store: Store, *, workers: int = 1, slo: dict | None = None, tick_s: float = 0.1,
+                env: dict[str, str] | None = None) -> Iterator[str]:
+    """`onnxgate serve --env production` on `store` in its own process (so that the load generator's threads do not
+    share its GIL), judging every `tick_s`, trusting X-Routing-Key for the routing key; `slo` goes in through
+    --slo-file, `env` adds or overrides ONNXGATE_* settings. Its log
+    goes to gateway.log beside the store."""
+    root = store.root
+    command = [sys.executable, "-m", "onnxgate", "serve", "--env", "production", "--port", str(port := free_port()),
+               "--workers", str(workers), "--store", str(root)]
+    if slo is not None:
+        slo_file = root.parent / "slo.json"
+        slo_file.write_text(json.dumps(slo))
+        command += ["--slo-file", str(slo_file)]
+    server_env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXGATE_")}
+    server_env.update(ONNXGATE_ROLLOUT_TICK_S=str(tick_s), ONNXGATE_REGISTRY_POLL_S="0.1",
+                      ONNXGATE_ROUTING_HEADER="X-Routing-Key")
+    server_env.update(env or {})
+    with open(root.parent / "gateway.log", "wb") as log:
+        process = subprocess.Popen(command, env=server_env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, process, timeout_s=READY_S)
+            yield url
+        finally:
+            stop_server(process)
+
+
+@dataclass(frozen=True)
+class Posted:
+    started: float
+    finished: float
+    status: int
+    key: str
+    answer: dict
+
+    @property
+    def arm(self) -> str | None:
+        return self.answer.get("arm")
+
+    @property
+    def retried_from(self) -> str | None:
+        return self.answer.get("retried_from")
+
+
+class Poster(ClientThreads):
+    """One client thread posting `body(i)` to `path` with routing key `key(i)` in the header `header`, until stopped
+    (or `pause_s` between requests); keeps every answer."""
+
+    join_s = 15.0
+
+    def __init__(self, url: str, path: str, body: Callable[[int], dict], key: Callable[[int], str], *,
+                 header: str = "X-Routing-Key", pause_s: float = 0.0) -> None:
+        super().__init__(url, [()])
+        self.path, self.body, self.key, self.header, self.pause_s = path, body, key, header, pause_s
+        self.posted: list[Posted] = []
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            index = 0
+            while not self.stopped():
+                key = self.key(index)
+                started = time.monotonic()
+                try:
+                    response = client.post(self.path, json=self.body(index), headers={self.header: key})
+                except httpx.HTTPError as exc:
+                    self.errors.append(repr(exc))
+                    continue
+                self.posted.append(Posted(started, time.monotonic(), response.status_code, key, response.json()))
+                index += 1
+                if self.pause_s:
+                    time.sleep(self.pause_s)

@@ -201,3 +201,29 @@ def test_slo_defaults_come_from_settings_and_bad_ones_are_refused(rollout: Rollo
         gateway_settings(rollout.store, "production", slo=SloPolicy(max_error_rate=2))
     settings = gateway_settings(rollout.store, "production", slo=SloPolicy(window_s=3, min_requests=7))
     assert (settings.slo_limits.window_s, settings.slo_limits.min_requests) == (3, 7)
+
+
+def test_a_request_the_canary_fails_is_answered_by_stable_and_says_so(rollout: RolloutStore):
+    rollout.canary(FLAKY, 100)
+    poisoned_v2 = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": POISONED_ROW}]}
+    metrics = CollectorRegistry()
+    with serving(rollout, metrics) as client:
+        predict = client.post("/predict/iris", json={"inputs": [POISONED_ROW]})
+        v2 = client.post("/v2/models/iris/infer", json=poisoned_v2)
+        good = client.post("/predict/iris", json={"inputs": [GOOD_ROW]}).json()
+        pinned = client.post(f"/predict/iris?version={FLAKY}", json={"inputs": [POISONED_ROW]})
+        mistake = client.post("/predict/iris", json={"inputs": [[1.0, 2.0]]})
+    assert predict.status_code == 200 and predict.headers["x-model-version"] == STABLE
+    body = predict.json()
+    assert (body["arm"], body["version"], body["retried_from"]) == ("stable", STABLE, FLAKY)
+    expected = rollout.expected_labels(STABLE, np.array([POISONED_ROW], dtype=np.float32))
+    assert body["outputs"]["label"] == [("setosa", "versicolor", "virginica")[i] for i in expected]
+    assert v2.status_code == 200
+    assert v2.json()["model_version"] == STABLE
+    assert v2.json()["parameters"] == {"environment": "production", "arm": "stable", "retried_from": FLAKY}
+    assert (good["arm"], good["version"]) == ("canary", FLAKY) and "retried_from" not in good
+    assert pinned.status_code == 500 and "error" in pinned.json()  # a pinned request is not retried
+    assert mistake.status_code == 400  # nor is the caller's mistake
+    labels = {"model": "iris", "environment": "production"}
+    assert sample(metrics, "requests_total", **labels, version=FLAKY, outcome="error") == 3  # two retried, one pinned
+    assert sample(metrics, "requests_total", **labels, version=STABLE, outcome="ok") == 2

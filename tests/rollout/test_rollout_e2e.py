@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +22,6 @@ from modelstore.deployments import Change
 from modelstore.rollout import new_routing_salt, promote
 from onnxgate.__main__ import main
 from tests.factories import ClientThreads
-from tests.gateway.test_commands import free_port, stop_server, wait_ready
 from tests.rollout.gateway_fixtures import (
     FLAKY,
     GOOD_ROW,
@@ -36,6 +31,7 @@ from tests.rollout.gateway_fixtures import (
     STABLE,
     RolloutStore,
     build_rollout_store,
+    serve_store,
     wait_until,
 )
 
@@ -56,6 +52,7 @@ class Reply:
     arm: str | None
     key: str
     poisoned: bool
+    retried_from: str | None = None
 
 
 class Load(ClientThreads):
@@ -87,7 +84,7 @@ class Load(ClientThreads):
                 continue
             body = response.json()
             self.replies.append(Reply(started, time.monotonic(), response.status_code, body.get("version"),
-                                      body.get("arm"), key, poisoned))
+                                      body.get("arm"), key, poisoned, body.get("retried_from")))
             sent += 1
             if self._fresh_every and sent % self._fresh_every == 0:
                 client.close()
@@ -103,27 +100,9 @@ def rollout(tmp_path: Path) -> RolloutStore:
     return build_rollout_store(tmp_path / "models")
 
 
-@contextlib.contextmanager
-def serve(rollout: RolloutStore, *, workers: int = 1, slo: dict | None = None) -> Iterator[str]:
-    """`onnxgate serve` in its own process (so the load generator's threads do not share its GIL), judging every
-    TICK_S; `slo` goes in through --slo-file. Its log goes to gateway.log beside the store."""
-    root = rollout.store.root
-    command = [sys.executable, "-m", "onnxgate", "serve", "--env", "production", "--port", str(port := free_port()),
-               "--workers", str(workers), "--store", str(root)]
-    if slo is not None:
-        slo_file = root.parent / "slo.json"
-        slo_file.write_text(json.dumps(slo))
-        command += ["--slo-file", str(slo_file)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXGATE_")}
-    env.update(ONNXGATE_ROLLOUT_TICK_S=str(TICK_S), ONNXGATE_REGISTRY_POLL_S="0.1", ONNXGATE_ROUTING_HEADER="X-Routing-Key")
-    with open(root.parent / "gateway.log", "wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(url, process)
-            yield url
-        finally:
-            stop_server(process)
+def serve(rollout: RolloutStore, *, workers: int = 1, slo: dict | None = None) -> contextlib.AbstractContextManager[str]:
+    """`onnxgate serve` on the rollout store, judging every TICK_S."""
+    return serve_store(rollout.store, workers=workers, slo=slo, tick_s=TICK_S)
 
 
 def test_slow_canary_is_rolled_back_within_the_windows_and_clients_see_no_error(
@@ -164,27 +143,29 @@ def test_slow_canary_is_rolled_back_within_the_windows_and_clients_see_no_error(
     assert 'rollbacks_total{cause="latency",environment="production",kind="canary",model="iris"} 1.0' in metrics
 
 
-def test_failing_canary_is_rolled_back_and_only_its_requests_failed(rollout: RolloutStore,
-                                                                    record_property: pytest.RecordProperty):
+def test_failing_canary_is_rolled_back_and_stable_answered_the_requests_it_failed(
+        rollout: RolloutStore, record_property: pytest.RecordProperty):
     weight = 30
     with serve(rollout) as url, Load(url, poison=lambda i: i % 3 == 0) as load:
         time.sleep(0.5)
         rollout.canary(FLAKY, weight, **SLO)
         rolled_back_at = wait_until(lambda: rollout.deployment().canary is None, DEADLINE_S, "the automatic rollback")
         time.sleep(1.0)
-    failed = [r for r in load.replies if r.status != 200]
+    retried = [r for r in load.replies if r.retried_from is not None]
     canary = load.canary_replies()
-    assert failed, "the failing canary never failed a request"
-    assert not load.errors and {r.status for r in failed} == {500}
-    # every failure was a poisoned row routed (by its key's bucket) to the canary, before the rollback
+    assert retried, "the failing canary never failed a request"
+    assert not load.errors and {r.status for r in load.replies} == {200}
+    # every request the canary failed was a poisoned row routed (by its key's bucket) to it, answered by stable
     salt = rollout.deployment().routing_salt
-    assert all(r.poisoned and bucket(r.key, salt) < threshold(weight) for r in failed)
-    assert all(r.status == 200 and r.arm == "stable" for r in load.replies if r.started > rolled_back_at)
-    first_failure = min(r.started for r in failed)
+    assert all(r.poisoned and bucket(r.key, salt) < threshold(weight) for r in retried)
+    assert {(r.retried_from, r.arm, r.version) for r in retried} == {(FLAKY, "stable", STABLE)}
+    assert all(r.arm == "stable" and r.retried_from is None for r in load.replies if r.started > rolled_back_at)
+    first_failure = min(r.started for r in retried)
     record_property("breach_to_registry_rollback_s", round(rolled_back_at - first_failure, 3))
-    record_property("requests_failed_by_bad_canary", len(failed))
+    record_property("requests_failed_by_bad_canary", len(retried))
     print(f"\nfailing canary: rollback recorded {rolled_back_at - first_failure:.2f} s after the first failure; "
-          f"{len(canary)} answered and {len(failed)} failed by it, of {len(load.replies)} requests")
+          f"{len(canary)} answered and {len(retried)} failed by it (answered by stable), of {len(load.replies)} "
+          "requests")
     record = rollout.deployment()
     assert record.last_rollback["causes"][0] == "error_rate"
     assert record.last_rollback["figures"]["candidate_error_rate"] > 0.01

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from gateway.judge import RolloutJudge, judge, shadow_verdict
+from gateway.judge import ONE_SOURCE_FAILURES, EarlyFailureTest, RolloutJudge, judge, shadow_verdict
+from gateway.metrics import GatewayMetrics
+from gateway.rollout_state import RolloutState
+from gateway.shadow import Tolerance
 from gateway.traffic import ArmWindows, WindowSummary
 from modelstore.errors import InvalidSloPolicy
 from modelstore.registry import BakeState, CanaryState, Deployment, ShadowState
@@ -221,3 +225,89 @@ def test_shadow_verdict_compares_shadow_with_stable():
                              shadow=ShadowState(version="v1.2.0", weight=100, started_at=iso(T0)))
     assert shadow_verdict(with_shadow, windows, T0 + 10).kind == "breach"
     assert shadow_verdict(with_shadow.model_copy(update={"shadow": None}), windows, T0 + 10) is None
+
+
+# --- errors per source ------------------------------------------------------------------------------------------
+
+def sourced(requests: int, errors: int, sources: int, failing: int, rate: float) -> WindowSummary:
+    return WindowSummary(requests, errors, 0.005, 0.95, "v", sources, failing, rate)
+
+
+def test_error_rate_per_source_cannot_be_diluted_by_one_source():
+    # 1,000 good requests from one source, 3 failures from 3 others: 0.3% per request, 75% per source
+    verdict = judge(sourced(1003, 3, 4, 3, 0.75), summary(500), LIMITS)
+    assert verdict.kind == "breach" and verdict.causes == ("error_rate",)
+    assert "per source 75.00%" in verdict.reasons[0] and "3 of 4 sources" in verdict.reasons[0]
+    assert verdict.figures["candidate_source_error_rate"] == 0.75 and verdict.figures["candidate_sources"] == 4
+
+
+def test_error_rate_per_source_needs_min_sources_and_is_one_vote_each():
+    assert judge(sourced(1001, 1, 2, 1, 0.5), summary(500), LIMITS).kind == "healthy"  # below min_sources
+    assert judge(sourced(1001, 1, 2, 1, 0.5), summary(500), SloLimits(min_sources=2)).kind == "breach"
+    # a healthy version's rare errors spread over many sources: each source's rate is low, so is their mean
+    assert judge(sourced(10_000, 50, 100, 40, 0.005), summary(500), LIMITS).kind == "healthy"
+    with pytest.raises(InvalidSloPolicy, match="min_sources"):
+        SloPolicy(min_sources=0).checked()
+
+
+def test_windows_feed_the_per_source_rule():
+    judge_, windows, deployment = RolloutJudge("tiny", "prod"), ArmWindows(), canary_deployment()
+    judge_.tick(deployment, windows, T0)
+    feed(windows, "stable", "v1.0.0", T0, T0 + 10, 300, 0.005)
+    for index in range(500):
+        windows.record("canary", "v1.1.0", 0.005, True, T0 + index / 50, "flood")
+    for source in ("a", "b", "c"):
+        windows.record("canary", "v1.1.0", 0.005, False, T0 + 5, source)
+    verdict = judge_.tick(deployment, windows, T0 + 10).verdict
+    assert verdict.kind == "breach" and verdict.figures["candidate_error_rate"] < LIMITS.max_error_rate
+    assert verdict.figures["candidate_failing_sources"] == 3
+
+
+# --- the early test ---------------------------------------------------------------------------------------------
+
+def test_early_test_withholds_a_canary_failing_every_request_within_a_few_failures():
+    test = EarlyFailureTest("v1.1.0", ("v1.1.0", "t"))
+    decided = [test.failed(n, f"user-{n}", 0.01) for n in range(1, 11)]
+    first = decided.index(True) + 1
+    assert first <= 6 and not any(decided[:first - 1])
+    verdict = test.verdict(first, first)
+    assert verdict.kind == "breach" and verdict.causes == ("error_rate",)
+    assert verdict.figures["sequential_statistic"] >= verdict.figures["sequential_threshold"]
+    assert verdict.figures["failing_sources"] == "several" and verdict.figures["decided"] == "early"
+
+
+def test_early_test_ignores_a_healthy_rate_and_needs_several_sources_or_many_failures():
+    healthy = EarlyFailureTest("v1.1.0", ())
+    assert not any(healthy.failed(n, f"user-{n}", 0.01) for n in range(100, 100_000, 100))  # 1% failing: never
+    one_source = EarlyFailureTest("v1.1.0", ())
+    decided = [one_source.failed(n, "attacker", 0.01) for n in range(1, ONE_SOURCE_FAILURES + 1)]
+    assert decided.index(True) == ONE_SOURCE_FAILURES - 1  # alone, only after ONE_SOURCE_FAILURES failures
+    stable_fails_too = EarlyFailureTest("v1.1.0", ())
+    assert not any(stable_fails_too.failed(n, f"user-{n}", 0.5) for n in range(1, 100))
+
+
+def test_early_test_restarts_after_a_healthy_stretch_and_catches_a_later_turn():
+    test = EarlyFailureTest("v1.1.0", ())
+    assert not test.failed(1, "a", 0.01)
+    assert not test.failed(10_000, "b", 0.01)  # 10,000 successes in between: the run restarts from 0
+    assert test.run_failures == 1
+    decided = [test.failed(10_000 + n, f"user-{n}", 0.01) for n in range(1, 11)]
+    assert True in decided[:6]
+
+
+def test_early_failure_withholds_at_once_and_leaves_the_rollback_pending():
+    state = RolloutState("tiny", "prod", LIMITS, GatewayMetrics(CollectorRegistry()), Tolerance(1e-4, 1e-6))
+    deployment = canary_deployment(weight=30)
+    withheld_at = None
+    for n in range(1, 20):
+        state.record("canary", "v1.1.0", 0.001, False, T0 + n / 100, f"user-{n}")
+        state.record("stable", "v1.0.0", 0.001, True, T0 + n / 100, f"user-{n}")
+        if state.canary_failed(deployment, True, f"user-{n}"):
+            withheld_at = n
+            break
+    assert withheld_at is not None and withheld_at <= 6
+    assert state.withheld == "v1.1.0" and state.effective_weight(deployment, True) == 0
+    decision = state.decide(deployment, None, T0 + 1)
+    assert (decision.action, decision.version, decision.expected_weight) == ("rollback_canary", "v1.1.0", 30)
+    assert decision.details()["figures"]["candidate_requests"] == withheld_at
+    assert state.pending is None

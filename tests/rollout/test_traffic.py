@@ -10,7 +10,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from gateway.traffic import BUCKETS, MAX_SLOTS, ArmWindows, SlidingWindow, bucket, choose_arm, choose_shadow, threshold
+from gateway.traffic import (
+    BUCKETS,
+    MAX_SLOTS,
+    MAX_SOURCES_PER_SLOT,
+    ArmWindows,
+    SlidingWindow,
+    bucket,
+    choose_arm,
+    choose_shadow,
+    threshold,
+)
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "routing.json"
 KEYS = [f"user-{n}" for n in range(20_000)]
@@ -176,3 +186,30 @@ def test_windows_hold_a_whole_judging_window_whatever_its_length(window_s):
     assert count - windows.slot_s <= summary.requests <= count
     assert summary.errors >= len(range(0, count, 10)) - windows.slot_s / 10
     assert windows.slot_s * MAX_SLOTS >= 2 * window_s
+
+
+def test_window_counts_sources_one_vote_each():
+    window = SlidingWindow()
+    for index in range(1000):  # one source floods with good requests
+        window.record(0.001, True, 100.0 + index / 1000, source="flood")
+    for source in ("a", "b", "c"):  # three others: one request in two fails
+        window.record(0.001, True, 100.5, source=source)
+        window.record(0.001, False, 100.6, source=source)
+    window.record(0.001, True, 100.7)  # no source: counted per request only
+    summary = window.summary(now=100.9, span_s=10, quantile=0.5)
+    assert (summary.requests, summary.errors) == (1007, 3)
+    assert (summary.sources, summary.failing_sources) == (4, 3)
+    assert summary.source_error_rate == pytest.approx((0 + 0.5 * 3) / 4)
+    assert (window.total_requests, window.total_errors) == (1007, 3)
+
+
+def test_sources_per_slot_are_capped():
+    window = SlidingWindow()
+    for index in range(MAX_SOURCES_PER_SLOT + 500):
+        window.record(0.001, index % 2 == 0, 100.2, source=f"user-{index}")
+    summary = window.summary(now=100.5, span_s=10, quantile=0.5)
+    assert summary.requests == MAX_SOURCES_PER_SLOT + 500  # every request counts per request
+    assert summary.sources == MAX_SOURCES_PER_SLOT
+    assert summary.failing_sources == MAX_SOURCES_PER_SLOT // 2
+    window.record(0.001, False, 100.3, source="user-0")  # a source already tracked still counts
+    assert window.summary(now=100.5, span_s=10, quantile=0.5).failing_sources == MAX_SOURCES_PER_SLOT // 2 + 1
