@@ -234,8 +234,11 @@ EARLY_THRESHOLD = math.log(1 / EARLY_ALPHA)
 ever reaches 1/alpha with probability at most alpha (Ville's inequality)."""
 MIN_REFERENCE_RATE = 0.001
 """H0's floor, for an SLO allowing no error at all (max_error_rate 0) and a stable version that never failed."""
-ONE_SOURCE_FAILURES = 200
-"""Failures from a single source that can decide alone; failures from two sources or more need no count."""
+ONE_SOURCE_FAILURES = 50
+"""Failures from a single source that can decide alone; failures from two sources or more need no count. Fifty is the
+issue's target (withheld within 50 of its requests): it holds even when every request comes from one address (a
+gateway behind a proxy with no trusted routing header), and a client must find 50 inputs that fail the canary but not
+stable (a real regression) to have it withheld alone."""
 
 
 class EarlyFailureTest:
