@@ -173,12 +173,16 @@ def test_failing_canary_is_rolled_back_and_stable_answered_the_requests_it_faile
 
 
 def test_healthy_canary_climbs_its_steps_and_is_promoted(rollout: RolloutStore):
+    # Latency limits wide enough that a busy machine's noisy p95 never breaches two 1 s windows in a row (this test is
+    # about the steps; the slow-canary and bake tests judge latency)
+    slo = {**SLO, "max_latency_ratio": 20, "latency_margin_ms": 500}
     with serve(rollout) as url, Load(url) as load:
         time.sleep(0.3)
-        rollout.canary(OTHER, 25, steps=(50, 100), interval_s=1, **SLO)
+        rollout.canary(OTHER, 25, steps=(50, 100), interval_s=1, **slo)
         started = time.monotonic()
         promoted_at = wait_until(lambda: rollout.deployment().canary is None, DEADLINE_S, "the promotion")
         promoted_after = promoted_at - started
+        assert rollout.deployment().version == OTHER, rollout.deployment().last_rollback
         switched_at = wait_until(lambda: len(load.replies) > 20 and all(
             (r.version, r.arm) == (OTHER, "stable") for r in load.replies[-20:]), DEADLINE_S, "the switch to stable")
         time.sleep(0.3)
