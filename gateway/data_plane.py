@@ -33,6 +33,7 @@ class DataPlaneHeaders(NamedTuple):
     source: str | None = None
     """Who sent the request, for judging a rollout per source: the routing key when there is one, else the client's
     address (None when the server does not say)."""
+    content_type: bytes | None = None
 
 
 class RoutingHeader(NamedTuple):
@@ -45,10 +46,10 @@ class RoutingHeader(NamedTuple):
 
 
 def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -> DataPlaneHeaders:
-    """X-Environment, the trusted routing header and Content-Length in one pass over the raw headers (ASGI lowercases
-    names). A routing key sent twice (a proxy that appended its value to the client's) or longer than the limit is
-    refused (400); an empty one counts as absent."""
-    environment = routing_key = length = None
+    """X-Environment, the trusted routing header, Content-Length and Content-Type in one pass over the raw headers
+    (ASGI lowercases names). A routing key sent twice (a proxy that appended its value to the client's) or longer
+    than the limit is refused (400); an empty one counts as absent."""
+    environment = routing_key = length = content_type = None
     trusted = routing.name
     for key, value in scope["headers"]:
         if key == b"x-environment":
@@ -62,10 +63,12 @@ def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -
             routing_key = value.decode("latin-1")
         elif key == b"content-length":
             length = value
+        elif key == b"content-type":
+            content_type = value
     if routing_key:
-        return DataPlaneHeaders(environment, routing_key, length, routing_key)
+        return DataPlaneHeaders(environment, routing_key, length, routing_key, content_type)
     client = scope.get("client")
-    return DataPlaneHeaders(environment, None, length, client[0] if client else None)
+    return DataPlaneHeaders(environment, None, length, client[0] if client else None, content_type)
 
 
 async def read_body(receive: Receive, declared_length: bytes | None, limit: int) -> bytes:

@@ -27,15 +27,12 @@ JSON = "application/json"
 ENVIRONMENT_HEADER = "x-environment"
 
 
-def check_json_content_type(scope: Scope) -> None:
+def check_json_content_type(content_type: bytes | None) -> None:
     """A body declared as something other than JSON is refused (415). A missing Content-Type is taken as JSON: curl
     without -H, wrk scripts and older clients send none, and the body is parsed as JSON either way."""
-    for key, value in scope["headers"]:
-        if key == b"content-type":
-            if value != b"application/json" and not is_json_media_type(value):
-                raise UnsupportedMediaType(f"Content-Type {shown(value.decode('latin-1'))} is not JSON; send "
-                                           "application/json")
-            return
+    if content_type is not None and content_type != b"application/json" and not is_json_media_type(content_type):
+        raise UnsupportedMediaType(f"Content-Type {shown(content_type.decode('latin-1'))} is not JSON; send "
+                                   "application/json")
 
 
 def is_json_media_type(value: bytes) -> bool:
@@ -91,13 +88,12 @@ class Endpoints:
             Route("/v2/models/{model}/versions/{version}/ready", self.v2_model_ready, methods=["GET"]),
         ]
 
-    def decode(self, scope: Scope, model: str, headers: DataPlaneHeaders, body: bytes,
-               request_type: type) -> ModelRequest:
+    def decode(self, model: str, headers: DataPlaneHeaders, body: bytes, request_type: type) -> ModelRequest:
         """The body as a request for the service; a body that is not JSON is refused (and counted) here. The request
         is told whether its decoding is heavy (a big body: decoded off the event loop) and whether it can hold JSON
         booleans (searched for in C over the bytes, so that only bodies that have some get their values checked)."""
         try:
-            check_json_content_type(scope)
+            check_json_content_type(headers.content_type)
             return request_type(parse_json(body), len(body) > self.inline_decode_max_bytes,
                                 b"true" in body or b"false" in body)
         except (InvalidInput, UnsupportedMediaType) as exc:
@@ -108,7 +104,7 @@ class Endpoints:
         query = scope["query_string"]
         pinned = QueryParams(query).get("version") if query else None
         model = scope["path_params"]["model"]
-        request = self.decode(scope, model, headers, body, PredictRequest)
+        request = self.decode(model, headers, body, PredictRequest)
         answer = await self.service.answer(model, headers.environment, pinned, headers.routing_key, request,
                                            source=headers.source)
         return answer.as_json(), answer
@@ -169,7 +165,7 @@ class Endpoints:
     async def v2_answer(self, scope: Scope, headers: DataPlaneHeaders, body: bytes) -> tuple[dict, Answer]:
         params = scope["path_params"]
         model = params["model"]
-        request = self.decode(scope, model, headers, body, InferRequest)
+        request = self.decode(model, headers, body, InferRequest)
         answer = await self.service.answer(model, headers.environment, params.get("version"), headers.routing_key,
                                            request, source=headers.source)
         payload = {"model_name": answer.model, "model_version": answer.version,
