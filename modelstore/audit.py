@@ -187,6 +187,23 @@ def _check_head(lines: list[bytes], entries: list[dict], head: AuditHead, displa
                                    "the log and the registry write, or a line added by hand)")
 
 
+def crashed_revision(raw: bytes, head: AuditHead, registry_revision: int, display: str) -> int | None:
+    """The revision of a commit that crashed between its audit entries and its registry write: the lines after the
+    registry's `head` that no `aborted` entry withdraws, when they are all entries of the revision that registry.json
+    would have had next. None when there are no such lines. Any other line there was not written by a commit (added
+    by hand): AuditChainBroken naming it, so that no commit anchors it under a head."""
+    lines = _split_lines(raw)
+    tail = [_entry(line, f"{display}: line {number}") for number, line in enumerate(lines[head.count:],
+                                                                                     start=head.count + 1)]
+    withdrawn = withdrawn_positions(tail)
+    crashed = registry_revision + 1
+    for position, entry in enumerate(tail):
+        if position not in withdrawn and entry.get("revision") != crashed:
+            raise AuditChainBroken(f"{display}: line {head.count + position + 1}: not anchored, and not the entry of "
+                                   "a commit that crashed: no change is recorded over it (run `onnxgate audit verify`)")
+    return crashed if len(withdrawn) < len(tail) else None
+
+
 def withdrawn_positions(entries: list[dict]) -> set[int]:
     """Positions of `aborted` entries and of the entries of the revision each withdraws (those just before it)."""
     withdrawn: set[int] = set()

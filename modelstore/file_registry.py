@@ -4,7 +4,8 @@ A commit takes an exclusive lock on registry.json.lock, checks that registry.jso
 read (its sha256: hand edits count as changes too), appends the audit entries (fsynced), then replaces registry.json.
 The audit entry goes first: a crash between the two leaves a logged change that registry.json does not show (its
 `revision` is behind the entry's), never a change nobody logged; a write that fails is withdrawn in the log by an
-`aborted` entry. Readers take no lock: a rename is atomic.
+`aborted` entry, and so are the entries of a commit that crashed before its registry write, by the next commit. Readers
+take no lock: a rename is atomic.
 
 registry.json also records the audit chain's head as it stands after the commit's entries (`audit_head`: line count and
 sha256 of the last line), so `verify_audit` detects a log cut short or rewritten. An aborted write cannot move the head:
@@ -22,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelstore.audit import ABORTED, AuditHead, AuditLog, verify_log
+from modelstore.audit import ABORTED, AuditHead, AuditLog, crashed_revision, verify_log
 from modelstore.backends import Revision, Snapshot
 from modelstore.errors import (
+    AuditChainBroken,
     CorruptRegistry,
     InvalidTransition,
     RegistryMissing,
@@ -102,6 +104,7 @@ class FileRegistry:
             current = EMPTY if raw is None else sha256_bytes(raw)
             if current != expected:
                 raise RevisionConflict(f"{self.display} changed since it was read")
+            self._withdraw_crashed_commit(raw)
             state.revision += 1
             for entry in entries:
                 self._audit.append(**entry, revision=state.revision)
@@ -116,6 +119,27 @@ class FileRegistry:
                 raise CorruptRegistry(f"{self.display} could not be written ({exc.strerror or exc}); nothing changed, "
                                       "and the audit log records the attempt as aborted") from None
             return sha256_bytes(data)
+
+    def _withdraw_crashed_commit(self, raw: bytes | None) -> None:
+        """A commit that crashed after logging its entries and before writing registry.json left entries the registry
+        does not show (and whose revision this commit is about to reuse): withdraw them with an `aborted` entry
+        first, so that replay skips them and the head this commit writes anchors a log that says what happened. Lines
+        no commit wrote refuse the commit (AuditChainBroken) rather than be anchored."""
+        if raw is None:
+            return
+        try:
+            payload = json.loads(raw)
+            head = AuditHead.from_json(payload[AUDIT_HEAD_FIELD], self.display)
+            registry_revision = payload["revision"]
+        except (ValueError, UnicodeDecodeError, TypeError, KeyError, AuditChainBroken):
+            return  # no usable head (a registry from before heads): nothing to compare the log with
+        if type(registry_revision) is not int:
+            return
+        crashed = crashed_revision(self._audit.read_bytes(), head, registry_revision, self._audit.display)
+        if crashed is not None:
+            self._audit.append(ABORTED, actor="onnxgate", reason=f"{self.display} never showed revision {crashed}: "
+                               "the commit that logged it stopped before writing the registry (a crash)",
+                               details={"revision": crashed}, revision=registry_revision)
 
     def restore(self, state: RegistryData) -> None:
         """Write `state` (rebuilt from the audit log, modelstore.replay) as registry.json where it is missing; an

@@ -96,6 +96,43 @@ def test_a_logged_change_the_registry_does_not_show_is_not_anchored(make_store):
         store.registry.verify_audit()
 
 
+def test_the_entries_of_a_commit_that_crashed_before_its_registry_write_are_withdrawn_by_the_next(make_store,
+                                                                                                  monkeypatch):
+    """A crash between the log append and the registry write (simulated: the process dies in the write) leaves a
+    logged deploy that registry.json does not show. The next commit withdraws it first, so verify passes and replay
+    rebuilds exactly the registry that was written."""
+    store = make_store({"tiny": ["v1.0.0", "v1.1.0", "v1.2.0"]})
+    deploy(store, "tiny", "v1.0.0", "prod")
+
+    def crash(path, data, mode=None):
+        raise SystemExit("killed during the registry write")
+
+    monkeypatch.setattr("modelstore.file_registry.atomic_write", crash)
+    with pytest.raises(SystemExit):
+        deploy(store, "tiny", "v1.1.0", "prod")
+    monkeypatch.undo()
+    with pytest.raises(AuditChainBroken, match="not anchored"):
+        store.registry.verify_audit()
+    deploy(store, "tiny", "v1.2.0", "prod")
+    status = store.registry.verify_audit()
+    assert status.lines == status.head.count
+    actions = [entry["action"] for entry in store.registry.audit.entries()]
+    assert actions[-3:] == ["deploy", "aborted", "deploy"]
+    rebuilt = replay(store.registry.audit.entries())
+    assert registry_json(rebuilt) == registry_json(store.registry.read().state)
+    assert rebuilt.deployment("tiny", "prod").previous_version == "v1.0.0"  # v1.1.0 never happened
+
+
+def test_a_line_added_by_hand_after_the_head_is_never_anchored_by_a_commit(make_store):
+    store = make_store({"tiny": ["v1.0.0", "v1.1.0"]})
+    deploy(store, "tiny", "v1.0.0", "prod")
+    store.registry.audit.append("deploy", actor="mallory", model="tiny", environment="prod", after="v9.9.9")
+    before = store.registry_path.read_bytes(), store.registry.audit.read_bytes()
+    with pytest.raises(AuditChainBroken, match="line 4: not anchored, and not the entry of a commit that crashed"):
+        deploy(store, "tiny", "v1.1.0", "prod")
+    assert (store.registry_path.read_bytes(), store.registry.audit.read_bytes()) == before
+
+
 @pytest.mark.parametrize(("head", "message"), [
     ({"count": "2", "sha256": "0" * 64}, "audit_head is malformed"),
     ({"count": True, "sha256": "0" * 64}, "audit_head is malformed"),
