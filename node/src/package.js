@@ -1,15 +1,18 @@
 'use strict';
 
 /**
- * Package archives (model_packages/<name>_<version>.tar.gz), read into memory and checked before anything is used:
- * regular files only, no absolute or `..` paths, nothing the manifest does not list, every size and sha256 as the
- * manifest says, metadata.json consistent with the files, and the Ed25519 signature when a public key is given.
+ * Package archives (model_packages/<name>_<version>.tar.gz), streamed into memory and checked before anything is used:
+ * manifest.json first, regular files only, no absolute or `..` paths, nothing the manifest does not list, every size
+ * and sha256 as the manifest says (sizes checked on the tar header, before the bytes are read), at most MAX_MEMBERS
+ * entries and MAX_UNPACKED_BYTES in all, metadata.json consistent with the files, and the Ed25519 signature when a
+ * public key is given.
  */
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const zlib = require('node:zlib');
-const { promisify } = require('node:util');
+const { Transform } = require('node:stream');
+const { pipeline } = require('node:stream/promises');
 const tarStream = require('tar-stream');
 const { CODES, LoaderError, loaderError } = require('./errors');
 const { sha256 } = require('./integrity');
@@ -21,8 +24,18 @@ const FORMAT = 'onnxgate-package';
 const FORMAT_VERSION = 1;
 const MANIFEST = 'manifest.json';
 const SIGNATURE = 'manifest.sig';
-const MAX_ARCHIVE_BYTES = 2 ** 31 - 1;
-const gunzip = promisify(zlib.gunzip);
+// Caps on what a load reads, the same as modelstore/package.py's, checked on tar headers and the manifest before a
+// file's bytes are read.
+const MAX_UNPACKED_BYTES = 2 ** 31; // all files together (2 GiB): the package is verified in memory
+const MAX_MEMBER_BYTES = MAX_UNPACKED_BYTES;
+const MAX_MEMBERS = 10_000;
+const MAX_MANIFEST_BYTES = 4 * 2 ** 20; // a manifest of MAX_MEMBERS entries is ~1.5 MB
+const TAR_BLOCK_BYTES = 512;
+const TAR_RECORD_BYTES = 20 * TAR_BLOCK_BYTES;
+// Bytes the decompressed tar may hold: the files' cap plus a header and padding per entry and the end blocks
+// (tar-stream reads pax and GNU long-name headers whole, so the cap sits under it, not only on entry sizes).
+const MAX_STREAM_BYTES = MAX_UNPACKED_BYTES + 2 * MAX_MANIFEST_BYTES + (MAX_MEMBERS + 2) * 2 * TAR_BLOCK_BYTES
+  + TAR_RECORD_BYTES;
 
 function unsafe(where, message) {
   return loaderError(CODES.UNSAFE_PACKAGE, `${where}: ${message}`);
@@ -35,30 +48,132 @@ function checkEntryName(where, name) {
   }
 }
 
-/** Every entry of the archive -> its bytes, refusing anything that is not a plain, safely named file. */
-async function readEntries(where, tarBytes) {
-  const entries = new Map();
-  const extract = tarStream.extract();
-  extract.end(tarBytes);
-  try {
-    for await (const entry of extract) {
-      const { header } = entry;
-      if (header.type !== 'file') {
-        const target = header.linkname ? ` -> ${JSON.stringify(header.linkname)}` : '';
-        throw unsafe(where, `entry ${JSON.stringify(header.name)} is a ${header.type}${target}; packages hold regular ` +
-          'files only');
-      }
-      checkEntryName(where, header.name);
-      if (entries.has(header.name)) throw unsafe(where, `duplicate entry ${JSON.stringify(header.name)}`);
-      const chunks = [];
-      for await (const chunk of entry) chunks.push(chunk);
-      entries.set(header.name, Buffer.concat(chunks));
-    }
-  } catch (error) {
-    if (error instanceof LoaderError) throw error;
-    throw loaderError(CODES.INTEGRITY_ERROR, `${where}: not a readable tar archive (${error.message})`, error);
+function checkEntryHeader(where, header) {
+  if (header.type !== 'file') {
+    const target = header.linkname ? ` -> ${JSON.stringify(header.linkname)}` : '';
+    throw unsafe(where, `entry ${JSON.stringify(header.name)} is a ${header.type}${target}; packages hold regular ` +
+      'files only');
   }
-  return entries;
+  checkEntryName(where, header.name);
+  if (header.size > MAX_MEMBER_BYTES) {
+    throw unsafe(where, `entry ${JSON.stringify(header.name)} is larger than ${MAX_MEMBER_BYTES} bytes; refusing the package`);
+  }
+}
+
+/** The decompressed stream passed through, refused once it grows past `limit` bytes (a compression bomb). */
+function byteLimit(where, limit) {
+  let total = 0;
+  return new Transform({
+    transform(chunk, _encoding, done) {
+      total += chunk.length;
+      if (total > limit) {
+        done(unsafe(where, `the package expands to more than ${limit} bytes (a compression bomb?); refusing it`));
+      } else {
+        done(null, chunk);
+      }
+    },
+  });
+}
+
+/** An entry's bytes, exactly header.size of them, into one buffer allocated once. */
+async function readEntryBytes(entry) {
+  const data = Buffer.allocUnsafe(entry.header.size);
+  let filled = 0;
+  for await (const chunk of entry) {
+    if (filled + chunk.length > data.length) throw new Error(`${entry.header.name} is longer than its header says`);
+    chunk.copy(data, filled);
+    filled += chunk.length;
+  }
+  if (filled !== data.length) throw new Error(`${entry.header.name} is cut short`);
+  return data;
+}
+
+/** The manifest's files and sizes, refused before any file is read when they exceed the package caps. */
+function declaredSizes(where, manifest) {
+  if (manifest.files.length > MAX_MEMBERS) {
+    throw unsafe(where, `the manifest lists more than ${MAX_MEMBERS} files; refusing the package`);
+  }
+  const declared = manifest.files.reduce((sum, entry) => sum + entry.size, 0);
+  if (declared > MAX_UNPACKED_BYTES) {
+    throw unsafe(where, `the manifest declares ${declared} bytes of files, more than ${MAX_UNPACKED_BYTES}; refusing ` +
+      'the package');
+  }
+  return new Map(manifest.files.map((entry) => [entry.path, entry.size]));
+}
+
+/**
+ * Take the archive's entries as they stream by: manifest.json first (bounded), then each file only after its tar
+ * header agrees with the manifest (listed, same size), so nothing larger than the manifest declares is ever buffered.
+ */
+async function collectEntries(where, extract) {
+  const entries = new Map();
+  let manifest = null;
+  let listed = null;
+  let count = 0;
+  let total = 0;
+  for await (const entry of extract) {
+    const { header } = entry;
+    checkEntryHeader(where, header);
+    count += 1;
+    if (count > MAX_MEMBERS) throw unsafe(where, `more than ${MAX_MEMBERS} entries; refusing the package`);
+    if (entries.has(header.name)) throw unsafe(where, `duplicate entry ${JSON.stringify(header.name)}`);
+    total += header.size;
+    if (total > MAX_UNPACKED_BYTES) {
+      throw unsafe(where, `entries add up to more than ${MAX_UNPACKED_BYTES} bytes unpacked; refusing the package`);
+    }
+    if (listed === null) {
+      if (header.name !== MANIFEST) {
+        throw unsafe(where, `the first entry must be ${MANIFEST}, found ${JSON.stringify(header.name)}`);
+      }
+      if (header.size > MAX_MANIFEST_BYTES) throw unsafe(where, `${MANIFEST} is larger than ${MAX_MANIFEST_BYTES} bytes`);
+    } else if (header.name === SIGNATURE) {
+      if (header.size > MAX_MANIFEST_BYTES) throw unsafe(where, `${SIGNATURE} is larger than ${MAX_MANIFEST_BYTES} bytes`);
+    } else if (!listed.has(header.name)) {
+      throw unsafe(where, `files not listed in the manifest: ${header.name}`);
+    } else if (header.size !== listed.get(header.name)) {
+      throw loaderError(CODES.INTEGRITY_ERROR, `${where}: ${header.name} does not match the manifest's size/sha256: ` +
+        'refusing a tampered package');
+    }
+    entries.set(header.name, await readEntryBytes(entry));
+    if (listed === null) {
+      manifest = parseManifest(where, entries.get(MANIFEST));
+      listed = declaredSizes(where, manifest);
+    }
+  }
+  if (manifest === null) throw unsafe(where, `no ${MANIFEST} in the package`);
+  return { entries, manifest };
+}
+
+function streamFailure(where, error) {
+  if (error instanceof LoaderError) return error;
+  if (error.syscall) {
+    return loaderError(CODES.INTEGRITY_ERROR, `${where}: cannot read the package (${error.code ?? error.message})`, error);
+  }
+  return loaderError(CODES.INTEGRITY_ERROR, `${where}: not a readable .tar.gz package (${error.message})`, error);
+}
+
+/**
+ * Stream the file through gunzip into tar-stream, checking every entry before its bytes are read. On any refusal the
+ * whole pipeline is destroyed and the file closed before the error is thrown.
+ */
+async function readEntries(where) {
+  const file = fs.createReadStream(where);
+  const extract = tarStream.extract();
+  const piping = pipeline(file, zlib.createGunzip(), byteLimit(where, MAX_STREAM_BYTES), extract);
+  const piped = piping.then(() => null, (error) => error);
+  try {
+    const result = await collectEntries(where, extract);
+    const error = await piped;
+    if (error) throw error;
+    return result;
+  } catch (error) {
+    extract.destroy();
+    // The stream's own error (unreadable file, bad gzip, the byte cap) is the cause when the iteration only saw
+    // the extract being torn down; our refusals win over the "premature close" they cause in the pipeline.
+    const cause = error instanceof LoaderError ? error : (await piped) ?? error;
+    if (!file.closed) await new Promise((resolve) => { file.once('close', resolve); });
+    throw streamFailure(where, cause);
+  }
 }
 
 function parseManifest(where, raw) {
@@ -102,25 +217,9 @@ function verifySignature(where, manifestBytes, signature, publicKey) {
 /** The version's files (file name -> bytes) after every manifest check, with the parsed manifest. */
 async function readPackage(tarballPath, { publicKey } = {}) {
   const where = path.resolve(tarballPath);
-  let gzipped;
-  try {
-    gzipped = await fs.promises.readFile(where);
-  } catch (error) {
-    throw loaderError(CODES.INTEGRITY_ERROR, `${where}: cannot read the package (${error.code ?? error.message})`, error);
-  }
-  let tarBytes;
-  try {
-    tarBytes = await gunzip(gzipped, { maxOutputLength: MAX_ARCHIVE_BYTES });
-  } catch (error) {
-    throw loaderError(CODES.INTEGRITY_ERROR, `${where}: not a readable .tar.gz package (${error.message})`, error);
-  }
-  const entries = await readEntries(where, tarBytes);
-  if (!entries.has(MANIFEST)) throw unsafe(where, `no ${MANIFEST} in the package`);
-  const manifest = parseManifest(where, entries.get(MANIFEST));
+  const { entries, manifest } = await readEntries(where);
   const prefix = `${manifest.name}/${manifest.version}/`;
   const listed = new Map(manifest.files.map((entry) => [entry.path, entry]));
-  const extras = [...entries.keys()].filter((name) => !listed.has(name) && name !== MANIFEST && name !== SIGNATURE);
-  if (extras.length) throw unsafe(where, `files not listed in the manifest: ${extras.sort().join(', ')}`);
   const files = new Map();
   for (const [entryPath, entry] of listed) {
     const fileName = entryPath.slice(prefix.length);
