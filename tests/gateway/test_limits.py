@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 
 from modelstore.layout import Store
 from tests.factories import deploy_version, make_store, publish_classifier, publish_text_classifier
+from tests.gateway.test_commands import free_port, stop_server, wait_ready
 
 DEADLINE_S = 90
 ROW = [[5.1, 3.5, 1.4, 0.2]]
@@ -48,12 +48,6 @@ class Served:
         return sock
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def onnxgate_serve(store: Store, log: Path, **settings: object) -> Iterator[Served]:
     """`onnxgate serve --env production` with ONNXGATE_<NAME> variables for `settings`, until the block ends."""
@@ -66,24 +60,10 @@ def onnxgate_serve(store: Store, log: Path, **settings: object) -> Iterator[Serv
                                    stderr=subprocess.STDOUT)
     served = Served(process, port, log)
     try:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            assert process.poll() is None, f"server exited: {log.read_text()}"
-            try:
-                if httpx.get(served.url + "/v2/health/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.05)
+        wait_ready(served.url, process, timeout_s=DEADLINE_S)
         yield served
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_server(process)
 
 
 @pytest.fixture(scope="module")
