@@ -28,6 +28,13 @@ DEADLINE_S = 90
 CHANGE = Change(actor="tests")
 
 
+def pinned_requests(version: str) -> list[tuple[str, dict]]:
+    """The same row for iris pinned to `version`, once per endpoint: /predict and v2 infer."""
+    v2_body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": ROW[0]}]}
+    return [(f"/predict/iris?version={version}", {"inputs": ROW}),
+            (f"/v2/models/iris/versions/{version}/infer", v2_body)]
+
+
 def version_loads(metrics_text: str, model: str, outcome: str) -> float:
     for family in text_string_to_metric_families(metrics_text):
         for sample in family.samples:
@@ -74,9 +81,7 @@ def any_version_client(rollout_history: Store) -> Iterator[TestClient]:
 
 @pytest.mark.parametrize("version", ["v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0"])
 def test_versions_the_environment_deploys_or_deployed_just_before_can_be_pinned(strict_client, version):
-    for path in (f"/predict/iris?version={version}", f"/v2/models/iris/versions/{version}/infer"):
-        body = {"inputs": ROW} if path.startswith("/predict") else {
-            "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": ROW[0]}]}
+    for path, body in pinned_requests(version):
         response = strict_client.post(path, json=body)
         assert response.status_code == 200, response.text
         assert response.headers["X-Model-Version"] == version
@@ -85,9 +90,7 @@ def test_versions_the_environment_deploys_or_deployed_just_before_can_be_pinned(
 @pytest.mark.parametrize("version", ["v1.4.0", "v1.5.0"])  # registered only; deployed in an environment not served
 def test_other_registered_versions_are_refused_unless_the_operator_allows_any(strict_client, any_version_client,
                                                                                version):
-    for path in (f"/predict/iris?version={version}", f"/v2/models/iris/versions/{version}/infer"):
-        body = {"inputs": ROW} if path.startswith("/predict") else {
-            "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": ROW[0]}]}
+    for path, body in pinned_requests(version):
         refused = strict_client.post(path, json=body)
         assert refused.status_code == 403
         assert "not deployed" in refused.json()["error"] and "ONNXGATE_PIN_ANY_VERSION" in refused.json()["error"]
@@ -194,9 +197,7 @@ def test_a_failed_load_is_not_cached(tmp_path):
 
 @pytest.mark.parametrize("version", ["v1.0.0%0A", "v1.0.0%0D%0A", "v1.0.0-" + "a" * 5000])
 def test_a_version_with_a_newline_or_over_long_is_an_unknown_version(strict_client, version):
-    for path in (f"/predict/iris?version={version}", f"/v2/models/iris/versions/{version}/infer"):
-        body = {"inputs": ROW} if path.startswith("/predict") else {
-            "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": ROW[0]}]}
+    for path, body in pinned_requests(version):
         response = strict_client.post(path, json=body)
         assert response.status_code == 404, response.text
         assert "has no version" in response.json()["error"] and len(response.json()["error"]) < 300

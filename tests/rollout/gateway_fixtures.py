@@ -79,6 +79,10 @@ def build_rollout_store(root: Path) -> RolloutStore:
 READY_S = 90.0  # two workers importing onnxruntime on a loaded 2-core machine took over 30 s
 
 
+USER_HEADER = "X-User"  # as an operator's proxy sets it: the one header a gateway is told to trust for the routing key
+TRUSTING_USER_HEADER = {"ONNXGATE_ROUTING_HEADER": USER_HEADER}  # serve_store's `env` for a gateway that trusts it
+
+
 @contextlib.contextmanager
 def serve_store(store: Store, *, workers: int = 1, slo: dict | None = None, tick_s: float = 0.1,
                 env: dict[str, str] | None = None) -> Iterator[str]:

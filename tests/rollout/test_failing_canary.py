@@ -19,6 +19,8 @@ from tests.rollout.gateway_fixtures import (
     FLAKY,
     POISONED_ROW,
     STABLE,
+    TRUSTING_USER_HEADER,
+    USER_HEADER,
     Poster,
     RolloutStore,
     build_rollout_store,
@@ -28,8 +30,6 @@ from tests.rollout.gateway_fixtures import (
 
 pytestmark = pytest.mark.e2e
 
-ROUTING_HEADER = "X-User"  # set by the operator's proxy: the one header the gateway trusts for the routing key
-SERVER_ENV = {"ONNXGATE_ROUTING_HEADER": ROUTING_HEADER}
 DEADLINE_S = 90.0
 WEIGHT = 30
 TARGET_REQUESTS = 50  # the target: withheld within 50 of its requests or 1 s, whichever comes later
@@ -44,9 +44,9 @@ def test_canary_failing_every_request_costs_clients_nothing_and_is_withheld_earl
         rollout: RolloutStore, record_property: pytest.RecordProperty):
     # FLAKY fails every poisoned row; stable (v1.0.0) answers them. Every request is poisoned: the canary fails all.
     counter = itertools.count()
-    with serve_store(rollout.store, tick_s=1.0, env=SERVER_ENV) as url:
+    with serve_store(rollout.store, tick_s=1.0, env=TRUSTING_USER_HEADER) as url:
         clients = [Poster(url, "/predict/iris", lambda i: {"inputs": [POISONED_ROW]},
-                          lambda i: f"user-{next(counter)}", header=ROUTING_HEADER) for _ in range(2)]
+                          lambda i: f"user-{next(counter)}", header=USER_HEADER) for _ in range(2)]
         with clients[0], clients[1]:
             time.sleep(0.5)
             rollout.canary(FLAKY, WEIGHT)

@@ -7,7 +7,7 @@
   promoted.
 
 Keys are chosen by the bucket function so that each client lands on the arm the attack needs; they travel in the
-header named by ROUTING_HEADER, and SERVER_ENV holds the settings that name it to the gateway."""
+header named by USER_HEADER, and TRUSTING_USER_HEADER holds the settings that name it to the gateway."""
 from __future__ import annotations
 
 import itertools
@@ -28,6 +28,8 @@ from tests.rollout.gateway_fixtures import (
     GOOD_ROW,
     POISONED_ROW,
     STABLE,
+    TRUSTING_USER_HEADER,
+    USER_HEADER,
     Posted,
     Poster,
     RolloutStore,
@@ -38,8 +40,6 @@ from tests.rollout.gateway_fixtures import (
 
 pytestmark = pytest.mark.e2e
 
-ROUTING_HEADER = "X-User"  # set by the operator's proxy: the one header the gateway trusts for the routing key
-SERVER_ENV = {"ONNXGATE_ROUTING_HEADER": ROUTING_HEADER}
 DEADLINE_S = 90.0
 TICK_S = 0.1
 
@@ -65,15 +65,15 @@ def test_large_requests_on_an_identical_canary_do_not_read_as_a_slow_version(tmp
     canary_key, stable_key = next(keys_on("canary", weight, "big", salt)), next(keys_on("stable", weight, "small", salt))
     large = "good fine great " * 6_250  # 100,000 characters
     slo = SloPolicy(window_s=5.0, min_requests=5, breaches_to_rollback=2)  # a large request may take 0.5 s here
-    with serve_store(store, tick_s=TICK_S, env=SERVER_ENV) as url:
+    with serve_store(store, tick_s=TICK_S, env=TRUSTING_USER_HEADER) as url:
         start_canary(store, "sentiment", "v1.1.0", "production", weight, change=Change(actor="tests"), slo=slo,
                      routing_salt=salt)
         wait_until(lambda: httpx.get(url + "/health").json()["models"][0].get("rollout", {}).get("canary", {})
                    .get("loaded"), DEADLINE_S, "the canary to load")
         big = Poster(url, "/predict/sentiment", lambda i: {"text": [large]}, lambda i: canary_key,
-                     header=ROUTING_HEADER)
+                     header=USER_HEADER)
         small = Poster(url, "/predict/sentiment", lambda i: {"text": ["good"]}, lambda i: stable_key,
-                       header=ROUTING_HEADER, pause_s=0.002)
+                       header=USER_HEADER, pause_s=0.002)
         with big, small:
             judged = []
 
@@ -119,12 +119,12 @@ def test_one_source_flooding_good_requests_does_not_dilute_the_others_failures(r
     victims = list(itertools.islice(keys_on("canary", weight, "victim", salt), 3))
     bystander = next(keys_on("stable", weight, "bystander", salt))
     slo = {"window_s": 3.0, "min_requests": 5, "breaches_to_rollback": 2, "max_error_rate": 0.05}
-    with serve_store(rollout.store, tick_s=TICK_S, env=SERVER_ENV) as url:
+    with serve_store(rollout.store, tick_s=TICK_S, env=TRUSTING_USER_HEADER) as url:
         rollout.canary(FLAKY, weight, steps=(100,), interval_s=9, routing_salt=salt, **slo)
         flood = Poster(url, "/predict/iris", lambda i: {"inputs": [GOOD_ROW]}, lambda i: flood_key,
-                       header=ROUTING_HEADER)
+                       header=USER_HEADER)
         background = Poster(url, "/predict/iris", lambda i: {"inputs": [GOOD_ROW]}, lambda i: bystander,
-                            header=ROUTING_HEADER, pause_s=0.01)
+                            header=USER_HEADER, pause_s=0.01)
         paced = PacedFailures(url, flood, victims)
         with flood, background, paced:
             wait_until(lambda: rollout.deployment().canary is None, DEADLINE_S, "the canary to leave")
@@ -154,7 +154,7 @@ class PacedFailures(Poster):
 
     def __init__(self, url: str, flood: Poster, victims: list[str]) -> None:
         super().__init__(url, "/predict/iris", lambda i: {"inputs": [POISONED_ROW]},
-                         lambda i: victims[i % len(victims)], header=ROUTING_HEADER)
+                         lambda i: victims[i % len(victims)], header=USER_HEADER)
         self.flood = flood
 
     def _run(self) -> None:
