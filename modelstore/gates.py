@@ -81,7 +81,7 @@ def enforce_policy(store: ModelRepository, proposal: Proposal) -> list[dict]:
         rules = policy.for_environment(entry.environment)
         if rules is None:
             continue
-        checks = judge(store, proposal.after, entry, rules, actor, kind)
+        checks = judge(store, proposal.before, entry, rules, actor, kind)  # as it stood before this change
         verdict = {"model": entry.model, "environment": entry.environment, "version": entry.version,
                    "role": entry.role, "action": proposal.outcome.action, "kind": kind,
                    "passed": all(check.passed for check in checks), "checks": [check.to_json() for check in checks]}

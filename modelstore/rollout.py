@@ -381,16 +381,16 @@ class Rollback(RegistryOperation):
 
 def start_canary(store: ModelRepository, name: str, version: str, environment: str, weight: float,
                  steps: Iterable[float] = (), interval_s: float | None = None, change: Change = Change(),
-                 slo: SloPolicy | None = None, routing_salt: str | None = None) -> Outcome:
+                 slo: SloPolicy | None = None, routing_salt: str | None = None, dry_run: bool = False) -> Outcome:
     """`routing_salt`: the salt a deployment without one gets (default: a fresh one)."""
     operation = StartCanary(name, environment, version, weight, tuple(steps), interval_s, slo,
                             routing_salt or new_routing_salt())
-    return transition(store, operation, change)
+    return transition(store, operation, change, dry_run=dry_run)
 
 
 def promote(store: ModelRepository, name: str, environment: str, change: Change = Change(), *,
-            bake_s: float | None = None, expected_version: str | None = None) -> Outcome:
-    return transition(store, Promote(name, environment, bake_s, expected_version), change)
+            bake_s: float | None = None, expected_version: str | None = None, dry_run: bool = False) -> Outcome:
+    return transition(store, Promote(name, environment, bake_s, expected_version), change, dry_run=dry_run)
 
 
 def advance_canary_step(store: ModelRepository, name: str, environment: str, expected_weight: float,
@@ -421,5 +421,5 @@ def stop_shadow(store: ModelRepository, name: str, environment: str, change: Cha
 
 
 def rollback_environment(store: ModelRepository, name: str, environment: str, change: Change = Change(), *,
-                         to: str | None = None) -> Outcome:
-    return transition(store, Rollback(name, environment, to), change)
+                         to: str | None = None, dry_run: bool = False) -> Outcome:
+    return transition(store, Rollback(name, environment, to), change, dry_run=dry_run)

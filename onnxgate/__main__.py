@@ -8,17 +8,20 @@ import argparse
 import sys
 
 from modelstore.errors import (
+    ChangeRefused,
     CorruptRegistry,
     DuplicateVersion,
     IntegrityError,
     InvalidEntry,
     InvalidName,
+    InvalidPolicy,
     ModelNotFound,
     NotDeployed,
     StoreError,
     VersionNotFound,
 )
 from onnxgate.commands import (
+    approve,
     audit,
     canary,
     deploy,
@@ -28,18 +31,20 @@ from onnxgate.commands import (
     keygen,
     listing,
     package,
+    policy,
     promote,
     rollback,
     serve,
     shadow,
     show,
+    snapshot,
     status,
     verify,
 )
 from onnxgate.errors import UsageError
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
-            canary, promote, rollback, shadow)
+            canary, promote, rollback, shadow, approve, snapshot, policy)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
@@ -51,6 +56,8 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (IntegrityError, 6),
     (InvalidName, 2),
     (NotDeployed, 3),
+    (ChangeRefused, 7),
+    (InvalidPolicy, 8),
     (StoreError, 1),
 )
 
