@@ -4,10 +4,16 @@ nothing, and a policy with a typo refused with its line and field."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
+from modelstore.evaluations import record_evaluation
+from modelstore.metadata import NodeCompatibility, ParityResult
+from modelstore.registry import EvaluationRecord
 from modelstore.replay import replay, same_registry
+from modelstore.transitions import Change
 from tests.governance.gate_fixtures import GATE_EXIT, POLICY_EXIT, audit, governed_store, history, onnxgate
 
 GOOD = {"metrics": {"accuracy": 0.91, "f1": 0.88}, "training_samples": 500}
@@ -209,3 +215,68 @@ def test_a_snapshot_restores_every_environment_through_the_gates(store):
     assert again.returncode == 1 and "nothing to restore" in again.stderr
     missing = onnxgate(store, "snapshot", "restore", "9")
     assert missing.returncode == 1 and "no snapshot '9' (snapshots: 1)" in missing.stderr
+
+
+FAILED_PARITY = ParityResult(passed=False, rows=10, synthetic_rows=False, tolerance=1e-4, reference="scikit-learn",
+                             detail="max |diff| 0.3")
+NODE_INCOMPATIBLE = NodeCompatibility(compatible=False, opset=17, max_opset=21, problems=["op X is not in Node"])
+
+
+@pytest.mark.parametrize(("rules", "failing", "passing", "expected"), [
+    ("max_metrics = { ece = 0.1 }", {"metrics": {"ece": 0.2}}, {"metrics": {"ece": 0.05}}, "ece = 0.2 (given), needs <= 0.1"),
+    ("min_metrics = { roc_auc = 0.75 }", {"metrics": {}}, {"metrics": {"roc_auc": 0.8}},
+     "roc_auc = None (missing), needs >= 0.75"),
+    ("require_parity = true", {"parity": FAILED_PARITY}, {}, "parity_passed = False, needs true"),
+    ("require_node_compatible = true", {"node_compatibility": NODE_INCOMPATIBLE}, {},
+     "node_compatible = False, needs true"),
+    ("min_training_samples = 10", {"training_samples": None}, {"training_samples": 10},
+     "training_samples = None, needs >= 10"),
+])
+def test_each_gate_refuses_a_version_that_fails_it_and_passes_one_that_does_not(tmp_path, rules, failing, passing,
+                                                                                 expected):
+    store = governed_store(tmp_path / "store", {"v1.0.0": failing, "v2.0.0": passing},
+                           policy=f"[environments.production]\n{rules}\n")
+    refused = onnxgate(store, "deploy", "tiny", "v1.0.0", "--env", "production")
+    assert refused.returncode == GATE_EXIT and expected in refused.stderr, refused.stderr
+    passed = onnxgate(store, "deploy", "tiny", "v2.0.0", "--env", "production")
+    assert passed.returncode == 0, passed.stderr
+    assert deployed(store, "production") == "v2.0.0"
+
+
+def test_measured_metrics_are_preferred_over_the_given_ones(tmp_path):
+    store = governed_store(tmp_path / "store", {"v1.0.0": GOOD},
+                           policy="[environments.production]\nmin_metrics = { accuracy = 0.7 }\n")
+    measured = EvaluationRecord(measured_at="2026-12-01T10:00:00Z", actor="ci", dataset="holdout.csv",
+                                dataset_sha256="0" * 64, rows=200, task="classification", label="y",
+                                metrics={"accuracy": 0.55})
+    record_evaluation(store, "tiny", "v1.0.0", measured, Change(actor="ci"))
+    refused = onnxgate(store, "deploy", "tiny", "v1.0.0", "--env", "production")
+    assert refused.returncode == GATE_EXIT and "accuracy = 0.55 (measured), needs >= 0.7" in refused.stderr
+    assert audit(store, "model_evaluated")[0]["details"]["metrics"] == {"accuracy": 0.55}
+
+
+def test_a_signature_is_required_when_the_policy_says_so(tmp_path):
+    source = governed_store(tmp_path / "source", {"v1.0.0": GOOD}, policy=None)
+    target = governed_store(tmp_path / "target", {}, policy="[environments.production]\nrequire_signature = true\n")
+    keys = tmp_path / "keys" / "release"
+    assert subprocess.run([sys.executable, "-m", "onnxgate", "keygen", str(keys)], timeout=120).returncode == 0
+    packages = tmp_path / "packages"
+    assert onnxgate(source, "package", "tiny", "v1.0.0", "--out", str(packages), "--sign", f"{keys}.key").returncode == 0
+    archive = str(packages / "tiny_v1.0.0.tar.gz")
+    assert onnxgate(target, "import", archive).returncode == 0  # signed, but the key was not checked
+    unchecked = onnxgate(target, "deploy", "tiny", "v1.0.0", "--env", "production")
+    assert unchecked.returncode == GATE_EXIT and "signature_verified = False" in unchecked.stderr
+    assert onnxgate(target, "import", archive, "--force", "--public-key", f"{keys}.pub").returncode == 0
+    assert onnxgate(target, "deploy", "tiny", "v1.0.0", "--env", "production").returncode == 0
+
+
+def test_a_promotion_checks_the_artifact_again(tmp_path):
+    store = governed_store(tmp_path / "store", {"v1.0.0": GOOD, "v2.0.0": GOOD},
+                           policy="[environments.production]\nverify_sha256 = true\n")
+    onnxgate(store, "deploy", "tiny", "v1.0.0", "--env", "production")
+    assert onnxgate(store, "canary", "tiny", "v2.0.0", "--env", "production", "--weight", "10").returncode == 0
+    model = store.model_path("tiny", "v2.0.0")
+    model.write_bytes(model.read_bytes() + b"\0")
+    refused = onnxgate(store, "promote", "tiny", "--env", "production")
+    assert refused.returncode == GATE_EXIT and "sha256_verified = " in refused.stderr and "sha256 mismatch" in refused.stderr
+    assert deployed(store, "production") == "v1.0.0"
