@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from governance.errors import HoldoutError, NotEvaluable
 from modelstore.errors import (
     CorruptRegistry,
     DuplicateVersion,
@@ -22,6 +23,7 @@ from onnxgate.commands import (
     audit,
     canary,
     deploy,
+    evaluate,
     export,
     history,
     import_package,
@@ -39,7 +41,7 @@ from onnxgate.commands import (
 from onnxgate.errors import UsageError
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
-            canary, promote, rollback, shadow)
+            canary, promote, rollback, shadow, evaluate)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
@@ -51,6 +53,8 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (IntegrityError, 6),
     (InvalidName, 2),
     (NotDeployed, 3),
+    (HoldoutError, 2),
+    (NotEvaluable, 2),
     (StoreError, 1),
 )
 
