@@ -64,7 +64,7 @@ def _compute(name: str, truth: np.ndarray, predictions: Predictions, rows: np.nd
     if compute is None:
         raise ValueError(f"no metric {name!r}; metric_of knows {', '.join(_METRICS)}")
     if rows is not None:
-        truth, predictions = truth[rows], predictions.rows(rows)
+        truth, predictions = truth[rows], predictions.subset(rows)
     if len(truth) == 0:
         raise MetricUndefined("no rows")
     with warnings.catch_warnings():

@@ -35,7 +35,7 @@ class Predictions:
     values: np.ndarray | None = None
     probabilities: bool = False
 
-    def rows(self, index: np.ndarray) -> Predictions:
+    def subset(self, index: np.ndarray) -> Predictions:
         """The predictions of a subset of rows."""
         def pick(array: np.ndarray | None) -> np.ndarray | None:
             return None if array is None else array[index]
