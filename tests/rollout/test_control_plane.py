@@ -79,10 +79,11 @@ def test_the_gateways_own_promotion_passes_the_stores_checks(rollout: RolloutSto
     promote it, exactly as the CLI could not."""
     refused: list[str] = []
 
-    def no_promotions(proposal) -> None:
+    def no_promotions(store, proposal) -> list[dict]:
         if proposal.outcome.action == "promote":
             refused.append(proposal.change.actor)
             raise ChangeRefused("promotions wait for an approval")
+        return []
 
     rollout.canary(OTHER, 25, steps=(50, 100), interval_s=0.3, **QUICK_SLO)
     guarded = Store(rollout.store.root, relative_paths=True, checks=(no_promotions,))
