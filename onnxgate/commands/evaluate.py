@@ -46,13 +46,15 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise UsageError(f"evaluate needs the govern extra ({exc.name} is not installed): "
                          "pip install 'onnxgate[govern]'") from None
-    record = evaluate(store_from(args), args.name, args.version, Path(args.data), args.label, args.group,
+    store = store_from(args)
+    version = store.read_metadata(args.name, args.version).version  # 'latest' resolved once, named in the output
+    record = evaluate(store, args.name, version, Path(args.data), args.label, args.group,
                       noise_scale=args.noise_scale, seed=args.seed, change=change_from(args))
     payload = record.model_dump(mode="json")
     if args.json:
         print_json(payload)
         return 0
-    print(f"{args.name} {args.version} on {record.dataset} ({record.rows} rows, sha256 {record.dataset_sha256[:12]}), "
+    print(f"{args.name} {version} on {record.dataset} ({record.rows} rows, sha256 {record.dataset_sha256[:12]}), "
           f"{record.task}, measured {record.measured_at} by {record.actor}")
     print_table(["metric", "value"], [(name, f"{value:.4f}") for name, value in sorted(record.metrics.items())])
     if record.groups:

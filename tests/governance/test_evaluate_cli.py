@@ -72,6 +72,7 @@ def test_regressor_latest_and_the_table(store, tmp_path, diabetes):
     result = onnxgate(store, "evaluate", "ridge", "latest", "--data", str(data), "--label", "progression")
 
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ridge v1.0.0 on holdout.csv (221 rows")
     assert "rmse" in result.stdout and "noise_sensitivity" in result.stdout
     recorded = store.registry.read().state.models["ridge"]["v1.0.0"].evaluation
     assert recorded.task == "regression" and set(recorded.metrics) == {"rmse", "mae", "r2", "noise_sensitivity"}
