@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from governance.errors import HoldoutError, NotEvaluable
 from modelstore.errors import (
     ChangeRefused,
     CorruptRegistry,
@@ -25,6 +26,7 @@ from onnxgate.commands import (
     audit,
     canary,
     deploy,
+    evaluate,
     export,
     history,
     import_package,
@@ -44,7 +46,7 @@ from onnxgate.commands import (
 from onnxgate.errors import UsageError
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
-            canary, promote, rollback, shadow, approve, snapshot, policy)
+            canary, promote, rollback, shadow, evaluate, approve, snapshot, policy)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
@@ -56,6 +58,8 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (IntegrityError, 6),
     (InvalidName, 2),
     (NotDeployed, 3),
+    (HoldoutError, 2),
+    (NotEvaluable, 2),
     (ChangeRefused, 7),
     (InvalidPolicy, 8),
     (StoreError, 1),
