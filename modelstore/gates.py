@@ -16,7 +16,7 @@ from modelstore.approvals import tally
 from modelstore.audit import default_actor
 from modelstore.backends import ModelRepository
 from modelstore.errors import GateRefused, StoreError
-from modelstore.policy import EnvironmentPolicy
+from modelstore.policy import GateRules
 from modelstore.registry import RegistryData, VersionRecord
 from modelstore.transitions import Proposal
 
@@ -78,7 +78,7 @@ def enforce_policy(store: ModelRepository, proposal: Proposal) -> list[dict]:
     actor = proposal.change.actor or default_actor()
     verdicts = []
     for entry in entries:
-        rules = policy.for_environment(entry.environment)
+        rules = policy.rules(entry.model, entry.environment)
         if rules is None:
             continue
         checks = judge(store, proposal.before, entry, rules, actor, kind)  # as it stood before this change
@@ -93,7 +93,7 @@ def enforce_policy(store: ModelRepository, proposal: Proposal) -> list[dict]:
     return verdicts
 
 
-def judge(store: ModelRepository, state: RegistryData, entry: Entry, rules: EnvironmentPolicy, actor: str,
+def judge(store: ModelRepository, state: RegistryData, entry: Entry, rules: GateRules, actor: str,
           kind: str) -> list[GateCheck]:
     record = state.models[entry.model][entry.version]
     if kind == "rollback":
@@ -125,7 +125,7 @@ def metric_check(record: VersionRecord, name: str, limit: float, *, minimum: boo
     return GateCheck(name, passed, value, f"{'>=' if minimum else '<='} {limit:g}", source)
 
 
-def artifact_checks(store: ModelRepository, entry: Entry, rules: EnvironmentPolicy, record: VersionRecord) -> list[GateCheck]:
+def artifact_checks(store: ModelRepository, entry: Entry, rules: GateRules, record: VersionRecord) -> list[GateCheck]:
     checks = []
     try:
         metadata = store.verify_version(entry.model, entry.version) if rules.verify_sha256 else \

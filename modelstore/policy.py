@@ -31,7 +31,9 @@ class CanaryPlan(_Strict):
     interval_s: float | None = Field(default=None, gt=0)
 
 
-class EnvironmentPolicy(_Strict):
+class GateRules(_Strict):
+    """The gates of one environment, or of one model in it."""
+
     min_metrics: dict[str, float] = Field(default_factory=dict, description="metric -> lowest value allowed "
                                           "(measured by onnxgate evaluate preferred over given at export)")
     max_metrics: dict[str, float] = Field(default_factory=dict, description="metric -> highest value allowed, e.g. "
@@ -57,12 +59,29 @@ class EnvironmentPolicy(_Strict):
         return value
 
 
+class EnvironmentPolicy(GateRules):
+    models: dict[str, GateRules] = Field(default_factory=dict, description="model name -> the keys that differ for "
+                                         "it ([environments.ENV.models.NAME]); the others are the environment's")
+
+    def for_model(self, model: str) -> GateRules:
+        own = self.models.get(model)
+        if own is None:
+            return self
+        return GateRules.model_validate({**self.model_dump(exclude_unset=True, exclude={"models"}),
+                                         **own.model_dump(exclude_unset=True)})
+
+
 class GovernancePolicy(_Strict):
     environments: dict[str, EnvironmentPolicy] = Field(default_factory=dict)
     default: EnvironmentPolicy | None = Field(default=None, description="for environments not named")
 
     def for_environment(self, environment: str) -> EnvironmentPolicy | None:
         return self.environments.get(environment, self.default)
+
+    def rules(self, model: str, environment: str) -> GateRules | None:
+        """The gates a version of `model` passes to enter `environment`; None: not gated."""
+        rules = self.for_environment(environment)
+        return rules.for_model(model) if rules is not None else None
 
 
 def parse_policy(raw: bytes, source: str) -> GovernancePolicy:
@@ -96,6 +115,8 @@ def _suggestion(location: tuple[str, ...]) -> str:
         parents = parents[1:]
     else:
         parents = None
+    if parents is not None and parents[:1] == ("models",):
+        parents = parents[2:]
     if parents is None:
         model: type[BaseModel] = GovernancePolicy
     else:

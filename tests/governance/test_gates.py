@@ -280,3 +280,16 @@ def test_a_promotion_checks_the_artifact_again(tmp_path):
     refused = onnxgate(store, "promote", "tiny", "--env", "production")
     assert refused.returncode == GATE_EXIT and "sha256_verified = " in refused.stderr and "sha256 mismatch" in refused.stderr
     assert deployed(store, "production") == "v1.0.0"
+
+
+def test_a_models_own_table_overrides_its_environments_keys(tmp_path):
+    policy = ("[environments.production]\nmin_metrics = { accuracy = 0.95 }\nmin_training_samples = 10\n\n"
+              "[environments.production.models.tiny]\nmin_metrics = { accuracy = 0.9 }\n")
+    store = governed_store(tmp_path / "store", {"v1.0.0": GOOD, "v1.1.0": {**GOOD, "training_samples": 5}},
+                           policy=policy)
+    shown = onnxgate(store, "policy")
+    assert shown.returncode == 0 and "'tiny'" in shown.stdout
+    refused = onnxgate(store, "deploy", "tiny", "v1.1.0", "--env", "production")  # the environment's samples rule
+    assert refused.returncode == GATE_EXIT and "training_samples = 5, needs >= 10" in refused.stderr
+    assert "accuracy" not in refused.stderr  # 0.91 passes the model's own 0.9, not the environment's 0.95
+    assert onnxgate(store, "deploy", "tiny", "v1.0.0", "--env", "production").returncode == 0
