@@ -50,7 +50,8 @@ class RoutingHeader(NamedTuple):
 def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -> DataPlaneHeaders:
     """X-Environment, the trusted routing header, Content-Length, Content-Type and Inference-Header-Content-Length in
     one pass over the raw headers (ASGI lowercases names). A routing key sent twice (a proxy that appended its value to
-    the client's) or longer than the limit is refused (400); an empty one counts as absent."""
+    the client's) or longer than the limit is refused (400), as is a second Inference-Header-Content-Length; an empty
+    routing key counts as absent."""
     environment = routing_key = length = content_type = inference_header = None
     trusted = routing.name
     for key, value in scope["headers"]:
@@ -68,6 +69,8 @@ def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -
         elif key == b"content-type":
             content_type = value
         elif key == b"inference-header-content-length":
+            if inference_header is not None:  # two framings of one body: neither can be trusted
+                raise InvalidInput("header Inference-Header-Content-Length was sent more than once")
             inference_header = value
     if routing_key:
         return DataPlaneHeaders(environment, routing_key, length, routing_key, content_type, inference_header)

@@ -50,7 +50,8 @@ def request_fields(body: object) -> tuple[list, list[str] | None, object]:
     taken as absent), `id` a string, `binary_data_output` (request) and `binary_data` (output) booleans."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise InvalidInput('infer request must be a JSON object with an "inputs" list')
-    _check_flag(parameters_of(body, "the request"), "binary_data_output", "the request")
+    if body.get("parameters") is not None:
+        _check_flag(parameters_of(body, "the request"), "binary_data_output", "the request")
     request_id = body.get("id")
     if request_id is not None and type(request_id) is not str:
         raise InvalidInput('"id" must be a string')
@@ -62,14 +63,15 @@ def request_fields(body: object) -> tuple[list, list[str] | None, object]:
             raise InvalidInput('"outputs" must be a list of {"name": ...} objects')
         names = [o["name"] for o in outputs]
         for output in outputs:
-            _check_flag(parameters_of(output, "output", output["name"]), "binary_data", f"output {shown(output['name'])}")
+            _check_flag(parameters_of(output, "output", output["name"]), "binary_data", "output", output["name"])
     return body["inputs"], names, request_id
 
 
-def _check_flag(parameters: dict, name: str, owner: str) -> None:
-    flag = parameters.get(name)
+def _check_flag(parameters: dict, flag_name: str, kind: str, name: str | None = None) -> None:
+    flag = parameters.get(flag_name)
     if flag is not None and type(flag) is not bool:
-        raise InvalidInput(f"parameter {name} of {owner} must be true or false, got {shown(repr(flag))}")
+        owner = kind if name is None else f"{kind} {shown(name)}"
+        raise InvalidInput(f"parameter {flag_name} of {owner} must be true or false, got {shown(repr(flag))}")
 
 
 _NO_PARAMETERS: dict = {}

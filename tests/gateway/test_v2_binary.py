@@ -119,6 +119,31 @@ def test_json_stays_the_default_answer_and_two_inputs_mix_binary_and_json(server
     assert output["data"] == [4.5, 2.0]
 
 
+def test_an_outputs_own_flag_overrides_the_requests_binary_data_output(server_url: str,
+                                                                       served_store: tuple[Store, dict]):
+    _, weights = served_store
+    header = {**x_input(shape=(2, 4), size=32), "parameters": {"binary_data_output": True},
+              "outputs": [{"name": "label", "parameters": {"binary_data": False}}, {"name": "probabilities"}]}
+    response = post_binary(server_url, "iris", header, ROWS.tobytes())
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    length = int(response.headers["inference-header-content-length"])
+    answer = json.loads(response.content[:length])
+    label, probabilities = answer["outputs"]
+    labels, expected = classifier_expected(weights["v1.0.0"], ROWS)
+    assert label["data"] == labels.tolist() and "parameters" not in label
+    assert probabilities["parameters"] == {"binary_data_size": 2 * 3 * 4} and "data" not in probabilities
+    assert len(response.content) == length + 24 and response.headers["x-model-version"] == "v1.0.0"
+    np.testing.assert_allclose(np.frombuffer(response.content[length:], dtype="<f4").reshape(2, 3), expected, rtol=1e-5)
+
+
+def test_a_second_header_length_is_refused(server_url: str):
+    head = json.dumps(x_input()).encode()
+    response = httpx.post(f"{server_url}/v2/models/iris/infer", content=head + FOUR, timeout=60, headers=[
+        ("Inference-Header-Content-Length", str(len(head))), ("Inference-Header-Content-Length", str(len(head)))])
+    assert response.status_code == 400 and "more than once" in response.json()["error"]
+
+
 def test_the_aio_client_sends_octet_stream_and_is_answered(server_url: str):
     async def infer() -> np.ndarray:
         client = triton_aio.InferenceServerClient(url=server_url.removeprefix("http://"))
