@@ -2,6 +2,7 @@
 Inference Protocol (v2) REST routes."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
@@ -35,15 +36,15 @@ def check_json_content_type(content_type: bytes | None) -> None:
                                    "application/json")
 
 
-def check_binary_content_type(content_type: bytes | None) -> None:
-    """A binary tensor data request (it has Inference-Header-Content-Length) comes as application/octet-stream (the
-    aiohttp-based tritonclient.http.aio), with no Content-Type (tritonclient.http, over geventhttpclient), or as JSON
-    (clients that label the body by its header); anything else is refused (415)."""
+def check_infer_content_type(content_type: bytes | None) -> None:
+    """A v2 infer body may also be application/octet-stream, binary tensor data or not: tritonclient.http.aio (over
+    aiohttp) labels every body so, its all-JSON ones too; tritonclient.http (over geventhttpclient) sends no
+    Content-Type. Anything else that is not JSON is refused (415)."""
     if content_type is None or content_type == b"application/octet-stream" or is_json_media_type(content_type):
         return
     if content_type.split(b";", 1)[0].strip().lower() != b"application/octet-stream":
-        raise UnsupportedMediaType(f"Content-Type {shown(content_type.decode('latin-1'))} is not a binary tensor "
-                                   "request's; send application/octet-stream")
+        raise UnsupportedMediaType(f"Content-Type {shown(content_type.decode('latin-1'))} is not an infer request's; "
+                                   "send application/json, or application/octet-stream")
 
 
 def is_json_media_type(value: bytes) -> bool:
@@ -99,12 +100,13 @@ class Endpoints:
             Route("/v2/models/{model}/versions/{version}/ready", self.v2_model_ready, methods=["GET"]),
         ]
 
-    def decode(self, model: str, headers: DataPlaneHeaders, body: bytes, request_type: type) -> ModelRequest:
+    def decode(self, model: str, headers: DataPlaneHeaders, body: bytes, request_type: type,
+               check_content_type: Callable[[bytes | None], None] = check_json_content_type) -> ModelRequest:
         """The body as a request for the service; a body that is not JSON is refused (and counted) here. The request
         is told whether its decoding is heavy (a big body: decoded off the event loop) and whether it can hold JSON
         booleans (searched for in C over the bytes, so that only bodies that have some get their values checked)."""
         try:
-            check_json_content_type(headers.content_type)
+            check_content_type(headers.content_type)
             return request_type(parse_json(body), len(body) > self.inline_decode_max_bytes,
                                 b"true" in body or b"false" in body)
         except (InvalidInput, UnsupportedMediaType) as exc:
@@ -115,9 +117,9 @@ class Endpoints:
         """A v2 infer body: JSON, or, with Inference-Header-Content-Length, a binary tensor data request whose sizes
         are all checked against the body here (refused and counted like a body that is not JSON)."""
         if headers.inference_header_length is None:
-            return self.decode(model, headers, body, InferRequest)
+            return self.decode(model, headers, body, InferRequest, check_infer_content_type)
         try:
-            check_binary_content_type(headers.content_type)
+            check_infer_content_type(headers.content_type)
             split = v2_binary.split_body(body, headers.inference_header_length)
         except (InvalidInput, UnsupportedMediaType) as exc:
             self.service.rejected(model, headers.environment, exc)

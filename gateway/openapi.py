@@ -27,8 +27,7 @@ ERROR_DESCRIPTIONS = {
     "404": "unknown model, version or environment",
     "405": "method not allowed on this path",
     "413": "body or batch over the gateway's limits (ONNXGATE_MAX_BODY_BYTES, ONNXGATE_MAX_BATCH_ROWS)",
-    "415": "the body's Content-Type is not JSON (for a binary tensor data request: not application/octet-stream, "
-           "JSON or absent)",
+    "415": "the body's Content-Type is not JSON (v2 infer also takes application/octet-stream)",
     "422": "a well-formed request the gateway cannot process",
     "503": "the model is deployed but cannot be served now (not loaded, nothing deployed to the environment)",
 }

@@ -70,17 +70,24 @@ def _header_length(value: bytes, body_size: int) -> int:
 
 def _binary_sizes(payload: object) -> Iterable[tuple[str, int]]:
     """(name, binary_data_size) of each input that has one, in order. Inputs too malformed to tell (not objects, no
-    string name, parameters not an object) are left to the request's decoding, which names what is wrong."""
+    string name, parameters not an object) are left to the request's decoding, which names what is wrong. An input
+    named twice is refused: which of the two a tensor's bytes belong to would be a guess."""
     inputs = payload.get("inputs") if type(payload) is dict else None
     if type(inputs) is not list:
         return
+    names: set[str] = set()
     for item in inputs:
-        if type(item) is not dict or type(item.get("name")) is not str or type(item.get("parameters")) is not dict:
+        if type(item) is not dict or type(item.get("name")) is not str:
+            continue
+        name = item["name"]
+        if name in names:
+            raise InvalidInput(f"input {name!r} is sent more than once")
+        names.add(name)
+        if type(item.get("parameters")) is not dict:
             continue
         size = item["parameters"].get("binary_data_size")
         if size is None:
             continue
-        name = item["name"]
         if type(size) is not int or size < 0:
             raise InvalidInput(f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}")
         if "data" in item:

@@ -144,13 +144,16 @@ def test_a_second_header_length_is_refused(server_url: str):
     assert response.status_code == 400 and "more than once" in response.json()["error"]
 
 
-def test_the_aio_client_sends_octet_stream_and_is_answered(server_url: str):
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_the_aio_client_sends_octet_stream_and_is_answered(server_url: str, binary: bool):
+    """aiohttp labels every bytes body application/octet-stream, the all-JSON ones too."""
     async def infer() -> np.ndarray:
         client = triton_aio.InferenceServerClient(url=server_url.removeprefix("http://"))
         try:
             infer_input = triton_aio.InferInput("X", list(ROWS.shape), "FP32")
-            infer_input.set_data_from_numpy(ROWS)
-            result = await client.infer("iris", [infer_input])
+            infer_input.set_data_from_numpy(ROWS, binary_data=binary)
+            outputs = [triton_aio.InferRequestedOutput("probabilities", binary_data=binary)]
+            result = await client.infer("iris", [infer_input], outputs=outputs)
             return result.as_numpy("probabilities")
         finally:
             await client.close()
@@ -205,6 +208,8 @@ MALFORMED = {
     "the wrong datatype": ("iris", x_input(datatype="FP64", size=32), bytes(32), {}, ["'X'", "FP64", "FP32"]),
     "a BYTES element past the end": ("echo", text_input(14), struct.pack("<I", 1) + b"a" + struct.pack("<I", 50) + b"xyzab",
                                      {}, ["'in_string'", "element 1 of 50 bytes runs past the end"]),
+    "an input sent twice": ("iris", {"inputs": [*x_input()["inputs"], *x_input()["inputs"]]}, FOUR + FOUR, {},
+                            ["'X'", "more than once"]),
     "a binary output flag that is not a boolean": (
         "iris", {**x_input(), "outputs": [{"name": "label", "parameters": {"binary_data": "yes"}}]}, FOUR, {},
         ["binary_data", "true or false"]),
@@ -243,8 +248,15 @@ def test_binary_requests_go_through_the_same_limits_and_metrics(server_url: str)
 
 @pytest.mark.parametrize(("content_type", "status"), [(None, 200), ("application/octet-stream", 200),
                                                       ("application/json", 200), ("text/plain", 415)])
-def test_content_types_a_binary_request_may_carry(server_url: str, content_type: str | None, status: int):
+def test_content_types_an_infer_request_may_carry(server_url: str, content_type: str | None, status: int):
     response = post_binary(server_url, "iris", x_input(), FOUR, content_type=content_type)
     assert response.status_code == status, response.text
     if status != 200:
         assert "application/octet-stream" in response.json()["error"]
+    as_json = httpx.post(f"{server_url}/v2/models/iris/infer", timeout=60, content=json.dumps(
+        {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+        headers={} if content_type is None else {"Content-Type": content_type})
+    assert as_json.status_code == status, as_json.text
+    predict = httpx.post(f"{server_url}/predict/iris", content=json.dumps({"inputs": [[1, 2, 3, 4]]}), timeout=60,
+                         headers={} if content_type is None else {"Content-Type": content_type})
+    assert predict.status_code == (415 if content_type in ("text/plain", "application/octet-stream") else 200)
