@@ -43,8 +43,8 @@ def check_infer_content_type(content_type: bytes | None) -> None:
     if content_type is None or content_type == b"application/octet-stream" or is_json_media_type(content_type):
         return
     if content_type.split(b";", 1)[0].strip().lower() != b"application/octet-stream":
-        raise UnsupportedMediaType(f"Content-Type {shown(content_type.decode('latin-1'))} is not an infer request's; "
-                                   "send application/json, or application/octet-stream")
+        raise UnsupportedMediaType(f"Content-Type {shown(content_type.decode('latin-1'))} is not JSON nor "
+                                   "application/octet-stream; send application/json")
 
 
 def is_json_media_type(value: bytes) -> bool:
