@@ -34,6 +34,8 @@ class DataPlaneHeaders(NamedTuple):
     """Who sent the request, for judging a rollout per source: the routing key when there is one, else the client's
     address (None when the server does not say)."""
     content_type: bytes | None = None
+    inference_header_length: bytes | None = None
+    """Inference-Header-Content-Length: the body is a binary tensor data request (gateway.v2_binary); None: JSON."""
 
 
 class RoutingHeader(NamedTuple):
@@ -46,10 +48,11 @@ class RoutingHeader(NamedTuple):
 
 
 def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -> DataPlaneHeaders:
-    """X-Environment, the trusted routing header, Content-Length and Content-Type in one pass over the raw headers
-    (ASGI lowercases names). A routing key sent twice (a proxy that appended its value to the client's) or longer
-    than the limit is refused (400); an empty one counts as absent."""
-    environment = routing_key = length = content_type = None
+    """X-Environment, the trusted routing header, Content-Length, Content-Type and Inference-Header-Content-Length in
+    one pass over the raw headers (ASGI lowercases names). A routing key sent twice (a proxy that appended its value to
+    the client's) or longer than the limit is refused (400), as is a second Inference-Header-Content-Length; an empty
+    routing key counts as absent."""
+    environment = routing_key = length = content_type = inference_header = None
     trusted = routing.name
     for key, value in scope["headers"]:
         if key == b"x-environment":
@@ -65,10 +68,14 @@ def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -
             length = value
         elif key == b"content-type":
             content_type = value
+        elif key == b"inference-header-content-length":
+            if inference_header is not None:  # two framings of one body: neither can be trusted
+                raise InvalidInput("header Inference-Header-Content-Length was sent more than once")
+            inference_header = value
     if routing_key:
-        return DataPlaneHeaders(environment, routing_key, length, routing_key, content_type)
+        return DataPlaneHeaders(environment, routing_key, length, routing_key, content_type, inference_header)
     client = scope.get("client")
-    return DataPlaneHeaders(environment, None, length, client[0] if client else None, content_type)
+    return DataPlaneHeaders(environment, None, length, client[0] if client else None, content_type, inference_header)
 
 
 async def read_body(receive: Receive, declared_length: bytes | None, limit: int) -> bytes:
@@ -108,7 +115,26 @@ async def send_json(send: Send, status: int, body: bytes, version: str | None = 
     await send({"type": "http.response.body", "body": body})
 
 
-AnswerFunction = Callable[[Scope, DataPlaneHeaders, bytes], Awaitable[tuple[dict, Answer]]]
+class BinaryBody(NamedTuple):
+    """An answer in the binary tensor data form: a JSON header, then the raw tensors it announces, in its order."""
+
+    header: bytes
+    tensors: list[bytes]
+
+
+async def send_binary(send: Send, body: BinaryBody, version: str | None) -> None:
+    """A binary tensor data answer, framed as Triton frames it: Content-Type application/octet-stream, and
+    Inference-Header-Content-Length giving where the JSON header ends."""
+    content = b"".join((body.header, *body.tensors))
+    headers = [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(content)).encode()),
+               (b"inference-header-content-length", str(len(body.header)).encode())]
+    if version is not None:
+        headers.append((b"x-model-version", version.encode("latin-1")))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+AnswerFunction = Callable[[Scope, DataPlaneHeaders, bytes], Awaitable[tuple[dict | BinaryBody, Answer]]]
 
 
 class DataPlaneEndpoint:
@@ -132,7 +158,10 @@ class DataPlaneEndpoint:
             status, message = error_answer(exc, scope["method"], scope["path"])
             await send_json(send, status, orjson.dumps({"error": message}))
             return
-        await send_json(send, 200, orjson.dumps(payload), answer.version)
+        if type(payload) is BinaryBody:
+            await send_binary(send, payload, answer.version)
+        else:
+            await send_json(send, 200, orjson.dumps(payload), answer.version)
         if answer.mirror is not None:
             await answer.mirror()
 

@@ -2,6 +2,7 @@
 Inference Protocol (v2) REST routes."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
@@ -13,8 +14,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Scope
 
-from gateway import v2
-from gateway.data_plane import DataPlane, DataPlaneEndpoint, DataPlaneHeaders, RoutingHeader
+from gateway import v2, v2_binary
+from gateway.data_plane import BinaryBody, DataPlane, DataPlaneEndpoint, DataPlaneHeaders, RoutingHeader
 from gateway.errors import InvalidInput, UnsupportedMediaType, shown
 from gateway.health import RolloutReport, gateway_health, model_health, no_rollout, readiness
 from gateway.requests import InferRequest, ModelRequest, PredictRequest
@@ -33,6 +34,17 @@ def check_json_content_type(content_type: bytes | None) -> None:
     if content_type is not None and content_type != b"application/json" and not is_json_media_type(content_type):
         raise UnsupportedMediaType(f"Content-Type {shown(content_type.decode('latin-1'))} is not JSON; send "
                                    "application/json")
+
+
+def check_infer_content_type(content_type: bytes | None) -> None:
+    """A v2 infer body may also be application/octet-stream, binary tensor data or not: tritonclient.http.aio (over
+    aiohttp) labels every body so, its all-JSON ones too; tritonclient.http (over geventhttpclient) sends no
+    Content-Type. Anything else that is not JSON is refused (415)."""
+    if content_type is None or content_type == b"application/octet-stream" or is_json_media_type(content_type):
+        return
+    if content_type.split(b";", 1)[0].strip().lower() != b"application/octet-stream":
+        raise UnsupportedMediaType(f"Content-Type {shown(content_type.decode('latin-1'))} is not JSON nor "
+                                   "application/octet-stream; send application/json")
 
 
 def is_json_media_type(value: bytes) -> bool:
@@ -65,7 +77,7 @@ class Endpoints:
                                 settings.max_routing_key_bytes)
         self.data_plane = DataPlane(predict=DataPlaneEndpoint(self.predict_answer, max_body_bytes, routing),
                                     v2_infer=DataPlaneEndpoint(self.v2_answer, max_body_bytes, routing))
-        self.server = {"name": "onnxgate", "version": server_version(), "extensions": []}
+        self.server = {"name": "onnxgate", "version": server_version(), "extensions": [v2_binary.EXTENSION]}
 
     def routes(self) -> list[Route]:
         # The data-plane POSTs normally reach their endpoints through DataPlane.match, before this router; listed here
@@ -88,17 +100,32 @@ class Endpoints:
             Route("/v2/models/{model}/versions/{version}/ready", self.v2_model_ready, methods=["GET"]),
         ]
 
-    def decode(self, model: str, headers: DataPlaneHeaders, body: bytes, request_type: type) -> ModelRequest:
+    def decode(self, model: str, headers: DataPlaneHeaders, body: bytes, request_type: type,
+               check_content_type: Callable[[bytes | None], None] = check_json_content_type) -> ModelRequest:
         """The body as a request for the service; a body that is not JSON is refused (and counted) here. The request
         is told whether its decoding is heavy (a big body: decoded off the event loop) and whether it can hold JSON
         booleans (searched for in C over the bytes, so that only bodies that have some get their values checked)."""
         try:
-            check_json_content_type(headers.content_type)
+            check_content_type(headers.content_type)
             return request_type(parse_json(body), len(body) > self.inline_decode_max_bytes,
                                 b"true" in body or b"false" in body)
         except (InvalidInput, UnsupportedMediaType) as exc:
             self.service.rejected(model, headers.environment, exc)
             raise
+
+    def decode_infer(self, model: str, headers: DataPlaneHeaders, body: bytes) -> InferRequest:
+        """A v2 infer body: JSON, or, with Inference-Header-Content-Length, a binary tensor data request whose sizes
+        are all checked against the body here (refused and counted like a body that is not JSON)."""
+        if headers.inference_header_length is None:
+            return self.decode(model, headers, body, InferRequest, check_infer_content_type)
+        try:
+            check_infer_content_type(headers.content_type)
+            split = v2_binary.split_body(body, headers.inference_header_length)
+        except (InvalidInput, UnsupportedMediaType) as exc:
+            self.service.rejected(model, headers.environment, exc)
+            raise
+        return InferRequest(split.payload, len(body) > self.inline_decode_max_bytes,
+                            b"true" in split.header or b"false" in split.header, split.raw)
 
     async def predict_answer(self, scope: Scope, headers: DataPlaneHeaders, body: bytes) -> tuple[dict, Answer]:
         query = scope["query_string"]
@@ -162,17 +189,28 @@ class Endpoints:
             ready = (model, version) in pool.models
         return json_response({"name": model, "ready": ready}, status=200 if ready else 503)
 
-    async def v2_answer(self, scope: Scope, headers: DataPlaneHeaders, body: bytes) -> tuple[dict, Answer]:
+    async def v2_answer(self, scope: Scope, headers: DataPlaneHeaders,
+                        body: bytes) -> tuple[dict | BinaryBody, Answer]:
         params = scope["path_params"]
         model = params["model"]
-        request = self.decode(model, headers, body, InferRequest)
+        request = self.decode_infer(model, headers, body)
         answer = await self.service.answer(model, headers.environment, params.get("version"), headers.routing_key,
                                            request, source=headers.source)
-        payload = {"model_name": answer.model, "model_version": answer.version,
-                   "outputs": v2.encode_outputs(answer.outputs),
+        outputs = answer.outputs
+        request_body = request.payload  # a dict: the service has decoded it
+        binary = (v2_binary.binary_output_names(request_body, outputs)
+                  if "parameters" in request_body or "outputs" in request_body else None)
+        tensors = None
+        if binary:
+            encoded, tensors = v2_binary.encode_outputs(outputs, binary)
+        else:
+            encoded = v2.encode_outputs(outputs)
+        payload = {"model_name": answer.model, "model_version": answer.version, "outputs": encoded,
                    "parameters": {"environment": answer.environment, "arm": answer.arm}}
         if answer.retried_from is not None:
             payload["parameters"]["retried_from"] = answer.retried_from
         if answer.request_id is not None:
             payload["id"] = answer.request_id
+        if tensors:
+            return BinaryBody(orjson.dumps(payload), tensors), answer
         return payload, answer

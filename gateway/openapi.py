@@ -27,7 +27,7 @@ ERROR_DESCRIPTIONS = {
     "404": "unknown model, version or environment",
     "405": "method not allowed on this path",
     "413": "body or batch over the gateway's limits (ONNXGATE_MAX_BODY_BYTES, ONNXGATE_MAX_BATCH_ROWS)",
-    "415": "the body's Content-Type is not JSON",
+    "415": "the body's Content-Type is not JSON (v2 infer also takes application/octet-stream)",
     "422": "a well-formed request the gateway cannot process",
     "503": "the model is deployed but cannot be served now (not loaded, nothing deployed to the environment)",
 }
@@ -58,6 +58,15 @@ def _path(name: str, pattern: str, description: str) -> dict:
 MODEL = _path("model", MODEL_NAME_PATTERN, "model name (1-64 lowercase letters, digits, '_' or '-')")
 VERSION = _path("version", VERSION_PATTERN, "a registered version, e.g. v1.2.0")
 ENVIRONMENT = _header("X-Environment", "environment to serve from (default: the gateway's first --env); unknown: 404")
+INFERENCE_HEADER_LENGTH = {
+    "name": "Inference-Header-Content-Length", "in": "header", "required": False,
+    "description": "binary tensor data extension: the body is this many bytes of JSON InferRequest, then the raw bytes "
+                   "of each input whose parameters give a binary_data_size, in the order of the inputs (fixed-size "
+                   "elements little-endian, BOOL one byte, BYTES elements each a 4-byte little-endian length then its "
+                   "bytes); the sizes must add up to the body exactly",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"}}
+BINARY_BODY = {"schema": {"description": "binary tensor data: a JSON InferRequest of Inference-Header-Content-Length "
+                                         "bytes, then the inputs' raw tensors"}}
 PINNED = {"name": "version", "in": "query", "required": False, "description": "pin a version (debugging)",
           "schema": {"type": "string", "pattern": VERSION_PATTERN}}
 
@@ -96,7 +105,8 @@ SCHEMAS: dict[str, dict] = {
         },
     },
     "InferRequest": {
-        "description": "Open Inference Protocol (KServe v2) infer request, JSON tensors only (binary_data=false)",
+        "description": "Open Inference Protocol (KServe v2) infer request (JSON tensors; binary tensors: see the "
+                       "Inference-Header-Content-Length header)",
         "type": "object", "required": ["inputs"],
         "properties": {
             "id": {"type": "string"},
@@ -110,7 +120,8 @@ SCHEMAS: dict[str, dict] = {
     "InferOutput": {
         "type": "object", "required": ["name", "shape", "datatype", "data"],
         "properties": {"name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
-                       "datatype": {"type": "string", "enum": V2_DATATYPES}, "data": {"type": "array"}},
+                       "datatype": {"type": "string", "enum": V2_DATATYPES}, "data": {"type": "array"},
+                       "parameters": {"type": "object"}},
     },
     "InferResponse": {
         "type": "object", "required": ["model_name", "model_version", "outputs"],
@@ -183,6 +194,23 @@ def _post(summary: str, parameters: list[dict], body: str, ok: str, *errors: str
 DATA_PLANE_ERRORS = ("400", "404", "405", "413", "415", "422", "503")
 
 
+def _infer(summary: str, parameters: list[dict]) -> dict:
+    """A v2 infer operation: JSON, or the binary tensor data form both ways (a binary answer when the request asks
+    for binary outputs: per output `parameters.binary_data`, or `parameters.binary_data_output` for all)."""
+    operation = _post(summary, [*parameters, INFERENCE_HEADER_LENGTH], "InferRequest", "InferResponse",
+                      *DATA_PLANE_ERRORS)
+    post = operation["post"]
+    post["requestBody"]["content"]["application/octet-stream"] = BINARY_BODY
+    ok = post["responses"]["200"]
+    ok["description"] += ("; application/octet-stream when binary outputs were asked for: a JSON InferResponse of "
+                          "Inference-Header-Content-Length bytes (each binary output with parameters.binary_data_size "
+                          "instead of data), then their raw tensors")
+    ok["content"]["application/octet-stream"] = {"schema": {}}
+    ok.setdefault("headers", {})["Inference-Header-Content-Length"] = {
+        "description": "binary answers only: the length of the JSON header", "schema": {"type": "string"}}
+    return operation
+
+
 def _paths(routing_header: str | None) -> dict:
     routing = [_header(routing_header, "sticky canary routing key (the header this gateway's operator trusts: "
                                        "ONNXGATE_ROUTING_HEADER)")] if routing_header else []
@@ -191,7 +219,6 @@ def _paths(routing_header: str | None) -> dict:
     model_health["get"]["responses"]["503"] = _json(
         {"anyOf": [_ref("ModelHealth"), _ref("Error")]}, "the model is unhealthy or not deployed (its health report), "
         "or cannot be served")
-    infer = ("Open Inference Protocol infer", [MODEL, ENVIRONMENT, *routing], "InferRequest", "InferResponse")
     ready = _json(_ref("ModelReady"), "the version answers requests")
     not_ready = _json({"anyOf": [_ref("ModelReady"), _ref("Error")]}, "not ready, or cannot be served")
     model_ready = _get("is the model's deployed version loaded", [MODEL, ENVIRONMENT], ready, "404", "405")
@@ -205,10 +232,9 @@ def _paths(routing_header: str | None) -> dict:
         "/predict/{model}": _post("predict with the deployed version (canary split by routing key)",
                                   [MODEL, PINNED, ENVIRONMENT, *routing], "PredictRequest", "PredictResponse",
                                   *DATA_PLANE_ERRORS),
-        "/v2/models/{model}/infer": _post(infer[0], *infer[1:], *DATA_PLANE_ERRORS),
-        "/v2/models/{model}/versions/{version}/infer": _post(
-            "Open Inference Protocol infer on a pinned version", [MODEL, VERSION, ENVIRONMENT, *routing],
-            "InferRequest", "InferResponse", *DATA_PLANE_ERRORS),
+        "/v2/models/{model}/infer": _infer("Open Inference Protocol infer", [MODEL, ENVIRONMENT, *routing]),
+        "/v2/models/{model}/versions/{version}/infer": _infer("Open Inference Protocol infer on a pinned version",
+                                                              [MODEL, VERSION, ENVIRONMENT, *routing]),
         "/health": _get("gateway health: ok or degraded, readiness, models, problems, last reload", [],
                         _json(_ref("Health"), "the gateway's health report"), "405"),
         "/health/{model}": model_health,

@@ -69,14 +69,17 @@ class PredictRequest:
 
 
 class InferRequest:
-    """An Open Inference Protocol (v2) infer request: inputs as tensors, optionally the outputs wanted and an id."""
+    """An Open Inference Protocol (v2) infer request: inputs as tensors, optionally the outputs wanted and an id.
+    `raw`: the binary inputs' bytes by input name (gateway.v2_binary), None when the body is all JSON."""
 
-    __slots__ = ("payload", "heavy", "booleans")
+    __slots__ = ("payload", "heavy", "booleans", "raw")
 
-    def __init__(self, payload: object, heavy: bool = False, booleans: bool = True) -> None:
+    def __init__(self, payload: object, heavy: bool = False, booleans: bool = True,
+                 raw: dict[str, memoryview] | None = None) -> None:
         self.payload = payload
         self.heavy = heavy
         self.booleans = booleans
+        self.raw = raw
 
     def feeds(self, loaded: LoadedModel, max_rows: int) -> Decoded:
-        return v2.decode_request(self.payload, loaded, max_rows, self.booleans)
+        return v2.decode_request(self.payload, loaded, max_rows, self.booleans, self.raw)

@@ -1,6 +1,7 @@
 """Open Inference Protocol (KServe v2) bodies: decoding infer inputs, encoding outputs and model metadata.
 
-Only the JSON form of tensors is spoken (no binary tensor data extension): clients send `binary_data=False`.
+Tensors come as JSON `data`, or as raw bytes split off the body by gateway.v2_binary (the binary tensor data
+extension), read here by gateway.tensor_bytes.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 from gateway.codec import V2_BY_DTYPE_NAME, flat_data, v2_datatype, v2_shape
 from gateway.errors import InvalidInput, shown
 from gateway.loader import LoadedModel
-from gateway.validation import Decoded, InputSpec, check_names, coerce, raw_array, refuse_booleans, rows_of
+from gateway.tensor_bytes import array_from_raw
+from gateway.validation import Decoded, InputSpec, check_names, check_shape, coerce, raw_array, refuse_booleans, rows_of
 from modelstore.metadata import TensorSpec
 
 
@@ -29,24 +31,27 @@ def _tensor_metadata(spec: TensorSpec) -> dict:
     return {"name": spec.name, "datatype": V2_BY_DTYPE_NAME.get(spec.dtype, "BYTES"), "shape": v2_shape(spec.shape)}
 
 
-def decode_request(body: object, loaded: LoadedModel, max_rows: int, booleans: bool = True) -> Decoded:
-    """`booleans`: whether the body may hold JSON booleans (see gateway.requests)."""
+def decode_request(body: object, loaded: LoadedModel, max_rows: int, booleans: bool = True,
+                   raw: dict[str, memoryview] | None = None) -> Decoded:
+    """`booleans`: whether the body may hold JSON booleans (see gateway.requests); `raw`: the binary inputs' bytes,
+    by input name (gateway.v2_binary), None for a JSON body."""
     inputs, output_names, request_id = request_fields(body)
     if output_names is not None:
         unknown = [n for n in output_names if n not in loaded.output_names]
         if unknown:
             raise InvalidInput(f"unknown output(s) {unknown}; expected {loaded.signature}")
-    feeds, rows = decode_inputs(inputs, loaded, max_rows, booleans)
+    feeds, rows = decode_inputs(inputs, loaded, max_rows, booleans, raw)
     return Decoded(feeds, rows, output_names, request_id)
 
 
 def request_fields(body: object) -> tuple[list, list[str] | None, object]:
     """(inputs, requested output names or None, id) from an infer request body. Every field the protocol defines is
     checked for its JSON type: `parameters` (of the request, an input or an output) is an object or absent (null is
-    taken as absent), `id` a string."""
+    taken as absent), `id` a string, `binary_data_output` (request) and `binary_data` (output) booleans."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise InvalidInput('infer request must be a JSON object with an "inputs" list')
-    parameters_of(body, "the request")
+    if body.get("parameters") is not None:
+        _check_flag(parameters_of(body, "the request"), "binary_data_output", "the request")
     request_id = body.get("id")
     if request_id is not None and type(request_id) is not str:
         raise InvalidInput('"id" must be a string')
@@ -57,9 +62,16 @@ def request_fields(body: object) -> tuple[list, list[str] | None, object]:
                                                     for o in outputs):
             raise InvalidInput('"outputs" must be a list of {"name": ...} objects')
         names = [o["name"] for o in outputs]
-        if any(parameters_of(o, "output", o["name"]).get("binary_data") for o in outputs):
-            raise InvalidInput("binary tensor data is not supported; request outputs with binary_data=False")
+        for output in outputs:
+            _check_flag(parameters_of(output, "output", output["name"]), "binary_data", "output", output["name"])
     return body["inputs"], names, request_id
+
+
+def _check_flag(parameters: dict, flag_name: str, kind: str, name: str | None = None) -> None:
+    flag = parameters.get(flag_name)
+    if flag is not None and type(flag) is not bool:
+        owner = kind if name is None else f"{kind} {shown(name)}"
+        raise InvalidInput(f"parameter {flag_name} of {owner} must be true or false, got {shown(repr(flag))}")
 
 
 _NO_PARAMETERS: dict = {}
@@ -76,8 +88,8 @@ def parameters_of(item: dict, kind: str, name: str | None = None) -> dict:
     return parameters
 
 
-def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int,
-                  booleans: bool = True) -> tuple[dict[str, np.ndarray], int]:
+def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int, booleans: bool = True,
+                  raw: dict[str, memoryview] | None = None) -> tuple[dict[str, np.ndarray], int]:
     tensors: dict[str, dict] = {}
     for item in inputs:
         if type(item) is not dict or type(item.get("name")) is not str:
@@ -90,8 +102,13 @@ def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int,
     for name, spec in specs.items():
         item = tensors[name]
         shape, datatype, data = item.get("shape"), item.get("datatype"), item.get("data")
+        binary = raw.get(name) if raw else None
+        if binary is not None:
+            feeds[name] = _binary_input(spec, binary, datatype, shape, loaded, max_rows)
+            continue
         if parameters_of(item, "input", name).get("binary_data_size") is not None:
-            raise InvalidInput("binary tensor data is not supported; send inputs with binary_data=False")
+            raise InvalidInput(f"input {name!r}: binary_data_size needs the Inference-Header-Content-Length header "
+                               "(the binary tensor data extension)")
         if not _is_shape(shape):
             raise InvalidInput(f"input {name!r}: \"shape\" must be a list of non-negative integers")
         expected = _expected_datatype(spec.dtype)
@@ -103,6 +120,17 @@ def decode_inputs(inputs: list, loaded: LoadedModel, max_rows: int,
             refuse_booleans(spec, data, loaded.signature)
         feeds[name] = coerce(spec, _as_array(spec, data, datatype, shape), loaded.signature, max_rows)
     return feeds, rows_of(feeds)
+
+
+def _binary_input(spec: InputSpec, binary: memoryview, datatype: object, shape: object, loaded: LoadedModel,
+                  max_rows: int) -> np.ndarray:
+    """A binary input: its declared datatype must be the model's, so its bytes read straight into the model's dtype."""
+    expected = _expected_datatype(spec.dtype)
+    if datatype != expected:
+        raise InvalidInput(f"input {spec.name!r}: datatype {datatype!r}, expected {expected}; expected {loaded.signature}")
+    array = array_from_raw(spec.name, datatype, shape, binary)  # type: ignore[arg-type]
+    check_shape(spec, array, loaded.signature, max_rows)
+    return array
 
 
 def _is_shape(shape: object) -> bool:

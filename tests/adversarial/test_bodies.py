@@ -1,13 +1,16 @@
 """hypothesis-generated bodies for /predict and v2 infer, against a live gateway: JSON-ish values of every kind, raw
-bytes, truncated JSON, wrong types, huge shapes and batches, and valid bodies with one field mutated. Every answer is
-a 4xx with a JSON {"error": str} body or a 200 of the right shape (each of the model's outputs, one row per input row),
-never a 5xx; the server is alive afterwards."""
+bytes, truncated JSON, wrong types, huge shapes and batches, valid bodies with one field mutated, and binary tensor
+data bodies whose header, raw tensors and Inference-Header-Content-Length are mutated apart. Every answer is a 4xx
+with a JSON {"error": str} body or a 200 of the right shape (each of the model's outputs, one row per input row; binary
+outputs of the size their shape takes), never a 5xx; the server is alive afterwards."""
 from __future__ import annotations
 
 import json
 import math
+import struct
 
 import httpx
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -144,11 +147,41 @@ def request_rows(body: object) -> set[int]:
     return {len(inputs) if isinstance(inputs, list) else 1}
 
 
+def binary_answer(response: httpx.Response) -> dict:
+    """A binary tensor data answer's JSON header, once its outputs' binary_data_size are checked to add up to the rest
+    of the body, each the size its shape and datatype take."""
+    assert response.status_code == 200, response.status_code
+    length = int(response.headers["inference-header-content-length"])
+    answer = json.loads(response.content[:length])
+    tail = response.content[length:]
+    for output in answer["outputs"]:
+        if "data" in output:
+            continue
+        size = output["parameters"]["binary_data_size"]
+        raw, tail = tail[:size], tail[size:]
+        assert len(raw) == size, output
+        count = math.prod(output["shape"])
+        if output["datatype"] == "BYTES":
+            offset = 0
+            for _ in range(count):
+                offset += 4 + struct.unpack_from("<I", raw, offset)[0]
+            assert offset == size, output
+        else:
+            itemsize = 1 if output["datatype"] == "BOOL" else int(output["datatype"].lstrip("FPUINT")) // 8
+            assert size == count * itemsize, output
+        output["data"] = [None] * count
+    assert tail == b"", f"{len(tail)} bytes past the outputs"
+    return answer
+
+
 def check_answer(response: httpx.Response, sent: bytes, model: str, *, v2: bool) -> None:
     status = response.status_code
     assert status < 500, f"{status} for {sent[:300]!r}: {response.text[:300]}"
-    assert response.headers["content-type"].startswith("application/json"), (status, sent[:300])
-    answer = response.json()
+    if v2 and response.headers["content-type"] == "application/octet-stream":
+        answer = binary_answer(response)
+    else:
+        assert response.headers["content-type"].startswith("application/json"), (status, sent[:300])
+        answer = response.json()
     if status != 200:
         assert 400 <= status < 500, (status, sent[:300])
         assert set(answer) == {"error"} and isinstance(answer["error"], str) and answer["error"], answer
@@ -207,6 +240,57 @@ def test_v2_infer_bodies(client: httpx.Client, model: str) -> None:
     assert client.get("/health").status_code == 200
 
 
+def binary_form(body: dict) -> tuple[dict, bytes]:
+    """A valid v2 body with every input's data as raw bytes (tritonclient's layout), and every output asked binary."""
+    header = json.loads(json.dumps(body))
+    tail = b""
+    for item in header["inputs"]:
+        data = item.pop("data")
+        if item["datatype"] == "BYTES":
+            raw = b"".join(struct.pack("<I", len(text.encode())) + text.encode() for text in data)
+        else:
+            dtype = {v2: dtype for dtype, v2 in V2_TYPES.items()}[item["datatype"]]
+            raw = np.array(data, dtype=dtype).tobytes()
+        item["parameters"] = {"binary_data_size": len(raw)}
+        tail += raw
+    header["parameters"] = {"binary_data_output": True}
+    header.pop("outputs", None)
+    return header, tail
+
+
+@st.composite
+def binary_bodies(draw: st.DrawFn, valid: dict) -> tuple[bytes, str]:
+    """(body, Inference-Header-Content-Length): the valid binary form, or its header mutated, its raw tensors cut,
+    extended or replaced, its header length off or not a number."""
+    header, tail = binary_form(valid)
+    head = draw(st.just(header) | mutated(header)) if draw(st.booleans()) else header
+    head_bytes = encoded(head)
+    tail = draw(st.sampled_from(["keep", "keep", "cut", "extend", "replace"]).flatmap(lambda how: {
+        "keep": st.just(tail), "cut": st.integers(0, max(len(tail) - 1, 0)).map(lambda cut: tail[:cut]),
+        "extend": st.binary(min_size=1, max_size=16).map(lambda extra: tail + extra),
+        "replace": st.binary(max_size=len(tail) + 8)}[how]))
+    length = draw(st.just(str(len(head_bytes)))
+                  | st.integers(-3, len(head_bytes) + len(tail) + 3).map(str)
+                  | st.text(alphabet="0123456789-+x.", max_size=6))
+    return head_bytes + tail, length
+
+
+@pytest.mark.parametrize("model", sorted(VALID_V2))
+def test_v2_binary_bodies(client: httpx.Client, model: str) -> None:
+    @SETTINGS
+    @given(sent=binary_bodies(VALID_V2[model]))
+    def run(sent: tuple[bytes, str]) -> None:
+        body, length = sent
+        count_cases(f"bodies POST /v2/models/{model}/infer (binary)")
+        response = client.post(f"/v2/models/{model}/infer", content=body, headers={
+            "content-type": "application/octet-stream", "inference-header-content-length": length})
+        count_answer(f"{response.status_code} (bodies)")
+        check_answer(response, body[:int(length)] if response.status_code == 200 else body, model, v2=True)
+
+    run()
+    assert client.get("/health").status_code == 200
+
+
 def test_valid_bodies_answer_200(client: httpx.Client) -> None:
     """The bodies everything above mutates are valid: the generated runs start from real answers."""
     for model, body in VALID_PREDICT.items():
@@ -219,6 +303,13 @@ def test_valid_bodies_answer_200(client: httpx.Client) -> None:
         response = client.post(f"/v2/models/{model}/infer", content=sent, headers={"content-type": "application/json"})
         assert response.status_code == 200, response.text
         check_answer(response, sent, model, v2=True)
+        header, tail = binary_form(body)
+        head = encoded(header)
+        response = client.post(f"/v2/models/{model}/infer", content=head + tail, headers={
+            "content-type": "application/octet-stream", "inference-header-content-length": str(len(head))})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/octet-stream"
+        check_answer(response, head, model, v2=True)
 
 
 @pytest.mark.parametrize("shape", [[0, 2**63], [0, 2**62, 2**62]], ids=str)
