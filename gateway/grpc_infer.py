@@ -58,6 +58,15 @@ class GrpcInferRequest:
         return Decoded(feeds, rows_of(feeds), output_names, message.id or None)
 
 
+def heavy_to_decode(message: service_pb2.ModelInferRequest, inline_max_bytes: int) -> bool:
+    """Whether decoding belongs on a worker thread (see gateway.requests): never for fixed-size raw tensors, which
+    numpy reads in place (a thread hop would cost more); typed contents and BYTES go value by value, so over
+    `inline_max_bytes` they are."""
+    if message.raw_input_contents and all(tensor.datatype != "BYTES" for tensor in message.inputs):
+        return False
+    return message.ByteSize() > inline_max_bytes
+
+
 def decode_inputs(message: service_pb2.ModelInferRequest, loaded: LoadedModel, max_rows: int) -> dict[str, np.ndarray]:
     tensors = {}
     for index, tensor in enumerate(message.inputs):
@@ -74,7 +83,7 @@ def decode_inputs(message: service_pb2.ModelInferRequest, loaded: LoadedModel, m
     feeds = {}
     for name, spec in specs.items():
         tensor = message.inputs[tensors[name]]
-        expected = V2_BY_DTYPE_NAME.get(spec.dtype.name if spec.dtype.kind != "O" else "string")
+        expected = expected_datatype(spec)
         if tensor.datatype != expected:
             raise InvalidInput(f"input {name!r}: datatype {shown(tensor.datatype)}, expected {expected}; "
                                f"expected {loaded.signature}")
@@ -89,6 +98,19 @@ def decode_inputs(message: service_pb2.ModelInferRequest, loaded: LoadedModel, m
             array = array.astype(str)
         feeds[name] = coerce(spec, array, loaded.signature, max_rows)
     return feeds
+
+
+_EXPECTED: dict[np.dtype, str | None] = {}
+
+
+def expected_datatype(spec: InputSpec) -> str | None:
+    """The v2 datatype an input must declare (cached per dtype: numpy builds dtype.name on every access)."""
+    dtype = spec.dtype
+    try:
+        return _EXPECTED[dtype]
+    except KeyError:
+        expected = _EXPECTED[dtype] = V2_BY_DTYPE_NAME.get(dtype.name if dtype.kind != "O" else "string")
+        return expected
 
 
 def typed_contents(spec: InputSpec, tensor: service_pb2.ModelInferRequest.InferInputTensor, datatype: str,

@@ -19,7 +19,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from gateway import v2
 from gateway.endpoints import ENVIRONMENT_HEADER, server_version
 from gateway.errors import InvalidInput, error_answer
-from gateway.grpc_infer import GrpcInferRequest, infer_response
+from gateway.grpc_infer import GrpcInferRequest, heavy_to_decode, infer_response
 from gateway.health import readiness
 from gateway.service import Service
 from gateway.settings import GatewaySettings
@@ -148,7 +148,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: service_pb2.ModelInferRequest,
                          context: grpc.aio.ServicerContext) -> service_pb2.ModelInferResponse:
         metadata = self.metadata(context)
-        infer = GrpcInferRequest(request, request.ByteSize() > self.inline_decode_max_bytes)
+        infer = GrpcInferRequest(request, heavy_to_decode(request, self.inline_decode_max_bytes))
         answer = await self.service.answer(request.model_name, metadata.environment, request.model_version or None,
                                            metadata.routing_key, infer, source=metadata.source)
         response = infer_response(answer)
@@ -162,6 +162,22 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         for mirror in list(self.mirrors):
             mirror.cancel()
         await asyncio.gather(*self.mirrors, return_exceptions=True)
+
+
+def unimplemented(name: str) -> Handler:
+    async def rpc(self: Any, request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(StatusCode.UNIMPLEMENTED, f"{name} is not served by onnxgate")
+
+    rpc.__name__ = name
+    return rpc
+
+
+# The protocol's RPCs onnxgate does not serve: a clean UNIMPLEMENTED rather than the generated base class's
+for _name in ("ModelStreamInfer", "ModelConfig", "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad",
+              "RepositoryModelUnload", "SystemSharedMemoryStatus", "SystemSharedMemoryRegister",
+              "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus", "CudaSharedMemoryRegister",
+              "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings"):
+    setattr(InferenceServicer, _name, unimplemented(_name))
 
 
 class GrpcServer:

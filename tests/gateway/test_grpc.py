@@ -108,6 +108,7 @@ def test_health_and_metadata_through_tritonclient(served: Served):
         assert staging["versions"] == ["v2.0.0"]
         assert client.get_model_metadata("iris", "v2.0.0", as_json=True)["versions"] == ["v2.0.0"]
         assert status_of(lambda: client.get_model_metadata("nosuch")) == "StatusCode.NOT_FOUND"
+        assert status_of(lambda: client.get_model_config("iris")) == "StatusCode.UNIMPLEMENTED"
 
 
 def test_metadata_agrees_with_http(served: Served):
