@@ -22,14 +22,16 @@ from tritonclient.utils import InferenceServerException
 from gateway.app import create_app
 from gateway.codec import V2_BY_DTYPE_NAME
 from gateway.settings import GatewaySettings
+from modelstore.deployments import Change
 from modelstore.layout import Store
+from modelstore.rollout import start_shadow
 from onnxgate.__main__ import main
 from tests.factories import IDENTITY_DTYPES, classifier_expected, deploy_version, publish_identity, running_server
 from tests.gateway.conftest import MAX_BATCH_ROWS, MAX_BODY_BYTES, gateway_settings
 from tests.gateway.test_commands import free_port, stop_server, wait_ready
 from tests.gateway.test_health_metrics import sample
 from tests.gateway.test_v2 import echo_values
-from tests.rollout.gateway_fixtures import OTHER, STABLE, build_rollout_store
+from tests.rollout.gateway_fixtures import OTHER, STABLE, build_rollout_store, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -302,11 +304,26 @@ def test_the_trusted_routing_key_in_metadata_keeps_a_key_on_one_version(tmp_path
                 np.testing.assert_array_equal(result.as_numpy("label"), expected)
                 arm = response.parameters["arm"].string_param
                 assert arm == ("canary" if response.model_version == OTHER else "stable"), attempt
-        twice = status_of(lambda: client.infer("iris", [infer_input("X", rows)],
-                                                headers={"x-user": "x" * (settings.max_routing_key_bytes + 1)}))
-    assert twice == "StatusCode.INVALID_ARGUMENT"
+        too_long = status_of(lambda: client.infer("iris", [infer_input("X", rows)],
+                                                   headers={"x-user": "x" * (settings.max_routing_key_bytes + 1)}))
+        with served.stub() as stub:
+            twice = rpc_code(stub.ModelInfer, typed_request("iris", {"X": rows}),
+                             metadata=[("x-user", "user-1"), ("x-user", "user-2")])
+    assert too_long == "StatusCode.INVALID_ARGUMENT" and twice == grpc.StatusCode.INVALID_ARGUMENT
     assert all(len(versions) == 1 for versions in seen.values()), seen
     assert set().union(*seen.values()) == {STABLE, OTHER}  # 30 keys at 50%: both arms, but each key on one
+
+
+def test_a_shadow_mirrors_grpc_requests_after_answering_them(tmp_path: Path):
+    rollout = build_rollout_store(tmp_path / "models")
+    start_shadow(rollout.store, "iris", OTHER, "production", 100, Change(actor="tests", reason="shadow over gRPC"))
+    labels = {"model": "iris", "environment": "production", "version": OTHER}
+    with serving(gateway_settings(rollout.store, grpc_port=0)) as served, served.triton() as client:
+        for _ in range(5):
+            result = client.infer("iris", [infer_input("X", ROWS)])
+            assert result.get_response().model_version == STABLE  # the shadow never answers
+        wait_until(lambda: sample(httpx.get(served.http + "/metrics").text, "shadow_requests_total", **labels,
+                                  outcome="ok") == 5, 30, "five mirrored requests")
 
 
 # -- onnxgate serve --grpc-port ------------------------------------------------------------------------------------
