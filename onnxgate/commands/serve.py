@@ -110,12 +110,13 @@ def run(args: argparse.Namespace) -> int:
     from gateway.server import uvicorn_options
     from gateway.settings import GatewaySettings
 
-    os.environ.update(settings_environment(args))
-    grpc_port = GatewaySettings().grpc_port  # from --grpc-port or ONNXGATE_GRPC_PORT
-    if grpc_port is not None:
+    variables = settings_environment(args)
+    grpc_port = variables.get("ONNXGATE_GRPC_PORT", os.environ.get("ONNXGATE_GRPC_PORT", "")).strip()
+    if grpc_port:  # from --grpc-port or ONNXGATE_GRPC_PORT: checked before anything changes
         require_grpc()
-        if grpc_port == 0 and args.workers > 1:
+        if grpc_port == "0" and args.workers > 1:
             raise UsageError("--grpc-port 0 (any free port) would give each worker its own port; name one with --workers")
+    os.environ.update(variables)
     created_metrics_dir = None
     if args.workers > 1 and not os.environ.get("ONNXGATE_METRICS_DIR"):
         # where the workers' metrics snapshots meet, so that /metrics adds them up (gateway/worker_metrics.py)

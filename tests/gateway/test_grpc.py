@@ -354,6 +354,8 @@ def test_serve_grpc_port_without_the_extra_is_a_usage_error(served_store: tuple[
     monkeypatch.delitem(sys.modules, "gateway.grpc_service", raising=False)
     for name in [k for k in os.environ if k.startswith("ONNXGATE_")]:
         monkeypatch.delenv(name)
-    assert main(["serve", "--env", "production", "--grpc-port", "1", "--store", str(store.root)]) == 2
+    # refused before anything starts or changes (port -1: a server that started anyway would fail, not block)
+    assert main(["serve", "--env", "production", "--port", "-1", "--grpc-port", "1", "--store", str(store.root)]) == 2
+    assert not [name for name in os.environ if name.startswith("ONNXGATE_")]
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "pip install 'onnxgate[grpc]'" in error, error
