@@ -32,17 +32,23 @@ install: $(VENV)/.installed install-node
 
 install-node: node/node_modules/.installed
 
-# The main job: train the example models, export them to ONNX (with parity and Node checks), package and verify
-# them, deploy to staging and production, then serve both environments from the embedded file store.
+# The main job: train the example models, export them to ONNX (with parity and Node checks), measure the classifier
+# on its held-out rows, package and verify them, deploy to staging and, through the gates of ml/examples/policy.toml
+# (approved by a reviewer), to production, then serve both environments from the embedded file store.
 demo: demo-build serve
 
 demo-build: install
 	$(PY) -m ml.examples.train_all --out $(ARTIFACTS)
 	$(MAKE) --no-print-directory export-examples
+	$(ONNXGATE) evaluate cancer_classifier $(VERSION) --data $(ARTIFACTS)/cancer_classifier/holdout.csv \
+	  --label diagnosis --actor demo --reason "demo: measured on the held-out rows"
+	cp ml/examples/policy.toml $(STORE)/policy.toml
+	$(ONNXGATE) policy
 	for name in cancer_classifier intent_classifier diabetes_regressor; do \
 	  $(ONNXGATE) package $$name $(VERSION) --out $(PACKAGES); \
 	  $(ONNXGATE) verify $(PACKAGES)/$${name}_$(VERSION).tar.gz; \
 	  $(ONNXGATE) deploy $$name $(VERSION) --env staging --actor demo --reason "demo: first deploy"; \
+	  $(ONNXGATE) approve $$name $(VERSION) --env production --actor reviewer --reason "demo: reviewed in staging"; \
 	  $(ONNXGATE) deploy $$name $(VERSION) --env production --actor demo --reason "demo: promoted from staging"; \
 	done
 	$(ONNXGATE) list

@@ -6,7 +6,8 @@ A rollback happens in two steps: the rollout state withholds the bad version at 
 already avoids it); then the operation records it, with the measured figures, in the registry. Every other worker and
 process converges through its change feed. The operations carry the state the judge saw, so workers that reach the
 same decision apply it once. A write that fails (an unreadable registry, a full disk) is retried on the next tick,
-the withhold staying; a change the checks refuse is not retried (the judge decides again on its next window).
+the withhold staying. A promotion the governance gates refuse (policy.toml) leaves the canary where it is, says why
+in /health, and is tried again after `gate_retry_s` (each refusal is a `deployment_denied` audit entry).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from gateway.pool import Pool, Route
 from gateway.pool_keeper import PoolKeeper
 from gateway.rollout_state import RolloutState
 from gateway.service import Service
-from modelstore.errors import ChangeRefused, StoreError
+from modelstore.errors import ChangeRefused, GateRefused, InvalidPolicy, StoreError
 from modelstore.rollout import AdvanceCanary, EndBake, RollbackBake, RollbackCanary
 from modelstore.transitions import Change, Operation, Outcome, transition
 
@@ -51,6 +52,7 @@ class RolloutController:
         self.service = service
         self.pools: PoolKeeper = service.pools
         self.tick_s = tick_s
+        self.gate_retry_s = service.settings.gate_retry_s
         self.actor = actor or f"gateway@{socket.gethostname()}:{os.getpid()}"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -75,6 +77,8 @@ class RolloutController:
                     continue
                 try:
                     decision = route.rollout.decide(route.deployment, self._canary_failure(route, pool), now)
+                    if route.rollout.waits_after_refusal(decision, now, self.gate_retry_s):
+                        continue
                     if decision.action != "keep":
                         applied.append((decision, await self.apply(route, route.rollout, decision)))
                 except Exception:  # one route's bug must not stop the others' judging
@@ -109,8 +113,9 @@ class RolloutController:
         try:
             outcome = await anyio.to_thread.run_sync(transition, self.service.store, self.operation(route, decision),
                                                      change)
-        except ChangeRefused as exc:
+        except (ChangeRefused, InvalidPolicy) as exc:  # an unreadable policy refuses too, until it is fixed
             log.warning("rollout: %s of %s in %s refused: %s", decision.action, route.model, route.environment, exc)
+            rollout.refused(decision, str(exc), exc.verdict if isinstance(exc, GateRefused) else {}, time.time())
             return None
         except StoreError as exc:
             log.warning("rollout: could not record %s of %s in %s (retrying next tick): %s", decision.action,

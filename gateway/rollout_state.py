@@ -11,6 +11,9 @@ controller to record at its next tick.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 from gateway.judge import Decision, EarlyFailureTest, RolloutJudge, Verdict, shadow_verdict
 from gateway.loader import LoadedModel
 from gateway.metrics import GatewayMetrics
@@ -35,6 +38,7 @@ class RolloutState:
         self.pending: Decision | None = None
         self.shadow: ShadowTally | None = None
         self.early: EarlyFailureTest | None = None
+        self.refusal: GateRefusal | None = None
 
     # -- following the registry ------------------------------------------------------------------------------------
 
@@ -142,7 +146,38 @@ class RolloutState:
                               "active": bake_active(deployment, now)}
         if (verdict := self.judge.last_verdict) is not None:
             report["last_verdict"] = {"kind": verdict.kind, "reasons": list(verdict.reasons), "figures": verdict.figures}
+        refusal = self.refusal
+        if refusal is not None and canary is not None and canary.version == refusal.version:
+            report["canary"]["promotion_refused"] = refusal.report()
         return report
+
+    # -- the governance gates' refusals --------------------------------------------------------------------------
+
+    def refused(self, decision: Decision, reason: str, verdict: dict, now: float) -> None:
+        self.refusal = GateRefusal(decision.action, decision.version, decision.expected_weight, reason, verdict, now)
+
+    def waits_after_refusal(self, decision: Decision, now: float, retry_s: float) -> bool:
+        """Whether `decision` is one the gates refused less than `retry_s` ago (the canary then stays where it is)."""
+        refusal = self.refusal
+        return (refusal is not None and (refusal.action, refusal.version, refusal.weight)
+                == (decision.action, decision.version, decision.expected_weight) and now - refusal.at < retry_s)
+
+
+@dataclass(frozen=True)
+class GateRefusal:
+    """The last automatic step the governance gates refused: why, with the gates' figures."""
+
+    action: str
+    version: str
+    weight: float | None
+    reason: str
+    verdict: dict
+    at: float
+
+    def report(self) -> dict:
+        failing = [check for check in self.verdict.get("checks", []) if not check.get("passed")]
+        return {"action": self.action, "reason": self.reason, "failing_checks": failing,
+                "at": datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def load_failure(canary: CanaryState, error: str) -> Decision:

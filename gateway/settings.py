@@ -49,6 +49,9 @@ class GatewaySettings(BaseSettings):
     slo: SloPolicy = Field(default_factory=SloPolicy, description="the SLO judge's defaults, e.g. ONNXGATE_SLO="
                            '\'{"window_s": 10, "max_error_rate": 0.01}\'; a deployment\'s own slo overrides them')
     rollout_tick_s: float = Field(default=1.0, gt=0, description="how often the rollout judge looks at the windows")
+    gate_retry_s: float = Field(default=60.0, gt=0, description="a promotion the governance gates refused is tried "
+                                "again after this long (each refusal is an audit entry): time for an approval or an "
+                                "evaluation to be recorded")
     shadow_rtol: float = Field(default=1e-3, ge=0, description="shadow agreement for non-label outputs: np.isclose rtol")
     shadow_atol: float = Field(default=1e-6, ge=0, description="shadow agreement for non-label outputs: np.isclose atol")
     metrics_dir: Path | None = Field(default=None, description="several workers: where each writes its metrics snapshot "

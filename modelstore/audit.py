@@ -69,13 +69,16 @@ class AuditLog:
 
     def append(self, action: str, *, actor: str | None = None, reason: str | None = None, model: str | None = None,
                environment: str | None = None, before: str | None = None, after: str | None = None,
-               details: dict | None = None, revision: int | None = None, time: str | None = None) -> dict:
-        """Append one entry; `revision` is the registry revision the change produced, `time` when it was made."""
+               details: dict | None = None, revision: int | None = None, time: str | None = None,
+               event: str | None = None) -> dict:
+        """Append one entry; `revision` is the registry revision the change produced, `time` when it was made,
+        `event` what it means in the deployment lifecycle (modelstore.events)."""
         with exclusive_lock(self.lock_path):
             last = _last_line(self.path)
             entry = {
                 "time": time or utc_now(),
                 "action": action,
+                **({"event": event} if event is not None else {}),
                 "actor": actor or default_actor(),
                 "reason": reason,
                 "model": model,

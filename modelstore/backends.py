@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import NamedTuple, Protocol
 
 from modelstore.metadata import ModelMetadata
+from modelstore.policy import GovernancePolicy
 from modelstore.registry import RegistryData
 
 Revision = str
@@ -81,10 +82,10 @@ class ChangeFeed(Protocol):
 
 
 class Check(Protocol):
-    """A policy run inside the transition API before a change is committed: raise ChangeRefused to refuse it. The
-    governance issue adds real ones (evaluation gates, approvals); none is configured by default."""
+    """A policy run inside the transition API before a change is committed (modelstore.gates): raise ChangeRefused
+    to refuse it; return what it verified, one record per version it checked (logged as `gates_passed` entries)."""
 
-    def __call__(self, proposal: object) -> None: ...
+    def __call__(self, store: ModelRepository, proposal: object) -> list[dict]: ...
 
 
 class ModelRepository(ArtifactStore, Protocol):
@@ -96,5 +97,8 @@ class ModelRepository(ArtifactStore, Protocol):
 
     @property
     def checks(self) -> tuple[Check, ...]: ...
+
+    def read_policy(self) -> GovernancePolicy | None:
+        """The governance policy (modelstore.policy), None when the store has none; InvalidPolicy when it is broken."""
 
     def change_feed(self, *, poll_s: float, debounce_ms: int) -> ChangeFeed: ...

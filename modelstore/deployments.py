@@ -81,6 +81,9 @@ def set_stable(data: RegistryData, name: str, environment: str, version: str, no
     data.invalid = [e for e in data.invalid if e.where not in (f"deployments.{name}.{environment}",
                                                                 f"deployments.{name}")]
     settle_status(data, name, version, "deployed")
+    record = data.models.get(name, {}).get(version)
+    if record is not None and environment not in record.deployed_to:
+        record.deployed_to.append(environment)
     if previous != version:
         settle_status(data, name, previous, replaced_status)
     if dropped_canary not in (None, version):
@@ -100,7 +103,9 @@ class RegistryOperation:
 
 @dataclass(frozen=True)
 class Register(RegistryOperation):
-    """Record a version written to the artifacts (with its sha256, metrics and training sample count)."""
+    """Record a version written to the artifacts (with its sha256, metrics and training sample count, and whether it
+    came from a package whose signature was checked). Registered again (--force), it keeps the environments it was
+    deployed to; its evaluation and approvals are kept only when the model's bytes are the same (same sha256)."""
 
     model: str
     version: str
@@ -108,17 +113,25 @@ class Register(RegistryOperation):
     metrics: dict[str, float] = field(default_factory=dict)
     training_samples: int | None = None
     force: bool = False
+    signature_verified: bool = False
 
     def apply(self, state: RegistryData, now: str, change: Change) -> Outcome:
         versions = state.models.setdefault(self.model, {})
-        if self.version in versions and not self.force:
+        old = versions.get(self.version)
+        if old is not None and not self.force:
             raise DuplicateVersion(f"{self.model} {self.version} is already registered (use --force to replace it)")
-        versions[self.version] = VersionRecord(registered_at=now, metrics=self.metrics, sha256=self.sha256,
-                                               training_samples=self.training_samples)
+        record = VersionRecord(registered_at=now, metrics=self.metrics, sha256=self.sha256,
+                               training_samples=self.training_samples, signature_verified=self.signature_verified)
+        if old is not None:
+            record.deployed_to = old.deployed_to
+            if old.sha256 == self.sha256:
+                record.evaluation, record.approvals = old.evaluation, old.approvals
+        versions[self.version] = record
         state.invalid = [e for e in state.invalid if e.where != f"models.{self.model}.{self.version}"]
         settle_status(state, self.model, self.version, "registered")
         details = {"sha256": self.sha256, "force": self.force, "metrics": self.metrics,
-                   "training_samples": self.training_samples}
+                   "training_samples": self.training_samples,
+                   **({"signature_verified": True} if self.signature_verified else {})}
         return Outcome("register", self.model, None, True, after=self.version, details=details)
 
 
@@ -141,9 +154,9 @@ class Deploy:
 
 
 def register_version(store: ModelRepository, metadata: ModelMetadata, change: Change = Change(), *,
-                     force: bool = False) -> Outcome:
+                     force: bool = False, signature_verified: bool = False) -> Outcome:
     return transition(store, Register(metadata.name, metadata.version, metadata.model_sha256, dict(metadata.metrics),
-                                      metadata.training_samples, force), change)
+                                      metadata.training_samples, force, signature_verified), change)
 
 
 def deploy(store: ModelRepository, name: str, version: str, environment: str, change: Change = Change()) -> str | None:

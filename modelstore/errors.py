@@ -77,3 +77,15 @@ class ChangeRefused(StoreError):
 
 class ArtifactUnreadable(StoreError):
     """A version's file exists but cannot be read (permission denied, not a regular file, I/O error)."""
+
+
+class InvalidPolicy(StoreError):
+    """policy.toml cannot be parsed or validated: every gated change is refused until it is fixed."""
+
+
+class GateRefused(ChangeRefused):
+    """The governance gates refused a deployment change; `verdict` holds every check with its value and limit."""
+
+    def __init__(self, message: str, verdict: dict) -> None:
+        super().__init__(message)
+        self.verdict = verdict

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelstore.backends import ChangeFeed, Check
-from modelstore.errors import ArtifactUnreadable, IntegrityError, ModelNotFound, VersionNotFound
+from modelstore.errors import ArtifactUnreadable, IntegrityError, InvalidPolicy, ModelNotFound, VersionNotFound
 from modelstore.file_registry import FileRegistry
 from modelstore.fileio import fsync_dir, sha256_bytes
+from modelstore.gates import enforce_policy
 from modelstore.metadata import ModelMetadata, read_metadata
+from modelstore.policy import POLICY_FILE, GovernancePolicy, parse_policy
 from modelstore.versions import check_name, check_version, sort_versions
 
 MODEL_FILE = "model.onnx"
@@ -35,11 +37,11 @@ def resolve_store_root(cli_value: str | os.PathLike | None = None) -> Path:
 class Store:
     """`relative_paths`: errors name files relative to the root (`iris/v1.0.0/model.onnx`), as a server answering
     clients should; by default they carry the whole path, as a command line should. `checks`: the policies every
-    deployment change must pass (modelstore.transitions)."""
+    deployment change must pass (modelstore.transitions); by default the governance gates of policy.toml."""
 
     root: Path
     relative_paths: bool = False
-    checks: tuple[Check, ...] = ()
+    checks: tuple[Check, ...] = (enforce_policy,)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -71,6 +73,19 @@ class Store:
         from modelstore.file_feed import FileChangeFeed  # watchfiles: only a server watching the store needs it
 
         return FileChangeFeed(self.root, self.registry, poll_s=poll_s, debounce_ms=debounce_ms)
+
+    @property
+    def policy_path(self) -> Path:
+        return self.root / POLICY_FILE
+
+    def read_policy(self) -> GovernancePolicy | None:
+        try:
+            raw = self.policy_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise InvalidPolicy(f"{self.describe(self.policy_path)}: cannot be read ({exc.strerror})") from None
+        return parse_policy(raw, self.describe(self.policy_path))
 
     # -- paths -----------------------------------------------------------------------------------------------------
 

@@ -156,7 +156,8 @@ def import_package(path: Path, store: Store, change: Change = Change(), *, force
         raise DuplicateVersion(f"{metadata.name} {metadata.version} already exists in {store.root} (use --force)")
     extra = {n: d for n, d in package.files.items() if n not in (metadata.model_file, METADATA_FILE)}
     sealed = write_version(store, metadata, package.files[metadata.model_file], extra, force=force)
-    register_version(store, sealed, change, force=True)
+    register_version(store, sealed, change, force=True,
+                     signature_verified=package.signed and package.signature_checked)
     return sealed
 
 

@@ -32,12 +32,57 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class EvaluationRecord(_Model):
+    """What `onnxgate evaluate` measured on the artifact itself, on a holdout file: kept apart from the metrics given
+    at export (VersionRecord.metrics), and preferred over them by the gates."""
+
+    measured_at: Timestamp
+    actor: str
+    dataset: str = Field(description="the holdout file's name")
+    dataset_sha256: str
+    rows: int = Field(ge=0)
+    task: Literal["classification", "regression"]
+    label: str = Field(description="the label column")
+    group: str | None = Field(default=None, description="the group column of the per-group metrics")
+    metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
+    groups: dict[str, dict[str, FiniteFloat]] = Field(default_factory=dict, description="group value -> metrics")
+    fairness_gaps: dict[str, FiniteFloat] = Field(default_factory=dict, description="metric -> largest gap between groups")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="how it was measured: averaging, ECE bins, "
+                                       "noise scale, seed, metrics left out and why")
+
+
+ApprovalStatus = Literal["approved", "rejected"]
+
+
+class ApprovalRecord(_Model):
+    """One reviewer's decision on a version for an environment; a reviewer's latest decision is the one that counts.
+    `kind`: what is approved: deploying the version there, or rolling back to it."""
+
+    actor: str
+    status: ApprovalStatus
+    at: Timestamp
+    reason: str | None = None
+    kind: Literal["deploy", "rollback"] = "deploy"
+
+
 class VersionRecord(_Model):
     registered_at: Timestamp
     status: VersionStatus = "registered"
     metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
     sha256: str | None = None
     training_samples: int | None = None
+    signature_verified: bool = Field(default=False, description="imported from a package whose signature was checked")
+    evaluation: EvaluationRecord | None = None
+    approvals: dict[str, list[ApprovalRecord]] = Field(default_factory=dict, description="environment -> decisions")
+    deployed_to: list[str] = Field(default_factory=list, description="environments it has been the stable version of")
+
+    def approvals_for(self, environment: str, kind: str = "deploy") -> dict[str, ApprovalRecord]:
+        """Each reviewer's latest decision of `kind` for the environment."""
+        latest: dict[str, ApprovalRecord] = {}
+        for record in self.approvals.get(environment, []):
+            if record.kind == kind:
+                latest[record.actor] = record
+        return latest
 
 
 class CanaryState(_Model):
@@ -121,11 +166,21 @@ class Deployment(_Model):
         return value
 
 
+class SnapshotRecord(_Model):
+    """The stable version of every model in every environment at one moment (`onnxgate snapshot create`)."""
+
+    name: str | None = None
+    created_at: Timestamp
+    actor: str
+    revision: int = Field(ge=0, description="the registry revision it was taken at")
+    deployments: dict[str, dict[str, str]] = Field(description="model -> environment -> stable version")
+
+
 @dataclass(frozen=True)
 class InvalidRegistryEntry:
     """An entry set aside at parse time: `section.name[.key]` holds `raw`, which fails for `reason`."""
 
-    section: Literal["models", "deployments"]
+    section: Literal["models", "deployments", "snapshots"]
     name: str
     key: str | None
     raw: Any
@@ -144,6 +199,7 @@ class RegistryData(_Model):
     revision: int = Field(default=0, ge=0, description="how many changes were committed; each audit entry names its own")
     models: dict[str, dict[str, VersionRecord]] = Field(default_factory=dict)
     deployments: dict[str, dict[str, Deployment]] = Field(default_factory=dict)
+    snapshots: dict[str, SnapshotRecord] = Field(default_factory=dict, description="id -> snapshot")
     invalid: list[InvalidRegistryEntry] = Field(default_factory=list, exclude=True)
 
     def deployment(self, name: str, environment: str) -> Deployment | None:
@@ -163,7 +219,7 @@ class RegistryData(_Model):
             raise InvalidEntry(f"{entry.describe()}; fix it in the registry, or deploy a version to replace it")
 
 
-HEADER_FIELDS = {"schema_version", "revision", "models", "deployments", "audit_head"}
+HEADER_FIELDS = {"schema_version", "revision", "models", "deployments", "snapshots", "audit_head"}
 
 
 def parse_registry(raw: bytes, source: str) -> RegistryData:
@@ -188,7 +244,19 @@ def parse_registry(raw: bytes, source: str) -> RegistryData:
     _parse_section(payload.get("models", {}), "models", VersionRecord, check_version, data.models, data.invalid, source)
     _parse_section(payload.get("deployments", {}), "deployments", Deployment, _check_environment, data.deployments,
                    data.invalid, source)
+    _parse_snapshots(payload.get("snapshots", {}), data, source)
     return data
+
+
+def _parse_snapshots(table: object, data: RegistryData, source: str) -> None:
+    if not isinstance(table, dict):
+        raise CorruptRegistry(f"{source}: registry is invalid at snapshots: expected an object; it was left untouched")
+    for snapshot_id, raw in table.items():
+        try:
+            data.snapshots[snapshot_id] = SnapshotRecord.model_validate(raw)
+        except ValidationError as exc:
+            data.invalid.append(InvalidRegistryEntry("snapshots", snapshot_id, None, raw,
+                                                     f"at {_where(exc)}: {_first(exc)}"))
 
 
 def _parse_section(table: object, section: Literal["models", "deployments"], record: type[BaseModel],
@@ -231,7 +299,7 @@ def _first(exc: ValidationError) -> str:
 
 def registry_json(data: RegistryData) -> dict:
     """The JSON form: valid entries as validated, set-aside entries verbatim where nothing has replaced them."""
-    payload = data.model_dump(mode="json", exclude_none=True)
+    payload = _without_empty_governance(data.model_dump(mode="json", exclude_none=True))
     for entry in data.invalid:
         table = payload.setdefault(entry.section, {})
         raw = _without_non_finite(entry.raw)
@@ -239,6 +307,22 @@ def registry_json(data: RegistryData) -> dict:
             table.setdefault(entry.name, raw)
         elif isinstance(table.setdefault(entry.name, {}), dict):
             table[entry.name].setdefault(entry.key, raw)
+    return payload
+
+
+GOVERNANCE_DEFAULTS = {"signature_verified": False, "approvals": {}, "deployed_to": []}
+"""Version fields left out of the file while they hold their default, so that a registry without governance reads
+as it did before it existed (and the Node loader and older tools see the same file)."""
+
+
+def _without_empty_governance(payload: dict) -> dict:
+    for versions in payload.get("models", {}).values():
+        for record in versions.values():
+            for key, default in GOVERNANCE_DEFAULTS.items():
+                if key in record and record[key] == default:
+                    del record[key]
+    if not payload.get("snapshots"):
+        payload.pop("snapshots", None)
     return payload
 
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from modelstore.approvals import Approve
 from modelstore.audit import withdrawn_positions
 from modelstore.deployments import Deploy, Register
 from modelstore.errors import AuditChainBroken
-from modelstore.registry import RegistryData, registry_json
+from modelstore.evaluations import RecordEvaluation
+from modelstore.events import RecordEvent
+from modelstore.registry import EvaluationRecord, RegistryData, registry_json
 from modelstore.rollout import (
     AdvanceCanary,
     EndBake,
@@ -22,7 +25,11 @@ from modelstore.rollout import (
     StopShadow,
 )
 from modelstore.slo import SloPolicy
+from modelstore.snapshots import CreateSnapshot, RestoreSnapshot
 from modelstore.transitions import Change, Operation
+
+RECORDS_ONLY = {"gates_passed", "deployment_denied", "challenge"}
+"""Actions that record a decision and change no state."""
 
 
 def _without(details: dict, *keys: str) -> dict:
@@ -35,7 +42,8 @@ def operation_of(entry: dict) -> Operation:
     details = entry.get("details") or {}
     if action == "register":
         return Register(model, after, details.get("sha256"), details.get("metrics") or {},
-                        details.get("training_samples"), details.get("force", False))
+                        details.get("training_samples"), details.get("force", False),
+                        details.get("signature_verified", False))
     if action == "deploy":
         return Deploy(model, environment, after)
     if action == "rollback":
@@ -58,6 +66,16 @@ def operation_of(entry: dict) -> Operation:
         return StartShadow(model, environment, after, details["weight"], details.get("routing_salt"))
     if action == "shadow_stop":
         return StopShadow(model, environment)
+    if action == "evaluate":
+        return RecordEvaluation(model, after, EvaluationRecord.model_validate(details))
+    if action == "approval":
+        return Approve(model, after, environment, details["status"], details.get("kind", "deploy"))
+    if action == "snapshot_create":
+        return CreateSnapshot(details.get("name"))
+    if action == "snapshot_restore":
+        return RestoreSnapshot(details["id"])
+    if action in RECORDS_ONLY:
+        return RecordEvent(action, model, environment, after, details)
     raise AuditChainBroken(f"audit entry of revision {entry.get('revision')} records an unknown action {action!r}")
 
 

@@ -10,10 +10,12 @@ by the operation, so that `apply` stays a pure function that `onnxgate audit rep
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from modelstore.backends import ModelRepository
 from modelstore.clock import epoch_seconds, iso_after
@@ -217,6 +219,8 @@ class RollbackCanary(RegistryOperation):
     `figures` (the judge's reasons and measurements). Without a canary (or with another one than expected) this is
     a no-op."""
 
+    gated_as: ClassVar[None] = None  # takes a version out: never gated (modelstore.gates)
+
     model: str
     environment: str
     figures: dict = field(default_factory=dict)
@@ -237,6 +241,8 @@ class RollbackCanary(RegistryOperation):
 class RollbackBake(RegistryOperation):
     """During a bake period, return to the version the promotion replaced. A no-op when there is no bake or the
     stable version is no longer `expected_version` (another worker, or ops, got there first)."""
+
+    gated_as: ClassVar[None] = None  # takes a version out: never gated (modelstore.gates)
 
     model: str
     environment: str
@@ -261,6 +267,8 @@ class RollbackBake(RegistryOperation):
 class EndBake(RegistryOperation):
     """The bake period is over and the new stable version held: stop watching it, and let the replaced version be
     unloaded. A no-op when the bake is gone, not over yet, or of another version than `expected_version`."""
+
+    gated_as: ClassVar[None] = None  # takes a version out: never gated (modelstore.gates)
 
     model: str
     environment: str
@@ -315,6 +323,8 @@ class StartShadow:
 
 @dataclass(frozen=True)
 class StopShadow(RegistryOperation):
+    gated_as: ClassVar[None] = None  # takes a version out: never gated (modelstore.gates)
+
     model: str
     environment: str
 
@@ -338,6 +348,8 @@ class Rollback(RegistryOperation):
     return the stable version to its previous one, or to `to`. Decided on the state it commits on, so a canary
     started meanwhile is never overwritten by a stale decision."""
 
+    gated_as: ClassVar[str] = "rollback"  # judged by the policy's rollback_approvals (modelstore.gates)
+
     model: str
     environment: str
     to: str | None = None
@@ -349,7 +361,8 @@ class Rollback(RegistryOperation):
             if self.to is not None:
                 raise InvalidTransition(f"a canary of {name} {deployment.canary.version} is running in {environment}: "
                                         "roll it back first (without --to), then roll the stable version back")
-            return _roll_back_canary(state, name, environment, now, change.reason, {})
+            return dataclasses.replace(_roll_back_canary(state, name, environment, now, change.reason, {}),
+                                       event="deployment_rolled_back")
         target = self.to or deployment.previous_version
         if target is None:
             raise InvalidTransition(f"{name} in {environment} has no previous version to roll back to; use --to VERSION")
@@ -368,16 +381,16 @@ class Rollback(RegistryOperation):
 
 def start_canary(store: ModelRepository, name: str, version: str, environment: str, weight: float,
                  steps: Iterable[float] = (), interval_s: float | None = None, change: Change = Change(),
-                 slo: SloPolicy | None = None, routing_salt: str | None = None) -> Outcome:
+                 slo: SloPolicy | None = None, routing_salt: str | None = None, dry_run: bool = False) -> Outcome:
     """`routing_salt`: the salt a deployment without one gets (default: a fresh one)."""
     operation = StartCanary(name, environment, version, weight, tuple(steps), interval_s, slo,
                             routing_salt or new_routing_salt())
-    return transition(store, operation, change)
+    return transition(store, operation, change, dry_run=dry_run)
 
 
 def promote(store: ModelRepository, name: str, environment: str, change: Change = Change(), *,
-            bake_s: float | None = None, expected_version: str | None = None) -> Outcome:
-    return transition(store, Promote(name, environment, bake_s, expected_version), change)
+            bake_s: float | None = None, expected_version: str | None = None, dry_run: bool = False) -> Outcome:
+    return transition(store, Promote(name, environment, bake_s, expected_version), change, dry_run=dry_run)
 
 
 def advance_canary_step(store: ModelRepository, name: str, environment: str, expected_weight: float,
@@ -408,5 +421,5 @@ def stop_shadow(store: ModelRepository, name: str, environment: str, change: Cha
 
 
 def rollback_environment(store: ModelRepository, name: str, environment: str, change: Change = Change(), *,
-                         to: str | None = None) -> Outcome:
-    return transition(store, Rollback(name, environment, to), change)
+                         to: str | None = None, dry_run: bool = False) -> Outcome:
+    return transition(store, Rollback(name, environment, to), change, dry_run=dry_run)

@@ -7,12 +7,18 @@ function, which
 3. lets the operation compute the new state (pure: modelstore.deployments and modelstore.rollout); an operation
    whose decision is already applied (a second gateway worker deciding the same rollback) changes nothing, and
    nothing is written or audited;
-4. runs the store's checks (policies that may refuse the change; the governance issue adds real ones);
-5. commits the new state with its audit entry, compare-and-set on the revision it read; if another writer got there
+4. runs the store's checks (the governance gates of policy.toml, modelstore.gates): a check that refuses raises
+   ChangeRefused, and a GateRefused is recorded as a `deployment_denied` audit entry with its figures before it
+   reaches the caller; a check that passes returns the figures it checked, logged as a `gates_passed` entry;
+5. commits the new state with its audit entries, compare-and-set on the revision it read; if another writer got there
    first, it starts again from 2, so no update is lost and the operation always judges the latest state.
+
+`dry_run=True` stops after 4: the outcome (with the gates' figures) of a change that is not made, and nothing written,
+a refusal included.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -21,7 +27,7 @@ from typing import Protocol
 from modelstore.audit import default_actor
 from modelstore.backends import ModelRepository
 from modelstore.clock import utc_now
-from modelstore.errors import RevisionConflict
+from modelstore.errors import GateRefused, RevisionConflict
 from modelstore.registry import RegistryData
 
 CONFLICT_DEADLINE_S = 30.0
@@ -43,13 +49,17 @@ class Outcome:
     operation's parameters and figures) go into the audit entry as they are."""
 
     action: str
-    model: str
+    model: str | None
     environment: str | None
     changed: bool
     before: str | None = None
     after: str | None = None
     weight: float | None = None
     details: dict = field(default_factory=dict)
+    event: str | None = None
+    """The lifecycle event, when the action alone does not say it (modelstore.events.EVENT_BY_ACTION)."""
+    checks: tuple[dict, ...] = ()
+    """What the store's checks verified (their `gates_passed` records): filled in by `transition`."""
 
 
 class Operation(Protocol):
@@ -74,7 +84,8 @@ class Proposal:
     outcome: Outcome
 
 
-def transition(store: ModelRepository, operation: Operation, change: Change = Change()) -> Outcome:
+def transition(store: ModelRepository, operation: Operation, change: Change = Change(), *,
+               dry_run: bool = False) -> Outcome:
     operation = operation.prepare(store)
     deadline = time.monotonic() + CONFLICT_DEADLINE_S
     attempt = 0
@@ -86,10 +97,18 @@ def transition(store: ModelRepository, operation: Operation, change: Change = Ch
         if not outcome.changed:
             return outcome
         proposal = Proposal(operation, change, snapshot.state, state, outcome)
-        for check in store.checks:
-            check(proposal)
         try:
-            store.registry.commit(snapshot.revision, state, [audit_entry(outcome, change, now)])
+            passed = tuple(record for check in store.checks for record in check(store, proposal))
+        except GateRefused as refusal:
+            if not dry_run:
+                record_refusal(store, refusal, change)
+            raise
+        outcome = dataclasses.replace(outcome, checks=passed)
+        if dry_run:
+            return outcome
+        entries = [audit_entry(check_outcome(outcome, record), change, now) for record in passed]
+        try:
+            store.registry.commit(snapshot.revision, state, [*entries, audit_entry(outcome, change, now)])
         except RevisionConflict:
             attempt += 1
             if time.monotonic() > deadline:
@@ -100,7 +119,28 @@ def transition(store: ModelRepository, operation: Operation, change: Change = Ch
         return outcome
 
 
+def check_outcome(outcome: Outcome, record: dict) -> Outcome:
+    """The `gates_passed` entry logged before a change, with the figures a check verified."""
+    return Outcome("gates_passed", record.get("model", outcome.model), record.get("environment", outcome.environment),
+                   True, after=record.get("version"), details=record)
+
+
+DENIED = "deployment_denied"
+
+
+def record_refusal(store: ModelRepository, refusal: GateRefused, change: Change) -> None:
+    """Log a refusal as its own change (the registry's state is untouched; only its revision moves)."""
+    from modelstore.events import RecordEvent  # events builds on this module
+
+    verdict = refusal.verdict
+    event = RecordEvent(DENIED, verdict.get("model"), verdict.get("environment"), verdict.get("version"), verdict)
+    transition(store, event, change)
+
+
 def audit_entry(outcome: Outcome, change: Change, now: str) -> dict:
-    return {"time": now, "action": outcome.action, "actor": change.actor or default_actor(), "reason": change.reason,
-            "model": outcome.model, "environment": outcome.environment, "before": outcome.before,
-            "after": outcome.after, "details": outcome.details}
+    from modelstore.events import EVENT_BY_ACTION
+
+    return {"time": now, "action": outcome.action, "event": outcome.event or EVENT_BY_ACTION.get(outcome.action),
+            "actor": change.actor or default_actor(), "reason": change.reason, "model": outcome.model,
+            "environment": outcome.environment, "before": outcome.before, "after": outcome.after,
+            "details": outcome.details}

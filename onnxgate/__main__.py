@@ -7,39 +7,46 @@ from __future__ import annotations
 import argparse
 import sys
 
+from governance.errors import HoldoutError, NotEvaluable
 from modelstore.errors import (
+    ChangeRefused,
     CorruptRegistry,
     DuplicateVersion,
     IntegrityError,
     InvalidEntry,
     InvalidName,
+    InvalidPolicy,
     ModelNotFound,
     NotDeployed,
     StoreError,
     VersionNotFound,
 )
 from onnxgate.commands import (
+    approve,
     audit,
     canary,
     deploy,
+    evaluate,
     export,
     history,
     import_package,
     keygen,
     listing,
     package,
+    policy,
     promote,
     rollback,
     serve,
     shadow,
     show,
+    snapshot,
     status,
     verify,
 )
 from onnxgate.errors import UsageError
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
-            canary, promote, rollback, shadow)
+            canary, promote, rollback, shadow, evaluate, approve, snapshot, policy)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
@@ -51,6 +58,10 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (IntegrityError, 6),
     (InvalidName, 2),
     (NotDeployed, 3),
+    (HoldoutError, 2),
+    (NotEvaluable, 2),
+    (ChangeRefused, 7),
+    (InvalidPolicy, 8),
     (StoreError, 1),
 )
 

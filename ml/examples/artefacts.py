@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -24,6 +25,19 @@ def write_labels(out: Path, labels: list[str]) -> Path:
 def write_rows(out: Path, rows: np.ndarray, name: str = "sample.npy") -> Path:
     path = out / name
     np.save(path, np.asarray(rows, dtype=np.float32))
+    return path
+
+
+def write_holdout(out: Path, rows: np.ndarray, labels: list[str], *, label_column: str,
+                  name: str = "holdout.csv") -> Path:
+    """The held-out rows with their true labels, as `onnxgate evaluate --data` reads them: a header of the feature
+    names the export records (f0, f1, ... for rows without column names) and the label column."""
+    path = out / name
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([f"f{index}" for index in range(rows.shape[1])] + [label_column])
+        for row, label in zip(rows, labels, strict=True):
+            writer.writerow([repr(float(value)) for value in row] + [label])
     return path
 
 

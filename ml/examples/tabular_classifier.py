@@ -13,10 +13,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ml.examples.artefacts import output_dir, write_labels, write_metrics, write_rows
+from ml.examples.artefacts import output_dir, write_holdout, write_labels, write_metrics, write_rows
 
 NAME = "cancer_classifier"
 SEED = 0
+LABEL_COLUMN = "diagnosis"
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class TrainedTabular:
     labels: list[str]
     metrics: dict[str, float]
     held_out: np.ndarray
+    held_out_labels: list[str]
     training_samples: int
 
 
@@ -41,8 +43,9 @@ def train() -> TrainedTabular:
         "f1": f1_score(y_test, predicted),
         "roc_auc": roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]),
     }
-    return TrainedTabular(model=model, labels=[str(name) for name in data.target_names], metrics=metrics,
-                          held_out=x_test, training_samples=len(x_train))
+    labels = [str(name) for name in data.target_names]
+    return TrainedTabular(model=model, labels=labels, metrics=metrics, held_out=x_test,
+                          held_out_labels=[labels[target] for target in y_test], training_samples=len(x_train))
 
 
 def save(trained: TrainedTabular, out: Path) -> Path:
@@ -51,6 +54,7 @@ def save(trained: TrainedTabular, out: Path) -> Path:
     write_metrics(out, trained.metrics)
     write_labels(out, trained.labels)
     write_rows(out, trained.held_out)
+    write_holdout(out, trained.held_out, trained.held_out_labels, label_column=LABEL_COLUMN)
     return path
 
 

@@ -11,7 +11,15 @@ import re
 from modelstore.rollout import start_canary
 from modelstore.slo import SloPolicy
 from modelstore.transitions import Outcome
-from onnxgate.commands.common import add_change_arguments, add_json_argument, add_store_argument, change_from, store_from
+from onnxgate.commands.common import (
+    add_change_arguments,
+    add_dry_run_argument,
+    add_json_argument,
+    add_store_argument,
+    change_from,
+    store_from,
+)
+from onnxgate.commands.verdicts import with_verdict
 from onnxgate.errors import UsageError
 from onnxgate.output import print_json
 
@@ -41,11 +49,12 @@ def percentages(text: str) -> list[float]:
     return [percentage(part) for part in text.split(",") if part.strip()]
 
 
-def print_outcome(outcome: Outcome, as_json: bool, text: str) -> None:
+def print_outcome(outcome: Outcome, as_json: bool, text: str, dry_run: bool = False) -> None:
+    """`text` says what changed; the gates' verdicts follow it (modelstore.gates)."""
     if as_json:
-        print_json(dataclasses.asdict(outcome))
+        print_json({**dataclasses.asdict(outcome), "dry_run": dry_run})
     else:
-        print(text)
+        print(with_verdict(outcome, text, dry_run))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     slo.add_argument("--min-requests", type=int, metavar="N", help="fewer requests per window are inconclusive")
     slo.add_argument("--breaches", type=int, metavar="N", help="breached windows in a row that roll back")
     slo.add_argument("--bake", type=duration, metavar="DURATION", help="watch the version this long after promotion")
+    add_dry_run_argument(parser)
     add_change_arguments(parser)
     add_store_argument(parser)
     add_json_argument(parser)
@@ -89,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("give --weight, or --steps to start at the first step")
         weight = args.steps[0]
     outcome = start_canary(store_from(args), args.name, args.version, args.env, weight, args.steps, args.interval,
-                           change_from(args), slo=slo_from(args))
+                           change_from(args), slo=slo_from(args), dry_run=args.dry_run)
     steps = outcome.details["steps"]
     plan = f"; then {', '.join(f'{s:g}%' for s in steps)} every {args.interval:g}s while healthy" if steps else ""
     print_outcome(outcome, args.json, f"canary {args.name} {outcome.after} in {args.env}: {weight:g}% of traffic "
-                                      f"(stable {outcome.before}){plan}")
+                                      f"(stable {outcome.before}){plan}", args.dry_run)
     return 0

@@ -23,6 +23,11 @@ def add_change_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", help="why, for the audit log")
 
 
+def add_dry_run_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the change against the gates of policy.toml and print the verdict; change nothing")
+
+
 def store_from(args: argparse.Namespace) -> Store:
     return Store(resolve_store_root(args.store))
 

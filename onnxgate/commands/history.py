@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from modelstore.events import event_of
 from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
 from onnxgate.output import print_json, print_table
 
@@ -11,6 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("history", help="show the audit log (register, deploy, rollback, ...)")
     parser.add_argument("name", nargs="?", help="only this model")
     parser.add_argument("--env", help="only this environment")
+    parser.add_argument("--event", help="only entries of this lifecycle event, e.g. deployment_denied")
     parser.add_argument("--limit", type=int, default=50, help="at most this many entries, newest (default 50)")
     add_store_argument(parser)
     add_json_argument(parser)
@@ -19,12 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     entries = [e for e in store_from(args).registry.audit.entries()
-               if (not args.name or e.get("model") == args.name) and (not args.env or e.get("environment") == args.env)]
+               if (not args.name or e.get("model") == args.name) and (not args.env or e.get("environment") == args.env)
+               and (not args.event or event_of(e) == args.event)]
     entries = entries[-args.limit:] if args.limit > 0 else entries
     if args.json:
         print_json(entries)
         return 0
-    print_table(["TIME", "ACTION", "MODEL", "ENV", "BEFORE", "AFTER", "ACTOR", "REASON"],
-                [[e["time"], e["action"], e.get("model"), e.get("environment") or "-", e.get("before") or "-",
-                  e.get("after") or "-", e["actor"], e.get("reason") or ""] for e in entries])
+    print_table(["TIME", "EVENT", "ACTION", "MODEL", "ENV", "BEFORE", "AFTER", "ACTOR", "REASON"],
+                [[e["time"], event_of(e) or "-", e["action"], e.get("model") or "-", e.get("environment") or "-",
+                  e.get("before") or "-", e.get("after") or "-", e["actor"], e.get("reason") or ""] for e in entries])
     return 0

@@ -9,7 +9,14 @@ import argparse
 
 from modelstore.rollout import rollback_environment
 from onnxgate.commands.canary import print_outcome
-from onnxgate.commands.common import add_change_arguments, add_json_argument, add_store_argument, change_from, store_from
+from onnxgate.commands.common import (
+    add_change_arguments,
+    add_dry_run_argument,
+    add_json_argument,
+    add_store_argument,
+    change_from,
+    store_from,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("name", help="model name")
     parser.add_argument("--env", required=True, help="environment, e.g. prod")
     parser.add_argument("--to", metavar="VERSION", help="stable version to return to (no canary running)")
+    add_dry_run_argument(parser)
     add_change_arguments(parser)
     add_store_argument(parser)
     add_json_argument(parser)
@@ -26,11 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    outcome = rollback_environment(store_from(args), args.name, args.env, change_from(args), to=args.to)
+    outcome = rollback_environment(store_from(args), args.name, args.env, change_from(args), to=args.to,
+                                   dry_run=args.dry_run)
     if outcome.action == "canary_rollback":
         text = (f"rolled back the canary {args.name} {outcome.before} in {args.env}: all traffic to {outcome.after}"
                 if outcome.changed else f"{args.name} has no canary in {args.env} any more: nothing to do")
     else:
         text = f"rolled back {args.name} in {args.env}: {outcome.before} -> {outcome.after}"
-    print_outcome(outcome, args.json, text)
+    print_outcome(outcome, args.json, text, args.dry_run)
     return 0

@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
+from modelstore.approvals import tally
+from modelstore.errors import InvalidPolicy
+from modelstore.layout import Store
+from modelstore.registry import VersionRecord
 from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
 from onnxgate.output import print_json
 
@@ -17,9 +22,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    metadata = store_from(args).read_metadata(args.name, args.version)
+    store = store_from(args)
+    metadata = store.read_metadata(args.name, args.version)
+    record = store.registry.read().state.models.get(metadata.name, {}).get(metadata.version)
     if args.json:
-        print_json(metadata.model_dump(mode="json"))
+        print_json({**metadata.model_dump(mode="json"),
+                    "registry": record.model_dump(mode="json") if record else None})
         return 0
     compat = metadata.node_compatibility
     node_parity = compat.node_parity
@@ -43,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     if metadata.tokenizer:
         lines.append(f"tokenizer   {metadata.tokenizer.file}, max_length {metadata.tokenizer.max_length}")
+    lines += registry_lines(record, required_approvals(store))
     print("\n".join(lines))
     return 0
 
@@ -52,3 +61,42 @@ def _reference_text(metadata) -> str:
     if not stats.available:
         return f"missing: {stats.reason}"
     return f"{stats.rows} rows, {len(stats.features)} features"
+
+
+def required_approvals(store: Store) -> Callable[[str], int | None]:
+    """Environment -> approvals its policy requires (None: the policy cannot be read)."""
+    try:
+        policy = store.read_policy()
+    except InvalidPolicy:
+        return lambda environment: None
+
+    def required(environment: str) -> int | None:
+        rules = policy.for_environment(environment) if policy else None
+        return rules.approvals if rules else 0
+
+    return required
+
+
+def registry_lines(record: VersionRecord | None, required: Callable[[str], int | None]) -> list[str]:
+    """What the registry knows of the version: status, where it was deployed, what was measured, who approved."""
+    if record is None:
+        return ["registry    not registered"]
+    lines = [f"status      {record.status}" + (f", deployed to {', '.join(record.deployed_to)}"
+                                              if record.deployed_to else "")]
+    evaluation = record.evaluation
+    if evaluation is None:
+        lines.append("measured    - (onnxgate evaluate)")
+    else:
+        figures = " ".join(f"{k}={v:.4f}" for k, v in sorted(evaluation.metrics.items()))
+        lines.append(f"measured    {figures} on {evaluation.rows} rows of {evaluation.dataset} "
+                     f"(sha256 {evaluation.dataset_sha256[:12]}…, {evaluation.measured_at}, by {evaluation.actor})")
+    for environment in sorted(record.approvals):
+        for kind in ("deploy", "rollback"):
+            latest = record.approvals_for(environment, kind)
+            if latest:
+                decisions = ", ".join(f"{actor} {decision.status}" for actor, decision in sorted(latest.items()))
+                label = "approvals" if kind == "deploy" else "rollback approvals"
+                needed = required(environment)
+                status = "policy unreadable" if needed is None else tally(record, environment, needed, kind=kind).status
+                lines.append(f"{label:<11} {environment} ({status}): {decisions}")
+    return lines

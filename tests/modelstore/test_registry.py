@@ -66,7 +66,7 @@ def test_a_failed_or_refused_transition_writes_nothing(make_store):
     with pytest.raises(RuntimeError):
         transition(store, Exploding())
 
-    def refuse(proposal) -> None:
+    def refuse(store, proposal) -> list[dict]:
         raise ChangeRefused(f"no {proposal.outcome.action} today")
 
     guarded = Store(store.root, checks=(refuse,))

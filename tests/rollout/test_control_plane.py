@@ -79,14 +79,15 @@ def test_the_gateways_own_promotion_passes_the_stores_checks(rollout: RolloutSto
     promote it, exactly as the CLI could not."""
     refused: list[str] = []
 
-    def no_promotions(proposal) -> None:
+    def no_promotions(store, proposal) -> list[dict]:
         if proposal.outcome.action == "promote":
             refused.append(proposal.change.actor)
             raise ChangeRefused("promotions wait for an approval")
+        return []
 
     rollout.canary(OTHER, 25, steps=(50, 100), interval_s=0.3, **QUICK_SLO)
     guarded = Store(rollout.store.root, relative_paths=True, checks=(no_promotions,))
-    settings = gateway_settings(rollout.store, "production", rollout_tick_s=0.05)
+    settings = gateway_settings(rollout.store, "production", rollout_tick_s=0.05, gate_retry_s=0.1)
     app = create_app(settings, metrics_registry=CollectorRegistry(), store=guarded)
     with TestClient(app) as client, serving_under_load(client):
         wait_until(lambda: len(refused) >= 2, 60, "two refused promotions")

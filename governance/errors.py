@@ -1,0 +1,13 @@
+"""Errors of evaluation. They are StoreErrors, so the CLI maps them in its one table (onnxgate/__main__.py)."""
+from __future__ import annotations
+
+from modelstore.errors import StoreError
+
+
+class HoldoutError(StoreError):
+    """A holdout file that cannot be evaluated: columns that do not match the signature, a missing label column, a
+    label the model does not know, no rows, a value that is not a number."""
+
+
+class NotEvaluable(StoreError):
+    """A model evaluate cannot measure (not a classifier or regressor, a text model, outputs it cannot read)."""
