@@ -4,6 +4,7 @@ Run: .venv/bin/python -m pytest bench -q   (not under tests/: the suite does not
 """
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 from collections.abc import Callable
@@ -15,7 +16,11 @@ from sklearn.datasets import load_breast_cancer
 from starlette.testclient import TestClient
 
 from bench.answers import WrongAnswer, bench_row, check_answer, contains_run, expected_answer, lua_body
+from bench.async_loadgen import load_grpc, load_http
 from bench.floor_app import create_app, create_asgi_app
+from bench.grpc_floor import running_floor
+from bench.grpc_vs_http import check_grpc_answer, infer_request
+from bench.grpc_vs_http import summarize as summarize_grpc
 from bench.loadgen import LoadSpec, WrkResult, parse_wrk_output, run_wrk
 from bench.make_models import ENVIRONMENT, VERSION, BenchModels, build
 from bench.report import Measurement, ratios, summarize
@@ -168,3 +173,33 @@ def test_paired_refuses_an_unknown_endpoint(models: BenchModels, tmp_path: Path)
 
     with pytest.raises(SystemExit, match="unknown endpoint 'gateway /nope'"):
         paired.side("gateway /nope", models, tmp_path)
+
+
+def test_async_load_generators_count_answers_and_failures(models: BenchModels, tmp_path: Path) -> None:
+    row = bench_row(PREDICT_LUA)
+    expected = expected_answer(models.onnx_paths["lr"], row)
+    port = free_port()
+    with running_floor({"lr": models.onnx_paths["lr"]}, port, tmp_path / "floor.log"):
+        check_grpc_answer(f"127.0.0.1:{port}", infer_request("lr", row), expected.probabilities)
+        good = asyncio.run(load_grpc("127.0.0.1", port, infer_request("lr", row), 4, 1.0, rate=200))
+        bad = asyncio.run(load_grpc("127.0.0.1", port, infer_request("nosuch", row), 2, 0.5))
+    assert good.clean and 50 < good.requests <= 205 and good.p50_ms <= good.p99_ms  # paced at 200/s for 1 s
+    assert bad.requests == 0 and bad.errors > 0 and "UNKNOWN" in bad.first_error
+    port = free_port()
+    with running(floor_target(models, port), port, tmp_path / "http.log"):
+        answered = asyncio.run(load_http("127.0.0.1", port, "/predict/lr", lua_body(PREDICT_LUA), 2, 0.5))
+        missing = asyncio.run(load_http("127.0.0.1", port, "/predict/nosuch", lua_body(PREDICT_LUA), 1, 0.3))
+    assert answered.clean and answered.requests > 10
+    assert missing.requests == 0 and missing.first_error == "HTTP/1.1 404 Not Found"
+
+
+def test_grpc_summary_takes_ratios_within_each_repetition() -> None:
+    def run(repetition: int, protocol: str, rate: float, cpu: float) -> dict:
+        return {"repetition": repetition, "protocol": protocol, "requests_per_s": rate, "p50_ms": 1.0, "p99_ms": 2.0,
+                "cpu_us_per_request": cpu}
+
+    runs = [run(0, "http", 1000, 100), run(0, "grpc", 500, 300), run(0, "grpc-floor", 600, 200),
+            run(1, "http", 2000, 100), run(1, "grpc", 1000, 200), run(1, "grpc-floor", 1000, 200)]
+    summary = summarize_grpc(runs, 2)
+    assert summary["grpc_over_http"] == {"requests_per_s": 0.5, "cpu_us_per_request": 2.5}
+    assert summary["grpc_over_floor_cpu"] == 1.25 and summary["http"]["requests_per_s"] == 1500

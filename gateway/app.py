@@ -1,5 +1,6 @@
 """The application: routes, middleware, exception handlers, and a lifespan that loads the pool and starts the
-store watcher. Built by a factory from settings; nothing happens at import time."""
+store watcher (and, with settings.grpc_port, the gRPC server, on the same Service in the same event loop). Built by a
+factory from settings; nothing happens at import time."""
 from __future__ import annotations
 
 import asyncio
@@ -65,9 +66,17 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         if settings.metrics_dir is not None:
             tasks.append(asyncio.create_task(
                 flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing)))
+        grpc_server = None
         try:
+            if settings.grpc_port is not None:
+                from gateway.grpc_service import GrpcServer  # onnxgate[grpc]: imported only when asked for
+
+                grpc_server = await GrpcServer.start(service, settings)
+                app.state.grpc_port = grpc_server.port
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop()
             stop_judging.set()
             stop_flushing.set()
             watcher.stop()

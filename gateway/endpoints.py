@@ -22,7 +22,6 @@ from gateway.requests import InferRequest, ModelRequest, PredictRequest
 from gateway.service import Answer, Service
 from gateway.validation import parse_json
 from gateway.worker_metrics import exposition
-from modelstore.errors import ModelNotFound, VersionNotFound
 
 JSON = "application/json"
 ENVIRONMENT_HEADER = "x-environment"
@@ -163,30 +162,14 @@ class Endpoints:
 
     async def v2_metadata(self, request: Request) -> Response:
         model = request.path_params["model"]
-        version = request.path_params.get("version")
         environment = self.service.environment(request.headers.get(ENVIRONMENT_HEADER))
-        loaded = await self.service.resolve(model, environment, version)
-        if version is None:
-            route = self.service.route(model, environment)
-            versions = sorted({arm.version for arm in (route.stable, route.canary, route.shadow) if arm is not None})
-        else:
-            versions = [version]
+        loaded, versions = await self.service.described(model, environment, request.path_params.get("version"))
         return json_response(v2.model_metadata(model, versions, loaded))
 
     async def v2_model_ready(self, request: Request) -> Response:
         model = request.path_params["model"]
-        version = request.path_params.get("version")
         environment = self.service.environment(request.headers.get(ENVIRONMENT_HEADER))
-        pool = self.service.pools.pool
-        if model not in pool.registry.models:
-            raise ModelNotFound(f"model {shown(model)} not found")
-        if version is None:
-            route = pool.route(environment, model)
-            ready = route is not None and route.stable is not None
-        else:
-            if version not in pool.registry.models[model]:
-                raise VersionNotFound(f"model {model!r} has no version {shown(version)}")
-            ready = (model, version) in pool.models
+        ready = self.service.is_ready(model, environment, request.path_params.get("version"))
         return json_response({"name": model, "ready": ready}, status=200 if ready else 503)
 
     async def v2_answer(self, scope: Scope, headers: DataPlaneHeaders,

@@ -133,6 +133,29 @@ class Service:
             return await self.pinned(model, version)
         return self.select(self.route(model, environment), None, split=False)[0]
 
+    async def described(self, model: str, environment: str, version: str | None = None) -> tuple[LoadedModel, list[str]]:
+        """What model metadata describes (v2, any transport): the version that answers (pinned, or stable) and the
+        versions listed, every version the route serves (stable, canary, shadow) or the pinned one."""
+        loaded = await self.resolve(model, environment, version)
+        if version is not None:
+            return loaded, [version]
+        route = self.route(model, environment)
+        return loaded, sorted({arm.version for arm in (route.stable, route.canary, route.shadow) if arm is not None})
+
+    def is_ready(self, model: str, environment: str, version: str | None = None) -> bool:
+        """v2 model readiness: the route has a loaded stable version, or the pinned version is in the pool. An
+        unknown model or version raises (not found), rather than reading as not ready."""
+        pool = self.pools.pool
+        versions = pool.registry.models.get(model)
+        if versions is None:
+            raise ModelNotFound(f"model {shown(model)} not found")
+        if version is None:
+            route = pool.route(environment, model)
+            return route is not None and route.stable is not None
+        if version not in versions:
+            raise VersionNotFound(f"model {model!r} has no version {shown(version)}")
+        return (model, version) in pool.models
+
     async def pinned(self, model: str, version: str) -> LoadedModel:
         """A specific version, if the pin rules allow it (PinRules): one the pool holds, a cached one, or one loaded
         on demand (verified like any other). Concurrent pins of the same uncached version share one load."""

@@ -23,6 +23,9 @@ class GatewaySettings(BaseSettings):
                                     description="served environments; the first answers requests without X-Environment")
     host: str = "127.0.0.1"
     port: int = 8000
+    grpc_port: int | None = Field(default=None, ge=0, le=65535, description="also serve the Open Inference Protocol's "
+                                  "GRPCInferenceService on this port (gateway/grpc_service.py; needs onnxgate[grpc]); "
+                                  "0: any free port")
     workers: int = Field(default=1, ge=1)
     access_log: bool = False
     max_body_bytes: int = Field(default=8 * MIB, gt=0)

@@ -211,18 +211,19 @@ IDENTITY_DTYPES = {"bool": TensorProto.BOOL, "int8": TensorProto.INT8, "int16": 
                    "string": TensorProto.STRING}
 
 
-def publish_identity(store: Store, name: str = "echo", version: str = "v1.0.0") -> None:
-    """One input per element type, `in_<dtype>` [batch, 2] -> `out_<dtype>` unchanged."""
+def publish_identity(store: Store, name: str = "echo", version: str = "v1.0.0", *,
+                     dtypes: Sequence[str] = tuple(IDENTITY_DTYPES)) -> None:
+    """One input per element type (default: every one), `in_<dtype>` [batch, 2] -> `out_<dtype>` unchanged."""
     graph = helper.make_graph(
-        [helper.make_node("Identity", [f"in_{d}"], [f"out_{d}"]) for d in IDENTITY_DTYPES],
+        [helper.make_node("Identity", [f"in_{d}"], [f"out_{d}"]) for d in dtypes],
         "echo",
-        [helper.make_tensor_value_info(f"in_{d}", t, ["batch", 2]) for d, t in IDENTITY_DTYPES.items()],
-        [helper.make_tensor_value_info(f"out_{d}", t, ["batch", 2]) for d, t in IDENTITY_DTYPES.items()],
+        [helper.make_tensor_value_info(f"in_{d}", IDENTITY_DTYPES[d], ["batch", 2]) for d in dtypes],
+        [helper.make_tensor_value_info(f"out_{d}", IDENTITY_DTYPES[d], ["batch", 2]) for d in dtypes],
     )
     metadata = minimal_metadata(
         name, version,
-        inputs=[TensorSpec(name=f"in_{d}", dtype=d, shape=["batch", 2]) for d in IDENTITY_DTYPES],
-        outputs=[TensorSpec(name=f"out_{d}", dtype=d, shape=["batch", 2]) for d in IDENTITY_DTYPES],
+        inputs=[TensorSpec(name=f"in_{d}", dtype=d, shape=["batch", 2]) for d in dtypes],
+        outputs=[TensorSpec(name=f"out_{d}", dtype=d, shape=["batch", 2]) for d in dtypes],
         task="transform",
     )
     publish(store, metadata, model_bytes(graph), change=Change(actor="tests"))

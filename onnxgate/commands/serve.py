@@ -18,6 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="environment to serve; repeat for several (the first is the default)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, metavar="N",
+                        help="also serve the Open Inference Protocol over gRPC (KServe v2 GRPCInferenceService) on "
+                        "this port; needs pip install 'onnxgate[grpc]' (default: ONNXGATE_GRPC_PORT, else no gRPC)")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (each watches the store)")
     parser.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs "
                         "throughput)")
@@ -48,7 +51,25 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
         variables["ONNXGATE_SLO"] = json.dumps(read_slo_file(args.slo_file))
     if args.routing_header is not None:
         variables["ONNXGATE_ROUTING_HEADER"] = checked_routing_header(args.routing_header)
+    if args.grpc_port is not None:
+        if not 0 <= args.grpc_port <= 65535:
+            raise UsageError(f"--grpc-port {args.grpc_port}: not a port number (0-65535)")
+        variables["ONNXGATE_GRPC_PORT"] = str(args.grpc_port)
     return variables
+
+
+GRPC_INSTALL_HINT = "pip install 'onnxgate[grpc]'"
+
+
+def require_grpc() -> None:
+    """The gRPC extra installed, checked before any worker starts."""
+    try:
+        import gateway.grpc_service  # noqa: F401 - imports grpcio and tritonclient's gRPC stubs
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in ("grpc", "tritonclient", "google"):
+            raise
+        raise UsageError(f"--grpc-port needs grpcio and tritonclient[grpc] ({exc.name} is not installed): "
+                         f"{GRPC_INSTALL_HINT}") from None
 
 
 def checked_routing_header(name: str) -> str:
@@ -89,7 +110,13 @@ def run(args: argparse.Namespace) -> int:
     from gateway.server import uvicorn_options
     from gateway.settings import GatewaySettings
 
-    os.environ.update(settings_environment(args))
+    variables = settings_environment(args)
+    grpc_port = variables.get("ONNXGATE_GRPC_PORT", os.environ.get("ONNXGATE_GRPC_PORT", "")).strip()
+    if grpc_port:  # from --grpc-port or ONNXGATE_GRPC_PORT: checked before anything changes
+        require_grpc()
+        if grpc_port == "0" and args.workers > 1:
+            raise UsageError("--grpc-port 0 (any free port) would give each worker its own port; name one with --workers")
+    os.environ.update(variables)
     created_metrics_dir = None
     if args.workers > 1 and not os.environ.get("ONNXGATE_METRICS_DIR"):
         # where the workers' metrics snapshots meet, so that /metrics adds them up (gateway/worker_metrics.py)

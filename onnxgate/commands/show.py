@@ -5,7 +5,7 @@ import argparse
 from collections.abc import Callable
 
 from modelstore.approvals import tally
-from modelstore.errors import InvalidPolicy
+from modelstore.errors import InvalidPolicy, StoreError
 from modelstore.layout import Store
 from modelstore.registry import VersionRecord
 from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
@@ -24,10 +24,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     store = store_from(args)
     metadata = store.read_metadata(args.name, args.version)
-    record = store.registry.read().state.models.get(metadata.name, {}).get(metadata.version)
+    try:
+        record: VersionRecord | None | str = store.registry.read().state.models.get(metadata.name, {}).get(
+            metadata.version)
+    except StoreError as exc:  # the version's own files are still worth showing
+        record = f"unreadable: {exc}"
     if args.json:
         print_json({**metadata.model_dump(mode="json"),
-                    "registry": record.model_dump(mode="json") if record else None})
+                    "registry": record.model_dump(mode="json") if isinstance(record, VersionRecord) else record})
         return 0
     compat = metadata.node_compatibility
     node_parity = compat.node_parity
@@ -77,10 +81,13 @@ def required_approvals(store: Store) -> Callable[[str], int | None]:
     return required
 
 
-def registry_lines(record: VersionRecord | None, required: Callable[[str], int | None]) -> list[str]:
-    """What the registry knows of the version: status, where it was deployed, what was measured, who approved."""
+def registry_lines(record: VersionRecord | str | None, required: Callable[[str], int | None]) -> list[str]:
+    """What the registry knows of the version: status, where it was deployed, what was measured, who approved
+    (`record`: a string saying why the registry could not be read)."""
     if record is None:
         return ["registry    not registered"]
+    if isinstance(record, str):
+        return [f"registry    {record}"]
     lines = [f"status      {record.status}" + (f", deployed to {', '.join(record.deployed_to)}"
                                               if record.deployed_to else "")]
     evaluation = record.evaluation
