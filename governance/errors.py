@@ -11,3 +11,12 @@ class HoldoutError(StoreError):
 
 class NotEvaluable(StoreError):
     """A model evaluate cannot measure (not a classifier or regressor, a text model, outputs it cannot read)."""
+
+
+class ChallengeError(StoreError):
+    """A challenge that cannot be decided: the version is already the champion, a canary is running, a metric the
+    models do not have, a classifier against a regressor."""
+
+
+class ChallengerLost(StoreError):
+    """The challenger did not beat the champion (its figures are recorded in the audit log); the message says why."""

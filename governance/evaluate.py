@@ -1,6 +1,7 @@
 """`evaluate`: measure a version's ONNX model on a holdout file and record what was measured with the version."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +9,9 @@ import onnxruntime
 import sklearn
 
 from governance.fairness import group_report
-from governance.holdout import check_known_labels, read_holdout
+from governance.holdout import Holdout, check_known_labels, read_holdout
 from governance.metrics import ECE_BINS, MetricUndefined, measure, task_metrics
-from governance.predictions import load_model
+from governance.predictions import Predictions, load_model
 from governance.robustness import RELATIVE_EPS, noise_sensitivity_rows
 from modelstore.audit import default_actor
 from modelstore.backends import ModelRepository
@@ -20,10 +21,20 @@ from modelstore.registry import EvaluationRecord
 from modelstore.transitions import Change
 
 
-def measure_version(store: ModelRepository, name: str, version: str, data: Path, label: str,
-                    group: str | None = None, *, noise_scale: float = 0.05, seed: int = 0,
-                    change: Change = Change()) -> tuple[str, EvaluationRecord]:
-    """(the version measured, 'latest' resolved; what was measured), recording nothing."""
+@dataclass(frozen=True)
+class Measurement:
+    """A version measured on a holdout: what is recorded, and the per-row answers it was computed from."""
+
+    version: str
+    record: EvaluationRecord
+    predictions: Predictions
+    holdout: Holdout
+
+
+def measure_model(store: ModelRepository, name: str, version: str, data: Path, label: str,
+                  group: str | None = None, *, noise_scale: float = 0.05, seed: int = 0,
+                  change: Change = Change()) -> Measurement:
+    """The version ('latest' resolved) measured on the holdout, recording nothing."""
     if not (np.isfinite(noise_scale) and noise_scale >= 0):
         raise ValueError(f"noise scale must be a finite number >= 0, not {noise_scale}")
     metadata = store.read_metadata(name, version)
@@ -55,16 +66,16 @@ def measure_version(store: ModelRepository, name: str, version: str, data: Path,
         metrics=metrics, groups=groups, fairness_gaps=gaps,
         parameters=_parameters(predictions, metadata.model_sha256, noise_scale, seed, omitted),
     )
-    return metadata.version, record
+    return Measurement(metadata.version, record, predictions, holdout)
 
 
 def evaluate(store: ModelRepository, name: str, version: str, data: Path, label: str, group: str | None = None, *,
              noise_scale: float = 0.05, seed: int = 0, change: Change = Change()) -> EvaluationRecord:
     """Measure, then record with the version (through the transition API, with its audit entry)."""
-    measured_version, record = measure_version(store, name, version, data, label, group, noise_scale=noise_scale,
-                                               seed=seed, change=change)
-    record_evaluation(store, name, measured_version, record, change)
-    return record
+    measured = measure_model(store, name, version, data, label, group, noise_scale=noise_scale, seed=seed,
+                             change=change)
+    record_evaluation(store, name, measured.version, measured.record, change)
+    return measured.record
 
 
 def _parameters(predictions, model_sha256: str, noise_scale: float, seed: int, omitted: dict[str, str]) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from governance.errors import HoldoutError, NotEvaluable
+from governance.errors import ChallengeError, ChallengerLost, HoldoutError, NotEvaluable
 from modelstore.errors import (
     ChangeRefused,
     CorruptRegistry,
@@ -25,6 +25,7 @@ from onnxgate.commands import (
     approve,
     audit,
     canary,
+    challenge,
     deploy,
     evaluate,
     export,
@@ -46,7 +47,7 @@ from onnxgate.commands import (
 from onnxgate.errors import UsageError
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
-            canary, promote, rollback, shadow, evaluate, approve, snapshot, policy)
+            canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
@@ -60,6 +61,8 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (NotDeployed, 3),
     (HoldoutError, 2),
     (NotEvaluable, 2),
+    (ChallengeError, 2),
+    (ChallengerLost, 9),
     (ChangeRefused, 7),
     (InvalidPolicy, 8),
     (StoreError, 1),
