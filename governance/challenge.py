@@ -20,6 +20,7 @@ import numpy as np
 from governance.errors import ChallengeError, NotEvaluable
 from governance.evaluate import Measurement, measure_model
 from governance.metrics import LOWER_IS_BETTER, metric_of, task_metrics
+from governance.resampled import resampled_metric
 from governance.significance import CONFIDENCE, RESAMPLES, SEED, Interval, McNemar, mcnemar, paired_bootstrap
 from modelstore.backends import ModelRepository
 from modelstore.deployments import Deploy
@@ -155,9 +156,9 @@ def decide(champion: Measurement | None, challenger: Measurement, rules: Challen
     margin_met = better and (improvement is None or improvement >= rules.min_improvement)
     truth = challenger.holdout.labels
 
-    def difference(rows: np.ndarray) -> float:
-        return sign * (metric_of(metric, truth, challenger.predictions, rows)
-                       - metric_of(metric, truth, champion.predictions, rows))
+    def difference(rows: np.ndarray) -> np.ndarray:
+        return sign * (resampled_metric(metric, truth, challenger.predictions, rows)
+                       - resampled_metric(metric, truth, champion.predictions, rows))
 
     interval = paired_bootstrap(difference, len(truth), resamples=rules.resamples, confidence=rules.confidence,
                                 seed=rules.seed)

@@ -16,6 +16,8 @@ from scipy import stats
 RESAMPLES = 1000
 CONFIDENCE = 0.95
 SEED = 0
+BATCH = 100
+"""Resamples drawn at once: bounds the (BATCH, rows) index array of a large holdout."""
 
 
 @dataclass(frozen=True)
@@ -54,14 +56,20 @@ class McNemar:
                 "only_champion": self.only_champion, "p_value": self.p_value}
 
 
-def paired_bootstrap(difference: Callable[[np.ndarray], float], rows: int, *, resamples: int = RESAMPLES,
+def paired_bootstrap(difference: Callable[[np.ndarray], np.ndarray], rows: int, *, resamples: int = RESAMPLES,
                      confidence: float = CONFIDENCE, seed: int = SEED) -> Interval:
-    """`difference(row_indices)`: the better-direction difference of the metric on those rows (NaN if undefined)."""
+    """`difference(row_indices)`: given (k, rows) row indices, the better-direction difference of the metric on each
+    of the k resamples (NaN where it is undefined)."""
     if rows < 2:
         return Interval(None, None, confidence, resamples, seed)
+
+    def statistic(indices: np.ndarray, axis: int = -1) -> np.ndarray:
+        indices = np.moveaxis(indices, axis, -1)
+        return difference(indices.reshape(-1, indices.shape[-1])).reshape(indices.shape[:-1])
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns about a degenerate or NaN distribution; both are handled below
-        result = stats.bootstrap((np.arange(rows),), difference, paired=True, vectorized=False,
+        result = stats.bootstrap((np.arange(rows),), statistic, paired=True, vectorized=True, batch=BATCH,
                                  n_resamples=resamples, confidence_level=confidence, method="percentile",
                                  rng=np.random.default_rng(seed))
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)

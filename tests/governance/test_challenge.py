@@ -19,7 +19,6 @@ from tests.governance.gate_fixtures import GATE_EXIT, audit, onnxgate
 
 LOST_EXIT = 9
 TEXTURE = 1  # mean texture: a weak predictor of the diagnosis on its own
-RESAMPLES = "400"  # enough for these clear-cut cases; the default (1000) is exercised once
 
 
 def publish(store, model, version: str, sample: np.ndarray, **options) -> None:
@@ -48,7 +47,7 @@ def cancer_store(store, tmp_path, cancer):
 
 def challenge(store, data, version: str = "v2.0.0", *args: str) -> tuple[int, dict | None, str]:
     result = onnxgate(store, "challenge", "cancer", version, "--env", "production", "--data", str(data), "--label",
-                      "diagnosis", "--resamples", RESAMPLES, "--json", "--actor", "trainer", *args)
+                      "diagnosis", "--json", "--actor", "trainer", *args)
     printed = json.loads(result.stdout) if result.stdout.strip() else None
     return result.returncode, printed, result.stderr
 
@@ -69,7 +68,7 @@ def test_a_challenger_that_is_really_better_wins_and_starts_a_canary(cancer_stor
     assert decided["challenger_value"] >= 1.05 * decided["champion_value"]
     assert decided["margin"]["met"] and decided["margin"]["improvement"] >= 0.05
     interval = decided["significance"]["interval"]
-    assert interval["low"] > 0 and interval["resamples"] == 400 and interval["confidence"] == 0.95
+    assert interval["low"] > 0 and interval["resamples"] == 1000 and interval["confidence"] == 0.95
     deployment = state(store).deployment("cancer", "production")
     assert deployment.version == "v1.0.0" and deployment.canary.version == "v2.0.0"
     assert deployment.canary.weight == 10  # no policy: the default plan
@@ -162,7 +161,7 @@ def test_the_first_model_of_a_name_wins_when_it_clears_the_gates(cancer_store):
     assert [e["event"] for e in audit(store)][-3:] == ["model_evaluated", "challenge_decided", "deployment_denied"]
 
     result = onnxgate(store, "challenge", "cancer", "v2.0.0", "--env", "production", "--data", str(data), "--label",
-                      "diagnosis")  # the default resamples, and the text output
+                      "diagnosis")  # the text output
 
     assert result.returncode == 0, result.stderr
     assert "first model in production" in result.stdout and "deployed cancer v2.0.0 to production" in result.stdout
@@ -227,7 +226,7 @@ def test_a_lower_is_better_metric_is_inverted(store, tmp_path, diabetes):
     data = holdout_csv(tmp_path / "holdout.csv", x_hold, y_hold, label="progression")
 
     result = onnxgate(store, "challenge", "sugar", "v2.0.0", "--env", "production", "--data", str(data), "--label",
-                      "progression", "--resamples", RESAMPLES, "--json")
+                      "progression", "--resamples", "400", "--seed", "3", "--json")
 
     assert result.returncode == 0, result.stderr
     decided = json.loads(result.stdout)["challenge"]
@@ -235,4 +234,6 @@ def test_a_lower_is_better_metric_is_inverted(store, tmp_path, diabetes):
     assert decided["challenger_value"] < decided["champion_value"]
     improvement = decided["champion_value"] / decided["challenger_value"] - 1
     assert decided["margin"]["improvement"] == pytest.approx(improvement) and improvement >= 0.05
-    assert decided["significance"]["interval"]["low"] > 0  # the gain is the champion's error minus the challenger's
+    interval = decided["significance"]["interval"]
+    assert interval["low"] > 0  # the gain is the champion's error minus the challenger's
+    assert (interval["resamples"], interval["seed"]) == (400, 3)

@@ -26,15 +26,15 @@ def test_mcnemar_without_discordant_rows_shows_nothing():
 
 
 def test_the_bootstrap_of_identical_models_is_zero_and_not_significant():
-    interval = paired_bootstrap(lambda rows: 0.0, 50, resamples=200)
+    interval = paired_bootstrap(lambda rows: np.zeros(len(rows)), 50, resamples=200)
     assert (interval.low, interval.high) == (0.0, 0.0) and not interval.excludes_zero
 
 
 def test_the_bootstrap_is_paired_and_repeatable():
     gain = np.where(np.arange(200) % 4 == 0, 1.0, 0.0)  # the challenger is right on an extra quarter of the rows
 
-    def difference(rows: np.ndarray) -> float:
-        return float(gain[rows].mean())
+    def difference(rows: np.ndarray) -> np.ndarray:
+        return gain[rows].mean(axis=1)
 
     first = paired_bootstrap(difference, 200, resamples=500, seed=7)
     again = paired_bootstrap(difference, 200, resamples=500, seed=7)
@@ -45,7 +45,7 @@ def test_the_bootstrap_is_paired_and_repeatable():
 
 
 def test_a_metric_undefined_on_some_resample_leaves_no_interval():
-    interval = paired_bootstrap(lambda rows: float("nan") if rows[0] == 0 else 1.0, 5, resamples=200)
+    interval = paired_bootstrap(lambda rows: np.where(rows[:, 0] == 0, np.nan, 1.0), 5, resamples=200)
     assert interval.low is None and not interval.excludes_zero
 
 
