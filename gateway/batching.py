@@ -1,9 +1,9 @@
 """Adaptive batching of one loaded version: concurrent requests joined along axis 0 into one session.run, split back.
 
     submit   a request's feeds; answered with its own outputs, or the exception its run raised
-    idle     nothing queued, a run slot free, no queue delay and a run too slow for the event loop: it goes to the
-             executor at once, alone, as without batching (a run cheap enough for the event loop queues instead:
-             nothing could join it while it runs there, so the requests of one loop iteration are joined)
+    idle     nothing queued, a run slot free and no queue delay: it runs at once, alone, as without batching; except
+             a run cheap enough for the event loop while requests come faster than one run takes: nothing could
+             join it while it runs there, so it queues, to be joined with the requests of its loop iteration
     queue    otherwise it waits; a drain takes the oldest request and the later ones that can join it (the same
              inputs, dtypes and shapes past axis 0, the same outputs asked for), up to max_batch_size rows
     drain    when a run slot frees; with max_queue_delay_ms 0 right after the current event loop iteration (only what
@@ -131,16 +131,17 @@ class Batcher:
         self._in_flight = 0
         self._drain_soon = False
         self._timer: asyncio.TimerHandle | None = None
+        self._last_submit = float("-inf")
 
     async def submit(self, feeds: Feeds, rows: int, output_names: list[str] | None = None) -> Outputs:
-        if (
-            not self._queue
-            and self._in_flight < self._max_in_flight
-            and self._delay_s == 0
-            and self._cost_s(rows) > self._inline_max_s
-        ):
-            return await self._run_alone(feeds, rows, output_names)
         loop = asyncio.get_running_loop()
+        now = loop.time()
+        # a run cheap enough for the event loop leaves nothing to join while it runs there: it waits for its loop
+        # iteration's company only when requests come faster than one run takes (not at one connection)
+        alone = self._cost_s(rows) > self._inline_max_s or now - self._last_submit >= self._cost_s(1)
+        self._last_submit = now
+        if alone and not self._queue and self._in_flight < self._max_in_flight and self._delay_s == 0:
+            return await self._run_alone(feeds, rows, output_names)
         key = join_key(feeds, output_names)
         pending = Pending(feeds, batch_rows(feeds) or rows, key, output_names, loop.create_future(), loop.time())
         self._queue.append(pending)
@@ -151,6 +152,8 @@ class Batcher:
     async def _run_alone(self, feeds: Feeds, rows: int, output_names: list[str] | None) -> Outputs:
         self.metrics.record_wait(0.0)
         self.metrics.record_run(rows)
+        if self._cost_s(rows) <= self._inline_max_s:
+            return self._run(feeds, output_names)
         loop = asyncio.get_running_loop()
         self._in_flight += 1
         try:
