@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
@@ -15,6 +16,9 @@ from modelstore.backends import ArtifactStore
 from modelstore.errors import InvalidMetadata
 from modelstore.layout import check_sha256
 from modelstore.metadata import ModelMetadata
+
+if TYPE_CHECKING:
+    from gateway.batching import Batcher
 
 COST_SAMPLE_ROWS = 32
 COST_REPEATS = 5
@@ -33,6 +37,7 @@ class LoadedModel:
     base_cost_s: float = float("inf")
     row_cost_s: float = 0.0
     metrics: dict[str, ModelMetrics] = field(default_factory=dict)
+    batcher: Batcher | None = None  # set by the service when the version's batching policy is enabled
 
     @property
     def name(self) -> str:

@@ -21,6 +21,8 @@ from modelstore.metadata import ModelMetadata
 
 OUTCOMES = ("ok", "invalid_input", "too_large", "unavailable", "error")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+QUEUE_DELAY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 OTHER_CLASS = "other"
 UNKNOWN_MODEL = "_unknown"
 
@@ -106,6 +108,51 @@ class _RequestSeries(Collector):
         yield predictions
 
 
+class BatchMetrics:
+    """One (model, version)'s adaptive batching: rows per session.run, and how long each request waited in the queue.
+    Plain numbers, like ModelMetrics (updated on the event loop's thread, exported at scrape time)."""
+
+    __slots__ = ("labels", "size_buckets", "size_sum", "delay_buckets", "delay_sum")
+
+    def __init__(self, labels: tuple[str, str]) -> None:
+        self.labels = labels
+        self.size_buckets = [0] * (len(BATCH_SIZE_BUCKETS) + 1)
+        self.size_sum = 0
+        self.delay_buckets = [0] * (len(QUEUE_DELAY_BUCKETS) + 1)
+        self.delay_sum = 0.0
+
+    def record_run(self, rows: int) -> None:
+        self.size_buckets[bisect_left(BATCH_SIZE_BUCKETS, rows)] += 1
+        self.size_sum += rows
+
+    def record_wait(self, seconds: float) -> None:
+        self.delay_buckets[bisect_left(QUEUE_DELAY_BUCKETS, seconds)] += 1
+        self.delay_sum += seconds
+
+
+class _BatchSeries(Collector):
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        if not self.metrics.batch_series:  # batching off everywhere: /metrics stays as it was
+            return
+        sizes = HistogramMetricFamily("batch_size", "Rows per session.run of versions with adaptive batching",
+                                      labels=["model", "version"])
+        delays = HistogramMetricFamily("batch_queue_delay_seconds", "Time a request waited for its batch's run to "
+                                       "start, with adaptive batching", labels=["model", "version"])
+        size_bounds = [*map(floatToGoString, BATCH_SIZE_BUCKETS), "+Inf"]
+        delay_bounds = [*map(floatToGoString, QUEUE_DELAY_BUCKETS), "+Inf"]
+        for series in list(self.metrics.batch_series.values()):
+            labels = list(series.labels)
+            sizes.add_metric(labels, list(zip(size_bounds, accumulate(series.size_buckets), strict=True)),
+                             sum_value=series.size_sum)
+            delays.add_metric(labels, list(zip(delay_bounds, accumulate(series.delay_buckets), strict=True)),
+                              sum_value=series.delay_sum)
+        yield sizes
+        yield delays
+
+
 class _ShadowDistance(Collector):
     def __init__(self, source: Callable[[], Iterable[tuple[str, str, str, float]]]) -> None:
         self.source = source
@@ -125,7 +172,9 @@ class GatewayMetrics:
         self.registry = registry
         self._children: dict[tuple[str, str, str], ModelMetrics] = {}
         self.refused: dict[tuple[str, str, str], int] = {}
+        self.batch_series: dict[tuple[str, str], BatchMetrics] = {}
         registry.register(_RequestSeries(self))
+        registry.register(_BatchSeries(self))
         self.model_load_seconds = Gauge("model_load_seconds", "Seconds to verify and load a model version",
                                         ["model", "version"], registry=registry)
         self.version_loads = Counter("version_loads", "Model versions loaded on demand for a pin (a cache miss), by "
@@ -164,6 +213,13 @@ class GatewayMetrics:
     def _resolve(self, metadata: ModelMetadata, environment: str) -> ModelMetrics:
         return ModelMetrics((metadata.name, metadata.version, environment), list(metadata.labels or []),
                             counts_classes=metadata.label_output is not None)
+
+    def for_batching(self, model: str, version: str) -> BatchMetrics:
+        key = (model, version)
+        series = self.batch_series.get(key)
+        if series is None:
+            series = self.batch_series[key] = BatchMetrics(key)
+        return series
 
     def series(self) -> Iterable[ModelMetrics]:
         return self._children.values()

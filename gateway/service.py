@@ -27,6 +27,7 @@ import anyio
 import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
+from gateway.batching import Batcher
 from gateway.errors import (
     GatewayError,
     InvalidInput,
@@ -99,7 +100,13 @@ class Service:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def load(self, store: ModelRepository, name: str, version: str) -> LoadedModel:
-        return load_model(store, name, version, cost_limit_s=self._inline_max_s)
+        loaded = load_model(store, name, version, cost_limit_s=self._inline_max_s)
+        policy = self.settings.batching.merged(loaded.metadata.batching)
+        if policy.enabled:
+            loaded.batcher = Batcher(loaded.run, loaded.estimated_cost_s, policy, self._executor,
+                                     max_in_flight=self.settings.run_threads, inline_max_s=self._inline_max_s,
+                                     metrics=self.metrics.for_batching(name, version))
+        return loaded
 
     async def reload(self) -> ReloadReport:
         report = await self.pools.reload()
@@ -271,7 +278,7 @@ class Service:
             decoded = await self.decode_on_thread(request, loaded) if request.heavy else request.feeds(loaded,
                                                                                                       self._max_rows)
             feeds, rows, output_names = decoded.feeds, decoded.rows, decoded.output_names
-            if loaded.base_cost_s + loaded.row_cost_s * rows <= self._inline_max_s:
+            if loaded.batcher is None and loaded.base_cost_s + loaded.row_cost_s * rows <= self._inline_max_s:
                 outputs = self.run_inline(loaded, feeds, output_names)
             else:
                 outputs = await self.run(loaded, feeds, rows, output_names)
@@ -382,8 +389,11 @@ class Service:
     async def run(self, loaded: LoadedModel, feeds: dict[str, np.ndarray], rows: int,
                   output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         """Inline when the model's measured cost for this many rows is below the threshold (a thread hop would cost
-        more than the run), else on the run executor so the event loop keeps accepting requests."""
+        more than the run), else on the run executor so the event loop keeps accepting requests. A version with
+        batching enabled goes through its batcher, which makes the same choice for each run."""
         try:
+            if loaded.batcher is not None:
+                return await loaded.batcher.submit(feeds, rows, output_names)
             if loaded.estimated_cost_s(rows) <= self._inline_max_s:
                 return loaded.run(feeds, output_names)
             loop = asyncio.get_running_loop()

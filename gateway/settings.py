@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelstore.errors import InvalidSloPolicy
 from modelstore.layout import resolve_store_root
+from modelstore.metadata import BatchingPolicy
 from modelstore.slo import SloLimits, SloPolicy, resolve_limits
 
 MIB = 1 << 20
@@ -38,6 +39,10 @@ class GatewaySettings(BaseSettings):
         "above it, on a worker thread (measured: inline wins up to ~2 ms per run on 2 cores)",
     )
     run_threads: int = Field(default=2, ge=1, description="threads for session.run calls too slow to run inline")
+    batching: BatchingPolicy = Field(
+        default_factory=BatchingPolicy, description="adaptive batching, every version's default, e.g. "
+        'ONNXGATE_BATCHING=\'{"enabled": true, "max_batch_size": 32, "max_queue_delay_ms": 0}\'; a version\'s '
+        "metadata.json `batching` overrides the fields it sets (gateway/batching.py)")
     # Pinned versions (?version=, /v2/models/m/versions/v): which may be served, and how on-demand loads are bounded.
     pin_any_version: bool = Field(default=False, description="pins may name any registered version, not only those "
                                   "the served environments deploy or deployed just before; rolled-back versions never")

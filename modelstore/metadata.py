@@ -102,6 +102,22 @@ class TokenizerInfo(_Model):
     attention_mask: str | None = None
 
 
+class BatchingPolicy(_Model):
+    """Adaptive batching of one version's concurrent requests (the gateway's gateway/batching.py): as given in
+    metadata.json, only the fields set there override the gateway's default (ONNXGATE_BATCHING)."""
+
+    enabled: bool = False
+    max_batch_size: int = Field(default=32, ge=1, le=65536, description="rows in one joined session.run")
+    max_queue_delay_ms: float = Field(default=0.0, ge=0, le=10_000, description="0: join only what is already "
+                                      "waiting, never wait for more (Triton's default); >0: wait up to this long")
+
+    def merged(self, override: BatchingPolicy | None) -> BatchingPolicy:
+        """This policy with the fields `override` sets replaced."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+
 class ModelMetadata(_Model):
     schema_version: int = SCHEMA_VERSION
     name: str
@@ -128,6 +144,8 @@ class ModelMetadata(_Model):
     reference_stats: ReferenceStats
     tokenizer: TokenizerInfo | None = None
     source: str | None = Field(default=None, description="what was exported: a file name or module path")
+    batching: BatchingPolicy | None = Field(default=None, description="adaptive batching in the gateway; unset: the "
+                                            "gateway's default")
 
     def input(self, name: str) -> TensorSpec:
         for spec in self.inputs:
@@ -165,7 +183,8 @@ def parse_metadata(raw: bytes, where: str) -> ModelMetadata:
 def metadata_json(metadata: ModelMetadata) -> str:
     """Stable text: sorted keys and a trailing newline, so packages built from it are reproducible. Never a bare
     NaN or Infinity: they are not JSON, and the Node loader (JSON.parse) refuses the whole file over one."""
-    return json.dumps(metadata.model_dump(mode="json"), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    unset = {"batching"} if metadata.batching is None else None  # files from before batching stay byte for byte
+    return json.dumps(metadata.model_dump(mode="json", exclude=unset), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def check_metrics(metrics: Mapping[str, float], where: str) -> dict[str, float]:

@@ -22,6 +22,7 @@ from tokenizers.pre_tokenizers import Whitespace
 from modelstore.deployments import Change, Deploy, deploy
 from modelstore.layout import Store
 from modelstore.metadata import (
+    BatchingPolicy,
     ModelMetadata,
     NodeCompatibility,
     ParityResult,
@@ -261,7 +262,7 @@ def text_expected(texts: Sequence[str], max_length: int) -> np.ndarray:
 
 
 def publish_text_classifier(store: Store, name: str = "sentiment", version: str = "v1.0.0", *,
-                            max_length: int = 8) -> None:
+                            max_length: int = 8, batching: BatchingPolicy | None = None) -> None:
     graph = helper.make_graph(
         [
             helper.make_node("Gather", ["E", "input_ids"], ["embedded"], axis=0),
@@ -288,7 +289,7 @@ def publish_text_classifier(store: Store, name: str = "sentiment", version: str 
         outputs=[TensorSpec(name="label", dtype="int64", shape=["batch"]),
                  TensorSpec(name="probabilities", dtype="float32", shape=["batch", 2])],
         task="text-classification", labels=list(TEXT_LABELS), label_output="label", score_output="probabilities",
-        tokenizer=TokenizerInfo(max_length=max_length, pad_id=0, attention_mask="attention_mask"),
+        tokenizer=TokenizerInfo(max_length=max_length, pad_id=0, attention_mask="attention_mask"), batching=batching,
     )
     publish(store, metadata, model_bytes(graph), {"tokenizer.json": text_tokenizer_json(max_length)},
             change=Change(actor="tests"))
@@ -297,7 +298,7 @@ def publish_text_classifier(store: Store, name: str = "sentiment", version: str 
 # -- a heavier model (for measuring inline vs thread dispatch) -----------------------------------------------------
 
 def publish_mlp(store: Store, name: str = "mlp", version: str = "v1.0.0", *, width: int = 512, layers: int = 4,
-                n_features: int = 64) -> None:
+                n_features: int = 64, batching: BatchingPolicy | None = None) -> None:
     """X float32[batch, n_features] -> `layers` dense ReLU layers of `width` -> y float32[batch, width]."""
     rng = np.random.default_rng(7)
     nodes, initializers, previous, size = [], [], "X", n_features
@@ -318,7 +319,37 @@ def publish_mlp(store: Store, name: str = "mlp", version: str = "v1.0.0", *, wid
         name, version,
         inputs=[TensorSpec(name="X", dtype="float32", shape=["batch", n_features])],
         outputs=[TensorSpec(name="y", dtype="float32", shape=["batch", width])],
-        task="regression",
+        task="regression", batching=batching,
+    )
+    publish(store, metadata, model_bytes(graph), change=Change(actor="tests"))
+
+
+def mlp_expected(rows: np.ndarray, *, width: int = 512, layers: int = 4, n_features: int = 64) -> np.ndarray:
+    """publish_mlp's answers for `rows`, computed with numpy from the same weights."""
+    rng = np.random.default_rng(7)
+    hidden, size = rows.astype(np.float32), n_features
+    for _ in range(layers):
+        weight = (rng.normal(size=(size, width)) / np.sqrt(size)).astype(np.float32)
+        hidden, size = np.maximum(hidden @ weight, 0), width
+    return hidden
+
+
+# -- a model whose inputs have a free axis besides the batch ----------------------------------------------------------
+
+def publish_row_sum(store: Store, name: str = "rowsum", version: str = "v1.0.0") -> None:
+    """X float32[batch, width] (any width) -> total float32[batch], the sum of each row."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["X", "axis1"], ["total"], keepdims=0)],
+        "rowsum",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", "width"])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, ["batch"])],
+        initializer=[_constant("axis1", [1])],
+    )
+    metadata = minimal_metadata(
+        name, version,
+        inputs=[TensorSpec(name="X", dtype="float32", shape=["batch", "width"])],
+        outputs=[TensorSpec(name="total", dtype="float32", shape=["batch"])],
+        task="transform",
     )
     publish(store, metadata, model_bytes(graph), change=Change(actor="tests"))
 
