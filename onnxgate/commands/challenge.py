@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from pathlib import Path
 
 from modelstore.transitions import Outcome
@@ -16,9 +15,10 @@ from onnxgate.commands.common import (
     add_json_argument,
     add_store_argument,
     change_from,
+    missing_govern_extra,
+    non_negative_number,
     store_from,
 )
-from onnxgate.errors import UsageError
 from onnxgate.output import print_json
 
 
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, metavar="FILE", help="holdout CSV with a header row")
     parser.add_argument("--label", required=True, metavar="COLUMN", help="the column holding the true label or value")
     parser.add_argument("--metric", help="the deciding metric (default: f1 for a classifier, rmse for a regressor)")
-    parser.add_argument("--min-improvement", type=_fraction, default=0.05, metavar="R",
+    parser.add_argument("--min-improvement", type=non_negative_number, default=0.05, metavar="R",
                         help="relative gain needed, e.g. 0.05 for 5%% (default)")
     parser.add_argument("--resamples", type=_resamples, metavar="N",
                         help="paired bootstrap resamples (default 1000)")
@@ -50,16 +50,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_store_argument(parser)
     add_json_argument(parser)
     parser.set_defaults(run=run)
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
-    return value
 
 
 def _resamples(text: str) -> int:
@@ -77,10 +67,7 @@ def run(args: argparse.Namespace) -> int:
         from governance.challenge import CanaryOverrides, ChallengeRules, challenge
         from governance.errors import ChallengerLost
     except ImportError as exc:
-        if exc.name not in ("sklearn", "scipy"):
-            raise
-        raise UsageError(f"challenge needs the govern extra ({exc.name} is not installed): "
-                         "pip install 'onnxgate[govern]'") from None
+        raise missing_govern_extra("challenge", exc) from None
     given = {"resamples": args.resamples} if args.resamples is not None else {}
     rules = ChallengeRules(metric=args.metric, min_improvement=args.min_improvement, seed=args.seed, **given)
     overrides = CanaryOverrides(args.weight, tuple(args.steps) if args.steps else None, args.interval)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from modelstore.layout import Store, resolve_store_root
@@ -42,3 +43,21 @@ def read_input_file(path: str, what: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def non_negative_number(text: str) -> float:
+    """An argument type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
+    return value
+
+
+def missing_govern_extra(command: str, exc: ImportError) -> UsageError:
+    """The usage error for a governance command run without the govern extra; any other ImportError is a bug."""
+    if exc.name not in ("sklearn", "scipy"):
+        raise exc
+    return UsageError(f"{command} needs the govern extra ({exc.name} is not installed): pip install 'onnxgate[govern]'")

@@ -4,11 +4,17 @@ CLI works without the `govern` extra."""
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-from onnxgate.commands.common import add_change_arguments, add_json_argument, add_store_argument, change_from, store_from
-from onnxgate.errors import UsageError
+from onnxgate.commands.common import (
+    add_change_arguments,
+    add_json_argument,
+    add_store_argument,
+    change_from,
+    missing_govern_extra,
+    non_negative_number,
+    store_from,
+)
 from onnxgate.output import print_json, print_table
 
 
@@ -19,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, metavar="FILE", help="holdout CSV with a header row")
     parser.add_argument("--label", required=True, metavar="COLUMN", help="the column holding the true label or value")
     parser.add_argument("--group", metavar="COLUMN", help="also measure per value of this column, and the gaps")
-    parser.add_argument("--noise-scale", type=_noise_scale, default=0.05, metavar="S",
+    parser.add_argument("--noise-scale", type=non_negative_number, default=0.05, metavar="S",
                         help="noise_sensitivity's Gaussian noise, in standard deviations of each feature (default 0.05)")
     parser.add_argument("--seed", type=int, default=0, help="the noise's random seed (default 0)")
     add_store_argument(parser)
@@ -28,24 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _noise_scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         from governance.evaluate import evaluate
     except ImportError as exc:
-        if exc.name not in ("sklearn", "scipy"):
-            raise
-        raise UsageError(f"evaluate needs the govern extra ({exc.name} is not installed): "
-                         "pip install 'onnxgate[govern]'") from None
+        raise missing_govern_extra("evaluate", exc) from None
     store = store_from(args)
     version = store.read_metadata(args.name, args.version).version  # 'latest' resolved once, named in the output
     record = evaluate(store, args.name, version, Path(args.data), args.label, args.group,
