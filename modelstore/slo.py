@@ -26,6 +26,10 @@ RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "breaches_to_rollback": (lambda v: v >= 1, "must be at least 1"),
     "bake_s": (lambda v: v >= 0, "must not be negative"),
     "latency_margin_ms": (lambda v: v >= 0, "must not be negative"),
+    "max_prediction_distance": (lambda v: 0 < v <= 1, "must be above 0 and at most 1 (a total variation distance)"),
+    "min_prediction_rows": (lambda v: v >= 1, "must be at least 1"),
+    "max_quality_drop": (lambda v: 0 <= v <= 1, "must be between 0 and 1 (0.05 is 5 points of accuracy)"),
+    "min_labels": (lambda v: v >= 1, "must be at least 1"),
 }
 
 
@@ -51,6 +55,10 @@ class SloPolicy(BaseModel):
     min_sources: int | None = None
     breaches_to_rollback: int | None = None
     bake_s: float | None = None
+    max_prediction_distance: float | None = None
+    min_prediction_rows: int | None = None
+    max_quality_drop: float | None = None
+    min_labels: int | None = None
 
     def checked(self) -> SloPolicy:
         _check(self.model_dump())
@@ -75,6 +83,11 @@ class SloLimits:
     max(ratio * stable's, stable's + margin): the margin keeps microsecond jitter on tiny models from reading as a 50%
     regression. The error rate breaches per request, or per source (the mean of each source's error rate) once
     `min_sources` distinct sources sent requests in the window.
+
+    Two causes are off unless set. Prediction drift (`max_prediction_distance`) breaches when the total variation
+    distance between the two arms' predicted-class shares over the same window is above it, once each arm predicted
+    `min_prediction_rows` rows (classifiers only). Quality (`max_quality_drop`) breaches when the canary's live
+    accuracy from labelled feedback is below stable's by more than it, once each arm has `min_labels` labelled rows.
     """
 
     latency_quantile: float = 0.95
@@ -87,6 +100,10 @@ class SloLimits:
     min_sources: int = 3
     breaches_to_rollback: int = 2
     bake_s: float = DEFAULT_BAKE_S
+    max_prediction_distance: float | None = None
+    min_prediction_rows: int = 200
+    max_quality_drop: float | None = None
+    min_labels: int = 200
 
     def __post_init__(self) -> None:
         _check(dataclasses.asdict(self))
