@@ -13,14 +13,16 @@ holding request and error counts and a sparse histogram of latencies in log-spac
 and allocation-light on the hot path; memory is bounded by the ring whatever the traffic; quantiles are read at judge
 time by merging the live slots, accurate to about 2% — well inside the 1.5x / +2 ms margins the judge uses. A deque of
 raw samples would be exact but grows with traffic; a random reservoir would make the judge's verdicts, and its tests,
-depend on chance.
+depend on chance. While prediction drift is judged, a slot also counts the arm's predicted classes, at most
+MAX_CLASSES_PER_SLOT distinct ones (further classes are counted together as OTHER_CLASSES).
 """
 from __future__ import annotations
 
 import hashlib
 import math
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 BUCKETS = 10_000
@@ -90,6 +92,11 @@ MIN_LATENCY_S = 1e-6
 MAX_SOURCES_PER_SLOT = 1024
 """Distinct sources (routing keys or client addresses) counted per slot, as hashes: at most ~100 KB a slot. Requests
 from sources beyond the cap still count per request, not per source."""
+MAX_CLASSES_PER_SLOT = 64
+"""Distinct predicted classes counted per slot (a classifier's labels, as text): at most ~6 KB a slot, ~0.8 MB for an
+arm's whole ring at the cap. Rows of further classes are counted under OTHER_CLASSES, so the shares still add up to
+1; a model with more classes than this is judged on its first 63 per slot and the rest as one."""
+OTHER_CLASSES = "(other classes)"
 
 
 def latency_bin(latency_s: float) -> int:
@@ -117,6 +124,11 @@ class WindowSummary:
     sources: int = 0
     failing_sources: int = 0
     source_error_rate: float | None = None
+    classes: dict[str, int] = field(default_factory=dict)  # predicted class -> rows, while prediction drift is on
+
+    @property
+    def predicted_rows(self) -> int:
+        return sum(self.classes.values())
 
     @property
     def error_rate(self) -> float | None:
@@ -128,7 +140,7 @@ class WindowSummary:
 
 
 class _Slot:
-    __slots__ = ("epoch", "requests", "errors", "bins", "sources", "failures")
+    __slots__ = ("epoch", "requests", "errors", "bins", "sources", "failures", "classes")
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
@@ -137,6 +149,7 @@ class _Slot:
         self.bins: dict[int, int] = {}
         self.sources: dict[int, int] = {}  # hash(source) -> requests
         self.failures: dict[int, int] = {}  # hash(source) -> failed requests
+        self.classes: dict[str, int] = {}  # predicted class -> rows
 
 
 class SlidingWindow:
@@ -159,11 +172,9 @@ class SlidingWindow:
             self.total_requests += 1
             if not ok:
                 self.total_errors += 1
-            slot = self._slots[epoch % self.slot_count]
-            if slot is None or slot.epoch != epoch:
-                if slot is not None and slot.epoch > epoch:
-                    return  # an observation older than the ring: nothing left to add it to
-                slot = self._slots[epoch % self.slot_count] = _Slot(epoch)
+            slot = self._slot(epoch)
+            if slot is None:
+                return
             slot.requests += 1
             slot.bins[index] = slot.bins.get(index, 0) + 1
             if not ok:
@@ -181,6 +192,28 @@ class SlidingWindow:
                 if not ok:
                     slot.failures[key] = slot.failures.get(key, 0) + 1
 
+    def record_classes(self, counts: Iterable[tuple[str, int]], now: float) -> None:
+        """Rows predicted as each class by one request (see predicted_counts)."""
+        with self._lock:
+            slot = self._slot(int(now // self.slot_s))
+            if slot is None:
+                return
+            classes = slot.classes
+            for label, count in counts:
+                if label not in classes and len(classes) >= MAX_CLASSES_PER_SLOT - 1:
+                    label = OTHER_CLASSES  # one entry kept free for it
+                classes[label] = classes.get(label, 0) + count
+
+    def _slot(self, epoch: int) -> _Slot | None:
+        """The slot for `epoch` (a fresh one when its place held an older epoch); None for an epoch older than the
+        ring: nothing left to add it to. Called under the lock."""
+        slot = self._slots[epoch % self.slot_count]
+        if slot is None or slot.epoch != epoch:
+            if slot is not None and slot.epoch > epoch:
+                return None
+            slot = self._slots[epoch % self.slot_count] = _Slot(epoch)
+        return slot
+
     def summary(self, now: float, span_s: float, quantile: float, version: str | None = None) -> WindowSummary:
         """The slots that began in the last `span_s` seconds (capped at the horizon): judged every `span_s`, two
         summaries share at most one slot."""
@@ -190,6 +223,7 @@ class SlidingWindow:
         merged: dict[int, int] = {}
         sources: dict[int, int] = {}
         failures: dict[int, int] = {}
+        classes: dict[str, int] = {}
         with self._lock:
             live = [s for s in self._slots if s is not None and oldest <= s.epoch <= current]
             for slot in live:
@@ -201,10 +235,12 @@ class SlidingWindow:
                     sources[key] = sources.get(key, 0) + count
                 for key, count in slot.failures.items():
                     failures[key] = failures.get(key, 0) + count
+                for label, count in slot.classes.items():
+                    classes[label] = classes.get(label, 0) + count
         source_error_rate = (sum(failed / sources[key] for key, failed in failures.items()) / len(sources)
                              if sources else None)
         return WindowSummary(requests, errors, _quantile(merged, requests, quantile), quantile, version,
-                             len(sources), len(failures), source_error_rate)
+                             len(sources), len(failures), source_error_rate, classes)
 
 
 def _quantile(bins: dict[int, int], total: int, quantile: float) -> float | None:
@@ -240,6 +276,13 @@ class ArmWindows:
         if held is None or held[0] != version:
             held = self._arms[arm] = (version, SlidingWindow(self.horizon_s, self.slot_s))
         held[1].record(latency_s, ok, now, source)
+
+    def record_classes(self, arm: Arm, version: str, counts: Iterable[tuple[str, int]], now: float) -> None:
+        """Predicted classes of a request `record` has already counted (nothing when the arm measures another
+        version)."""
+        window = self.window(arm, version)
+        if window is not None:
+            window.record_classes(counts, now)
 
     def window(self, arm: Arm, version: str) -> SlidingWindow | None:
         """That arm's window if it is measuring `version`."""
