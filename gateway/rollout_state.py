@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gateway.judge import Decision, EarlyFailureTest, RolloutJudge, Verdict, shadow_verdict
+import numpy as np
+
+from gateway.judge import Decision, EarlyFailureTest, QualityFigures, RolloutJudge, Verdict, shadow_verdict
 from gateway.loader import LoadedModel
 from gateway.metrics import GatewayMetrics
 from gateway.shadow import ShadowTally, Tolerance
@@ -39,6 +41,8 @@ class RolloutState:
         self.shadow: ShadowTally | None = None
         self.early: EarlyFailureTest | None = None
         self.refusal: GateRefusal | None = None
+        self.counts_classes = defaults.max_prediction_distance is not None
+        self.quality: QualityFigures = {}  # the latest live quality figures, set by the controller
 
     # -- following the registry ------------------------------------------------------------------------------------
 
@@ -46,9 +50,10 @@ class RolloutState:
         """Called after each reload with what the registry now says: windows sized for the deployment's judging
         window (a fresh ring when it changes: a new SLO starts a new count), a withhold forgotten once the registry no
         longer serves the withheld version, and the canary weight in effect published."""
-        window_s = resolve_limits(deployment.slo, self.defaults).window_s
-        if window_s != self.windows.window_s:
-            self.windows = ArmWindows(window_s)
+        limits = resolve_limits(deployment.slo, self.defaults)
+        if limits.window_s != self.windows.window_s:
+            self.windows = ArmWindows(limits.window_s)
+        self.counts_classes = limits.max_prediction_distance is not None
         serving = (deployment.version, deployment.canary.version if deployment.canary else None)
         if self.withheld is not None and self.withheld not in serving:
             self.withheld = None
@@ -76,6 +81,12 @@ class RolloutState:
                source: str | None = None) -> None:
         """One request: `latency_s` per unit of work, `source` the routing key or client address that sent it."""
         self.windows.record(arm, version, latency_s, ok, now, source)
+
+    def record_classes(self, arm: Arm, version: str, labels: np.ndarray, now: float) -> None:
+        """The classes a request `record`ed as answered was predicted as (its label output), while prediction drift
+        is judged."""
+        if self.counts_classes:
+            self.windows.record_classes(arm, version, predicted_counts(labels), now)
 
     def canary_failed(self, deployment: Deployment, canary_loaded: bool, source: str | None) -> bool:
         """A canary request failed (a 5xx) and stable answered it instead: feed the early test, and when it is
@@ -118,7 +129,7 @@ class RolloutState:
         canary = deployment.canary
         if canary is not None and canary_failure is not None:
             return load_failure(canary, canary_failure)
-        decision = self.judge.tick(deployment, self.windows, now)
+        decision = self.judge.tick(deployment, self.windows, now, self.quality)
         if decision.action == "keep" and deployment.bake is not None and not bake_active(deployment, now):
             return Decision("end_bake", None, deployment.version)  # held to the end: recorded, and unwatched
         return decision
@@ -178,6 +189,18 @@ class GateRefusal:
         failing = [check for check in self.verdict.get("checks", []) if not check.get("passed")]
         return {"action": self.action, "reason": self.reason, "failing_checks": failing,
                 "at": datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def predicted_counts(labels: np.ndarray) -> list[tuple[str, int]]:
+    """(class, rows) in a label output; classes as text, so that int and string labels count alike."""
+    if labels.size == 1:
+        return [(_label_text(labels.item()), 1)]
+    unique, counts = np.unique(labels, return_counts=True)
+    return [(_label_text(value), count) for value, count in zip(unique.tolist(), counts.tolist(), strict=True)]
+
+
+def _label_text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def load_failure(canary: CanaryState, error: str) -> Decision:

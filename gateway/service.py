@@ -293,11 +293,15 @@ class Service:
         elapsed = time.perf_counter() - started
         children.record("ok", elapsed)
         label_output = loaded.metadata.label_output
-        if label_output is not None and label_output in outputs:
-            children.record_classes(outputs[label_output])
+        labels = outputs.get(label_output) if label_output is not None else None
+        if labels is not None:
+            children.record_classes(labels)
         mirror = None
         if rollout is not None:
-            rollout.record(arm, loaded.version, per_unit(decoded, elapsed), True, time.time(), source)
+            now = time.time()
+            rollout.record(arm, loaded.version, per_unit(decoded, elapsed), True, now, source)
+            if labels is not None:
+                rollout.record_classes(arm, loaded.version, labels, now)
             shadow = route.shadow
             if shadow is not None and arm == "stable" and choose_shadow(route.deployment, routing_key, self._rng):
                 mirror = functools.partial(self.mirror, route, loaded, shadow, request, outputs)
@@ -339,10 +343,13 @@ class Service:
         elapsed = finished - started
         children.record("ok", elapsed)
         label_output = stable.metadata.label_output
-        if label_output is not None and label_output in outputs:
-            children.record_classes(outputs[label_output])
-        rollout.record("stable", stable.version, per_unit(decoded, finished - started), True, time.time(),
-                       source)
+        labels = outputs.get(label_output) if label_output is not None else None
+        if labels is not None:
+            children.record_classes(labels)
+        now = time.time()
+        rollout.record("stable", stable.version, per_unit(decoded, finished - started), True, now, source)
+        if labels is not None:
+            rollout.record_classes("stable", stable.version, labels, now)
         if rollout.canary_failed(route.deployment, route.canary is not None, source):
             log.warning("rollout: canary %s of %s in %s withheld early: %s", canary.version, route.model,
                         route.environment, rollout.pending.verdict.reasons[0])
