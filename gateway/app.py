@@ -18,6 +18,7 @@ from gateway.endpoints import Endpoints
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import openapi_route
+from gateway.quality_feed import QualityFeed, QualitySource, no_quality_figures
 from gateway.service import Service
 from gateway.settings import GatewaySettings
 from gateway.watcher import StoreWatcher
@@ -43,12 +44,14 @@ class GatewayApp(Starlette):
 
 
 def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry | None = None,
-               store: ModelRepository | None = None) -> GatewayApp:
-    """`store`: the repository to serve (default: the one settings.store names), e.g. one carrying policy checks."""
+               store: ModelRepository | None = None, quality_source: QualitySource = no_quality_figures) -> GatewayApp:
+    """`store`: the repository to serve (default: the one settings.store names), e.g. one carrying policy checks.
+    `quality_source`: live quality figures for the SLO's quality check (gateway/quality_feed.py; default: none)."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     store = store if store is not None else open_store(settings.store, relative_paths=True)
     service = Service(settings, GatewayMetrics(registry), store)
-    controller = RolloutController(service, tick_s=settings.rollout_tick_s)
+    controller = RolloutController(service, tick_s=settings.rollout_tick_s,
+                                   quality=QualityFeed(quality_source, settings.quality_refresh_s))
     endpoints = Endpoints(service, registry, controller.describe)
 
     @contextlib.asynccontextmanager

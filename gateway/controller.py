@@ -23,10 +23,13 @@ import anyio
 from gateway.judge import Decision
 from gateway.pool import Pool, Route
 from gateway.pool_keeper import PoolKeeper
+from gateway.quality_feed import QualityFeed
 from gateway.rollout_state import RolloutState
 from gateway.service import Service
+from modelstore.clock import epoch_seconds
 from modelstore.errors import ChangeRefused, GateRefused, InvalidPolicy, StoreError
 from modelstore.rollout import AdvanceCanary, EndBake, RollbackBake, RollbackCanary
+from modelstore.slo import resolve_limits
 from modelstore.transitions import Change, Operation, Outcome, transition
 
 log = logging.getLogger("onnxgate.gateway")
@@ -48,8 +51,10 @@ def reason_for(decision: Decision) -> str:
 
 
 class RolloutController:
-    def __init__(self, service: Service, *, tick_s: float, actor: str | None = None) -> None:
+    def __init__(self, service: Service, *, tick_s: float, actor: str | None = None,
+                 quality: QualityFeed | None = None) -> None:
         self.service = service
+        self.quality = quality if quality is not None else QualityFeed()
         self.pools: PoolKeeper = service.pools
         self.tick_s = tick_s
         self.gate_retry_s = service.settings.gate_retry_s
@@ -76,6 +81,7 @@ class RolloutController:
                 if route.rollout is None:
                     continue
                 try:
+                    await self._refresh_quality(route, now)
                     decision = route.rollout.decide(route.deployment, self._canary_failure(route, pool), now)
                     if route.rollout.waits_after_refusal(decision, now, self.gate_retry_s):
                         continue
@@ -86,6 +92,14 @@ class RolloutController:
         if any(outcome is not None for _, outcome in applied):  # a no-op too: another worker changed the registry
             await self.service.reload()
         return applied
+
+    async def _refresh_quality(self, route: Route, now: float) -> None:
+        """The canary's and stable's live quality since the canary started, when its SLO judges quality."""
+        canary = route.deployment.canary
+        if canary is None or resolve_limits(route.deployment.slo, self.pools.slo_defaults).max_quality_drop is None:
+            return
+        since_s = max(0.0, now - epoch_seconds(canary.started_at))
+        route.rollout.quality = await self.quality.figures(route.model, route.environment, since_s, now)
 
     @staticmethod
     def _canary_failure(route: Route, pool: Pool) -> str | None:

@@ -54,6 +54,8 @@ class GatewaySettings(BaseSettings):
     slo: SloPolicy = Field(default_factory=SloPolicy, description="the SLO judge's defaults, e.g. ONNXGATE_SLO="
                            '\'{"window_s": 10, "max_error_rate": 0.01}\'; a deployment\'s own slo overrides them')
     rollout_tick_s: float = Field(default=1.0, gt=0, description="how often the rollout judge looks at the windows")
+    quality_refresh_s: float = Field(default=5.0, gt=0, description="how often the live quality figures of a canary "
+                                     "judged on quality are fetched (gateway/quality_feed.py)")
     gate_retry_s: float = Field(default=60.0, gt=0, description="a promotion the governance gates refused is tried "
                                 "again after this long (each refusal is an audit entry): time for an approval or an "
                                 "evaluation to be recorded")
