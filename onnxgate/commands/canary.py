@@ -77,6 +77,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     slo.add_argument("--min-requests", type=int, metavar="N", help="fewer requests per window are inconclusive")
     slo.add_argument("--breaches", type=int, metavar="N", help="breached windows in a row that roll back")
     slo.add_argument("--bake", type=duration, metavar="DURATION", help="watch the version this long after promotion")
+    slo.add_argument("--max-prediction-distance", type=float, metavar="TVD",
+                     help="roll back when the canary's predicted-class shares differ from stable's by more than this "
+                     "total variation distance, e.g. 0.1 (classifiers; off unless set)")
+    slo.add_argument("--min-prediction-rows", type=int, metavar="N",
+                     help="predicted rows each arm needs in a window before prediction drift is compared")
+    slo.add_argument("--max-quality-drop", type=float, metavar="DROP",
+                     help="roll back when the canary's live accuracy is below stable's by more than this, e.g. 0.05 "
+                     "(off unless set)")
+    slo.add_argument("--min-labels", type=int, metavar="N",
+                     help="labelled rows each arm needs before quality is compared")
     add_dry_run_argument(parser)
     add_change_arguments(parser)
     add_store_argument(parser)
@@ -87,7 +97,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def slo_from(args: argparse.Namespace) -> SloPolicy | None:
     fields = {"max_error_rate": args.max_error_rate, "max_latency_ms": args.max_latency_ms,
               "max_latency_ratio": args.max_latency_ratio, "window_s": args.window, "min_requests": args.min_requests,
-              "breaches_to_rollback": args.breaches, "bake_s": args.bake}
+              "breaches_to_rollback": args.breaches, "bake_s": args.bake,
+              "max_prediction_distance": args.max_prediction_distance, "min_prediction_rows": args.min_prediction_rows,
+              "max_quality_drop": args.max_quality_drop, "min_labels": args.min_labels}
     given = {key: value for key, value in fields.items() if value is not None}
     return SloPolicy(**given) if given else None
 
