@@ -187,8 +187,8 @@ class GatewayMetrics:
         self.canary_weight = Gauge("canary_weight", "Percent of traffic routed to the canary",
                                    ["model", "environment"], registry=registry)
         self.rollbacks = Counter("rollbacks", "Automatic rollbacks this gateway applied, by kind (canary, bake) and "
-                                 "cause (latency, error_rate, load_failure)", ["model", "environment", "kind", "cause"],
-                                 registry=registry)
+                                 "cause (latency, error_rate, load_failure, prediction_drift, quality)",
+                                 ["model", "environment", "kind", "cause"], registry=registry)
         self.rollout_steps = Counter("rollout_steps", "Canary steps and promotions this gateway applied",
                                      ["model", "environment", "action"], registry=registry)
         self.shadow_requests = Counter("shadow_requests", "Requests mirrored to a shadow version, by outcome",
