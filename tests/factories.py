@@ -167,9 +167,11 @@ def poison(threshold: float = 9.5) -> tuple[list, list]:
 
 def publish_classifier(store: Store, name: str = "iris", version: str = "v1.0.0", *, seed: int = 0,
                        n_features: int = 4, labels: Sequence[str] = IRIS_LABELS,
-                       noise: tuple[list, list] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Publish a linear classifier; returns its weights (to compute expected answers)."""
-    weights = classifier_weights(seed, n_features, len(labels))
+                       noise: tuple[list, list] | None = None,
+                       weights: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Publish a linear classifier (random weights from `seed`, unless `weights` are given); returns its weights (to
+    compute expected answers)."""
+    weights = classifier_weights(seed, n_features, len(labels)) if weights is None else weights
     metadata = minimal_metadata(
         name, version,
         inputs=[TensorSpec(name="X", dtype="float32", shape=["batch", n_features])],

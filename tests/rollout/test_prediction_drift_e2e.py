@@ -1,0 +1,102 @@
+"""The prediction-drift guardrail end to end: a real `onnxgate serve` judging a canary whose answers have the usual
+latency and no errors, only another class distribution (a model trained on relabelled data), and one that predicts
+like stable.
+
+Every request carries the same batch of rows, so both arms predict on the same inputs and the distance the judge
+measures is known beforehand from the weights (numpy): the canary that maps each class k to k + 1 moves the class
+shares by a total variation distance of about 0.26; the copy of stable, by exactly 0. Asserted on what the judge
+recorded, with generous deadlines, never on timing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from gateway.judge import prediction_distance
+from tests.factories import classifier_expected, publish_classifier
+from tests.rollout.gateway_fixtures import STABLE, Poster, RolloutStore, build_rollout_store, serve_store, wait_until
+
+pytestmark = pytest.mark.e2e
+
+RELABELLED, SAME = "v2.0.0", "v2.1.0"
+BATCH = np.random.default_rng(7).normal(scale=3.0, size=(20, 4)).round(3).astype(np.float32)
+# Judged every second, on at least 100 predicted rows (5 requests of 20) per arm; latency far out of the way.
+SLO = {"window_s": 1.0, "min_requests": 5, "breaches_to_rollback": 2, "max_latency_ratio": 100.0,
+       "max_prediction_distance": 0.1, "min_prediction_rows": 100}
+DEADLINE_S = 90.0
+
+
+def relabelled(weights: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier stable would be if trained on its data with every label k relabelled k + 1 (mod 3): the same
+    logits, class columns rotated."""
+    rotation = [2, 0, 1]  # the canary's class j scores as stable's class j - 1
+    return weights[0][:, rotation], weights[1][rotation]
+
+
+def shares(weights: tuple[np.ndarray, np.ndarray]) -> dict[str, int]:
+    labels = classifier_expected(weights, BATCH)[0]
+    return {str(label): int(count) for label, count in zip(*np.unique(labels, return_counts=True), strict=True)}
+
+
+@pytest.fixture
+def rollout(tmp_path: Path) -> RolloutStore:
+    rollout = build_rollout_store(tmp_path / "models")
+    stable = rollout.weights[STABLE]
+    rollout.weights[RELABELLED] = publish_classifier(rollout.store, "iris", RELABELLED, weights=relabelled(stable))
+    rollout.weights[SAME] = publish_classifier(rollout.store, "iris", SAME, weights=stable)
+    return rollout
+
+
+def batches(url: str) -> Poster:
+    return Poster(url, "/predict/iris", lambda i: {"inputs": BATCH.tolist()}, lambda i: f"user-{i}")
+
+
+def test_a_canary_predicting_another_class_distribution_is_rolled_back_for_prediction_drift(rollout: RolloutStore):
+    expected = prediction_distance(shares(rollout.weights[RELABELLED]), shares(rollout.weights[STABLE]))
+    assert expected > 0.2  # the rows really tell the two apart (numpy, from the weights)
+    with serve_store(rollout.store, tick_s=0.1) as url, batches(url) as load:
+        rollout.canary(RELABELLED, 50, **SLO)
+        wait_until(lambda: rollout.deployment().canary is None, DEADLINE_S, "the rollback for prediction drift")
+        health = httpx.get(url + "/health").json()
+    assert not load.errors and {p.status for p in load.posted} == {200}
+    answered = [p for p in load.posted if p.arm == "canary"]
+    assert answered, "the canary never answered"
+    assert all(p.answer["version"] == RELABELLED for p in answered)
+
+    record = rollout.deployment()
+    assert record.version == STABLE and record.last_rollback["kind"] == "canary"
+    assert record.last_rollback["from"] == RELABELLED and record.last_rollback["causes"] == ["prediction_drift"]
+    figures = record.last_rollback["figures"]
+    assert figures["prediction_distance"] == pytest.approx(expected, abs=1e-4)
+    assert figures["max_prediction_distance"] == 0.1 and figures["min_prediction_rows"] == 100
+    assert min(figures["candidate_prediction_rows"], figures["reference_prediction_rows"]) >= 100
+    [entry] = rollout.audit_actions("canary_rollback")
+    assert entry["actor"].startswith("gateway@") and "total variation distance" in entry["reason"]
+    assert entry["details"]["causes"] == ["prediction_drift"]
+    assert entry["details"]["figures"]["prediction_distance"] == figures["prediction_distance"]
+    assert health["models"][0]["rollout"]["last_rollback"]["causes"] == ["prediction_drift"]
+
+
+def test_a_canary_predicting_like_stable_is_not_rolled_back_for_prediction_drift(rollout: RolloutStore):
+    judged: list[dict] = []
+
+    def compared() -> bool:
+        rollout_report = httpx.get(url + "/health").json()["models"][0].get("rollout") or {}
+        verdict = rollout_report.get("last_verdict")
+        if (verdict is not None and verdict["figures"].get("prediction_distance") is not None
+                and (not judged or verdict != judged[-1])):  # a new window's verdict
+            judged.append(verdict)
+        return len(judged) >= 3
+
+    with serve_store(rollout.store, tick_s=0.1) as url, batches(url):
+        rollout.canary(SAME, 50, **SLO)
+        wait_until(compared, DEADLINE_S, "three verdicts that compared the predicted classes")
+    for verdict in judged:
+        assert verdict["figures"]["prediction_distance"] == 0.0
+        assert not any("predicted classes differ" in reason for reason in verdict["reasons"])
+        assert min(verdict["figures"]["candidate_prediction_rows"], verdict["figures"]["reference_prediction_rows"]) \
+            >= 100
+    assert rollout.deployment().canary is not None and rollout.deployment().canary.version == SAME
+    assert rollout.audit_actions("canary_rollback") == []
