@@ -97,3 +97,28 @@ def test_audit_replay_checks_the_registry_against_its_log_and_restores_a_lost_on
     assert onnxgate(store, "audit", "replay", "--restore").returncode == 0
     assert json.loads(store.registry_path.read_bytes()) == json.loads(original)
     assert onnxgate(store, "audit", "replay").returncode == 0
+
+
+def test_canary_guardrail_flags_are_stored_as_the_deployments_slo(make_rollout_store):
+    store = make_rollout_store()
+    started = onnxgate(store, "canary", "tiny", "v1.1.0", "--env", "prod", "--weight", "10",
+                       "--max-prediction-distance", "0.1", "--min-prediction-rows", "300", "--max-quality-drop", "0.05",
+                       "--min-labels", "500")
+    assert started.returncode == 0, started.stderr
+    slo = prod(store).slo
+    assert (slo.max_prediction_distance, slo.min_prediction_rows, slo.max_quality_drop, slo.min_labels) \
+        == (0.1, 300, 0.05, 500)
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--max-prediction-distance", "1.5", "max_prediction_distance must be above 0 and at most 1"),
+    ("--min-prediction-rows", "0", "min_prediction_rows must be at least 1"),
+    ("--max-quality-drop", "-0.1", "max_quality_drop must be between 0 and 1"),
+    ("--min-labels", "0", "min_labels must be at least 1"),
+])
+def test_invalid_guardrail_values_are_a_clear_error_and_change_nothing(make_rollout_store, flag, value, message):
+    store = make_rollout_store()
+    result = onnxgate(store, "canary", "tiny", "v1.1.0", "--env", "prod", "--weight", "10", flag, value)
+    assert result.returncode != 0 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
+        result.stderr
+    assert prod(store).canary is None

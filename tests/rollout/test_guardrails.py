@@ -9,11 +9,13 @@ import threading
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from gateway.judge import ArmQuality, QualityPair, RolloutJudge, judge, prediction_distance
 from gateway.metrics import GatewayMetrics
 from gateway.quality_feed import QualityFeed, no_quality_figures
 from gateway.rollout_state import RolloutState, predicted_counts
+from gateway.settings import GatewaySettings
 from gateway.shadow import Tolerance
 from gateway.traffic import MAX_CLASSES_PER_SLOT, OTHER_CLASSES, ArmWindows, SlidingWindow, WindowSummary
 from modelstore.errors import InvalidSloPolicy
@@ -160,6 +162,13 @@ def test_invalid_guardrail_values_are_refused(field, value):
         SloPolicy(**{field: value}).checked()
     with pytest.raises(InvalidSloPolicy, match=field):
         SloLimits(**{field: value})
+
+
+def test_the_gateways_defaults_refuse_invalid_guardrails(tmp_path):
+    with pytest.raises(ValidationError, match="max_quality_drop must be between 0 and 1"):
+        GatewaySettings(store=tmp_path, slo={"max_quality_drop": 1.5})
+    settings = GatewaySettings(store=tmp_path, slo={"max_prediction_distance": 0.1, "min_prediction_rows": 50})
+    assert (settings.slo_limits.max_prediction_distance, settings.slo_limits.min_prediction_rows) == (0.1, 50)
 
 
 def test_guardrails_resolve_like_the_other_fields():
