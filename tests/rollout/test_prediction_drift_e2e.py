@@ -15,8 +15,17 @@ import numpy as np
 import pytest
 
 from gateway.judge import prediction_distance
-from tests.factories import classifier_expected, publish_classifier
-from tests.rollout.gateway_fixtures import STABLE, Poster, RolloutStore, build_rollout_store, serve_store, wait_until
+from tests.factories import classifier_expected
+from tests.rollout.gateway_fixtures import (
+    STABLE,
+    Poster,
+    RolloutStore,
+    build_rollout_store,
+    publish_copy_of_stable,
+    publish_relabelled,
+    serve_store,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +37,6 @@ SLO = {"window_s": 1.0, "min_requests": 5, "breaches_to_rollback": 2, "max_laten
 DEADLINE_S = 90.0
 
 
-def relabelled(weights: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The classifier stable would be if trained on its data with every label k relabelled k + 1 (mod 3): the same
-    logits, class columns rotated."""
-    rotation = [2, 0, 1]  # the canary's class j scores as stable's class j - 1
-    return weights[0][:, rotation], weights[1][rotation]
-
-
 def shares(weights: tuple[np.ndarray, np.ndarray]) -> dict[str, int]:
     labels = classifier_expected(weights, BATCH)[0]
     return {str(label): int(count) for label, count in zip(*np.unique(labels, return_counts=True), strict=True)}
@@ -43,9 +45,8 @@ def shares(weights: tuple[np.ndarray, np.ndarray]) -> dict[str, int]:
 @pytest.fixture
 def rollout(tmp_path: Path) -> RolloutStore:
     rollout = build_rollout_store(tmp_path / "models")
-    stable = rollout.weights[STABLE]
-    rollout.weights[RELABELLED] = publish_classifier(rollout.store, "iris", RELABELLED, weights=relabelled(stable))
-    rollout.weights[SAME] = publish_classifier(rollout.store, "iris", SAME, weights=stable)
+    publish_relabelled(rollout, RELABELLED)
+    publish_copy_of_stable(rollout, SAME)
     return rollout
 
 
@@ -59,6 +60,8 @@ def test_a_canary_predicting_another_class_distribution_is_rolled_back_for_predi
     with serve_store(rollout.store, tick_s=0.1) as url, batches(url) as load:
         rollout.canary(RELABELLED, 50, **SLO)
         wait_until(lambda: rollout.deployment().canary is None, DEADLINE_S, "the rollback for prediction drift")
+        wait_until(lambda: "last_rollback" in (httpx.get(url + "/health").json()["models"][0].get("rollout") or {}),
+                   DEADLINE_S, "/health to show the rollback")
         health = httpx.get(url + "/health").json()
     assert not load.errors and {p.status for p in load.posted} == {200}
     answered = [p for p in load.posted if p.arm == "canary"]
