@@ -1,10 +1,10 @@
 """Where the judge's quality figures come from: a quality source, asked off the event loop at most every `refresh_s`
 per route, and only for canaries whose SLO judges quality.
 
-A source is any callable `(model, environment, since_s) -> {(version, arm): ArmQuality}` reporting each arm's live
-accuracy over the last `since_s` seconds (here: since the canary started, so both arms are measured over the same
-period). The default reports nothing, which leaves the quality check inconclusive. A live one wraps
-monitoring.quality.live_quality, e.g.
+A source is any callable `(model, environment, since_s) -> {(version, arm): ArmQuality}` (gateway.guardrails)
+reporting each arm's live accuracy over the last `since_s` seconds (here: since the canary started, so both arms are
+measured over the same period). The default reports nothing, which leaves the quality check inconclusive. A live one
+wraps monitoring.quality.live_quality, e.g.
 
     def live_figures(model, environment, since_s):
         report = live_quality(store_root, model, environment, since_s)
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import anyio
 
-from gateway.judge import QualityFigures
+from gateway.guardrails import QualityFigures
 
 log = logging.getLogger("onnxgate.gateway")
 

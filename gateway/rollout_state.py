@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from gateway.judge import Decision, EarlyFailureTest, QualityFigures, RolloutJudge, Verdict, shadow_verdict
+from gateway.guardrails import QualityFigures
+from gateway.judge import Decision, EarlyFailureTest, RolloutJudge, Verdict, shadow_verdict
 from gateway.loader import LoadedModel
 from gateway.metrics import GatewayMetrics
 from gateway.shadow import ShadowTally, Tolerance

@@ -11,7 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from gateway.judge import ArmQuality, QualityPair, RolloutJudge, judge, prediction_distance
+from gateway.guardrails import ArmQuality, QualityPair, prediction_distance
+from gateway.judge import RolloutJudge, judge
 from gateway.metrics import GatewayMetrics
 from gateway.quality_feed import QualityFeed, no_quality_figures
 from gateway.rollout_state import RolloutState, predicted_counts

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.judge import prediction_distance
+from gateway.guardrails import prediction_distance
 from tests.factories import classifier_expected
 from tests.rollout.gateway_fixtures import (
     STABLE,

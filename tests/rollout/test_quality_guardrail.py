@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.judge import ArmQuality
+from gateway.guardrails import ArmQuality
 from tests.factories import IRIS_LABELS, classifier_expected
 from tests.gateway.conftest import gateway_settings
 from tests.rollout.gateway_fixtures import (
