@@ -103,3 +103,19 @@ def test_a_canary_predicting_like_stable_is_not_rolled_back_for_prediction_drift
             >= 100
     assert rollout.deployment().canary is not None and rollout.deployment().canary.version == SAME
     assert rollout.audit_actions("canary_rollback") == []
+
+
+def test_two_workers_each_judge_their_share_and_the_rollback_is_recorded_once(rollout: RolloutStore):
+    # As with latency and errors: each worker counts and judges the classes of the traffic it served; whichever
+    # reaches the breach first records the rollback, the other converges through its change feed.
+    with serve_store(rollout.store, workers=2, slo={"window_s": 2.0}, tick_s=0.1) as url:
+        clients = [batches(url) for _ in range(3)]  # three connections: spread over the workers by the kernel
+        with clients[0], clients[1], clients[2]:
+            rollout.canary(RELABELLED, 50, **{**SLO, "window_s": 2.0})
+            wait_until(lambda: rollout.deployment().canary is None, DEADLINE_S, "the rollback for prediction drift")
+    assert not any(c.errors for c in clients)
+    record = rollout.deployment()
+    assert record.version == STABLE and record.last_rollback["causes"] == ["prediction_drift"]
+    assert record.last_rollback["figures"]["prediction_distance"] > 0.1
+    [entry] = rollout.audit_actions("canary_rollback")  # both workers judged; the registry changed once
+    assert entry["details"]["causes"] == ["prediction_drift"]
