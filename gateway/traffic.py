@@ -216,9 +216,10 @@ class SlidingWindow:
 
     def summary(self, now: float, span_s: float, quantile: float, version: str | None = None) -> WindowSummary:
         """The slots that began in the last `span_s` seconds (capped at the horizon): judged every `span_s`, two
-        summaries share at most one slot."""
+        summaries share at most one slot. A span shorter than a slot still reads the current slot, or a judge
+        ticking late in a second would see an empty window."""
         current = int(now // self.slot_s)
-        oldest = max(math.ceil((now - span_s) / self.slot_s), current - self.slot_count + 1)
+        oldest = min(max(math.ceil((now - span_s) / self.slot_s), current - self.slot_count + 1), current)
         requests = errors = 0
         merged: dict[int, int] = {}
         sources: dict[int, int] = {}

@@ -213,3 +213,11 @@ def test_sources_per_slot_are_capped():
     assert summary.failing_sources == MAX_SOURCES_PER_SLOT // 2
     window.record(0.001, False, 100.3, source="user-0")  # a source already tracked still counts
     assert window.summary(now=100.5, span_s=10, quantile=0.5).failing_sources == MAX_SOURCES_PER_SLOT // 2 + 1
+
+
+def test_a_span_shorter_than_a_slot_reads_the_current_slot_late_in_the_second():
+    window = SlidingWindow(horizon_s=60)
+    for index in range(5):
+        window.record(0.002, ok=True, now=2000.1 + index * 0.1)
+    assert window.summary(now=2000.9, span_s=0.3, quantile=0.95).requests == 5
+    assert window.summary(now=2001.2, span_s=0.3, quantile=0.95).requests == 0
