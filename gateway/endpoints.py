@@ -132,7 +132,7 @@ class Endpoints:
         model = scope["path_params"]["model"]
         request = self.decode(model, headers, body, PredictRequest)
         answer = await self.service.answer(model, headers.environment, pinned, headers.routing_key, request,
-                                           source=headers.source)
+                                           source=headers.source, request_id=headers.request_id)
         return answer.as_json(), answer
 
     async def health(self, request: Request) -> Response:
@@ -178,7 +178,7 @@ class Endpoints:
         model = params["model"]
         request = self.decode_infer(model, headers, body)
         answer = await self.service.answer(model, headers.environment, params.get("version"), headers.routing_key,
-                                           request, source=headers.source)
+                                           request, source=headers.source, request_id=headers.request_id)
         outputs = answer.outputs
         request_body = request.payload  # a dict: the service has decoded it
         binary = (v2_binary.binary_output_names(request_body, outputs)
@@ -192,8 +192,7 @@ class Endpoints:
                    "parameters": {"environment": answer.environment, "arm": answer.arm}}
         if answer.retried_from is not None:
             payload["parameters"]["retried_from"] = answer.retried_from
-        if answer.request_id is not None:
-            payload["id"] = answer.request_id
+        payload["id"] = answer.request_id
         if tensors:
             return BinaryBody(orjson.dumps(payload), tensors), answer
         return payload, answer
