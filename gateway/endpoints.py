@@ -17,6 +17,7 @@ from starlette.types import Scope
 from gateway import v2, v2_binary
 from gateway.data_plane import BinaryBody, DataPlane, DataPlaneEndpoint, DataPlaneHeaders, RoutingHeader
 from gateway.errors import InvalidInput, UnsupportedMediaType, shown
+from gateway.feedback import FeedbackEndpoints
 from gateway.health import RolloutReport, gateway_health, model_health, no_rollout, readiness
 from gateway.requests import InferRequest, ModelRequest, PredictRequest
 from gateway.service import Answer, Service
@@ -76,6 +77,7 @@ class Endpoints:
                                 settings.max_routing_key_bytes)
         self.data_plane = DataPlane(predict=DataPlaneEndpoint(self.predict_answer, max_body_bytes, routing),
                                     v2_infer=DataPlaneEndpoint(self.v2_answer, max_body_bytes, routing))
+        self.feedback = FeedbackEndpoints(service, check_json_content_type)
         self.server = {"name": "onnxgate", "version": server_version(), "extensions": [v2_binary.EXTENSION]}
 
     def routes(self) -> list[Route]:
@@ -90,6 +92,8 @@ class Endpoints:
             Route("/health/{model}", self.model_health, methods=["GET"]),
             Route("/api/v1/ml-models/{model}/health", self.model_health, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/feedback/{model}", self.feedback.feedback, methods=["POST"]),
+            Route("/quality/{model}", self.feedback.quality, methods=["GET"]),
             Route("/v2", self.v2_server, methods=["GET"]),
             Route("/v2/health/live", self.v2_live, methods=["GET"]),
             Route("/v2/health/ready", self.v2_ready, methods=["GET"]),
