@@ -1,7 +1,8 @@
 """Data capture off the request path: the service offers a sampled answer to a bounded queue (never blocking: a full
 queue drops it and counts the drop), and one writer thread turns queued answers into JSON lines and appends them to
 the store's capture files (monitoring/capture.py: one file per model, environment, hour and worker pid, rotated and
-size-bounded). The thread starts with the first offer, so a gateway that captures nothing runs none."""
+size-bounded). The application's lifespan starts the writer (`start`) and its end stops it after writing what is
+queued (`close`); offers before `start` wait in the queue."""
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,6 @@ class Capture:
 
     def offer(self, item: Captured) -> bool:
         """Queue `item` for the writer; False (and counted as dropped) when the queue is full."""
-        if self._thread is None:
-            self.start()
         try:
             self._queue.put_nowait(item)
         except queue.Full:

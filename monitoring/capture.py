@@ -118,7 +118,8 @@ class CaptureFiles:
 
 
 def capture_files(directory: Path) -> list[tuple[float, str, int]]:
-    """(mtime, name, size) of a directory's capture files, oldest first."""
+    """(mtime, name, size) of a directory's capture files, oldest first: by the hour in the name, then modification
+    time, then the rotation number (file times are coarse: files rotated within one clock tick share one)."""
     found = []
     try:
         entries = list(os.scandir(directory))
@@ -131,7 +132,14 @@ def capture_files(directory: Path) -> list[tuple[float, str, int]]:
             except FileNotFoundError:  # pruned by another worker meanwhile
                 continue
             found.append((stat.st_mtime, entry.name, stat.st_size))
-    return sorted(found)
+    return sorted(found, key=_age)
+
+
+def _age(file: tuple[float, str, int]) -> tuple:
+    mtime, name, _ = file
+    hour, _, rest = name[len(CAPTURE_PREFIX):-len(SUFFIX)].partition("-")
+    number = rest.rpartition("-")[2]
+    return hour, mtime, int(number) if number.isdigit() else -1, name
 
 
 def prune(directory: Path, keep_bytes: int) -> list[str]:
