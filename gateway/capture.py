@@ -64,7 +64,11 @@ class Capture:
         thread = self._thread
         if thread is None:
             return
-        self._queue.put(None)
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:  # a writer stuck on its disk: leave it (a daemon thread) rather than hang the shutdown
+            log.warning("capture writer still busy at shutdown; %d queued records not written", self._queue.qsize())
+            return
         thread.join(timeout_s)
 
     def join(self) -> None:
