@@ -313,9 +313,7 @@ class Service:
                 mirror = functools.partial(self.mirror, route, loaded, shadow, request, outputs)
         answer = Answer(model, loaded.version, env, outputs, loaded,
                         decoded.request_id or request_id or self.request_ids(), arm, mirror)
-        rate = self.capture_rate(route, model, env)
-        if rate and (rate >= 1 or self._rng.random() < rate):
-            self.capture_answer(answer, feeds)
+        self.sample(answer, route, feeds)
         return answer
 
     async def decode_on_thread(self, request: ModelRequest, loaded: LoadedModel) -> Decoded:
@@ -364,9 +362,7 @@ class Service:
                         route.environment, rollout.pending.verdict.reasons[0])
         answer = Answer(route.model, stable.version, route.environment, outputs, stable,
                         decoded.request_id or request_id or self.request_ids(), "stable", retried_from=canary.version)
-        rate = self.capture_rate(route, route.model, route.environment)
-        if rate and (rate >= 1 or self._rng.random() < rate):
-            self.capture_answer(answer, decoded.feeds)
+        self.sample(answer, route, decoded.feeds)
         return answer
 
     # -- capture -----------------------------------------------------------------------------------------------
@@ -380,8 +376,12 @@ class Service:
         rate = route.deployment.capture_rate
         return self._capture_rate if rate is None else rate
 
-    def capture_answer(self, answer: Answer, feeds: dict[str, np.ndarray]) -> None:
-        """Hand the answer to the capture writer; never blocks (a full queue drops it, counted)."""
+    def sample(self, answer: Answer, route: Route | None, feeds: dict[str, np.ndarray]) -> None:
+        """Capture the answer with its deployment's probability: handed to the capture writer, never blocking (a full
+        queue drops it, counted)."""
+        rate = self.capture_rate(route, answer.model, answer.environment)
+        if not rate or (rate < 1 and self._rng.random() >= rate):
+            return
         self.capture.offer(Captured(answer.request_id, time.time(), answer.model, answer.environment, answer.version,
                                     answer.arm, answer.loaded.metadata, feeds, answer.outputs))
 
