@@ -57,6 +57,7 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.reload()
+        service.capture.start()
         # What start-up built (modules, sessions, metadata) lives as long as the process: frozen out of the garbage
         # collector's generations, so that its collections only walk what requests allocate.
         gc.collect()

@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import InvalidInput, PayloadTooLarge, error_answer
+from gateway.request_ids import checked_request_id
 from gateway.service import Answer
 
 PREDICT_PREFIX = "/predict/"
@@ -36,6 +37,8 @@ class DataPlaneHeaders(NamedTuple):
     content_type: bytes | None = None
     inference_header_length: bytes | None = None
     """Inference-Header-Content-Length: the body is a binary tensor data request (gateway.v2_binary); None: JSON."""
+    request_id: str | None = None
+    """The caller's X-Request-Id, checked (gateway.request_ids); None when it sent none."""
 
 
 class RoutingHeader(NamedTuple):
@@ -48,11 +51,12 @@ class RoutingHeader(NamedTuple):
 
 
 def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -> DataPlaneHeaders:
-    """X-Environment, the trusted routing header, Content-Length, Content-Type and Inference-Header-Content-Length in
-    one pass over the raw headers (ASGI lowercases names). A routing key sent twice (a proxy that appended its value to
-    the client's) or longer than the limit is refused (400), as is a second Inference-Header-Content-Length; an empty
-    routing key counts as absent."""
-    environment = routing_key = length = content_type = inference_header = None
+    """X-Environment, the trusted routing header, Content-Length, Content-Type, Inference-Header-Content-Length and
+    X-Request-Id in one pass over the raw headers (ASGI lowercases names). A routing key sent twice (a proxy that
+    appended its value to the client's) or longer than the limit is refused (400), as are a second
+    Inference-Header-Content-Length or X-Request-Id and an invalid X-Request-Id; an empty routing key counts as
+    absent."""
+    environment = routing_key = length = content_type = inference_header = request_id = None
     trusted = routing.name
     for key, value in scope["headers"]:
         if key == b"x-environment":
@@ -72,10 +76,16 @@ def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -
             if inference_header is not None:  # two framings of one body: neither can be trusted
                 raise InvalidInput("header Inference-Header-Content-Length was sent more than once")
             inference_header = value
+        elif key == b"x-request-id":
+            if request_id is not None:
+                raise InvalidInput("header X-Request-Id was sent more than once")
+            request_id = checked_request_id(value.decode("latin-1"), "header X-Request-Id")
     if routing_key:
-        return DataPlaneHeaders(environment, routing_key, length, routing_key, content_type, inference_header)
+        return DataPlaneHeaders(environment, routing_key, length, routing_key, content_type, inference_header,
+                                request_id)
     client = scope.get("client")
-    return DataPlaneHeaders(environment, None, length, client[0] if client else None, content_type, inference_header)
+    return DataPlaneHeaders(environment, None, length, client[0] if client else None, content_type, inference_header,
+                            request_id)
 
 
 async def read_body(receive: Receive, declared_length: bytes | None, limit: int) -> bytes:
@@ -103,9 +113,13 @@ async def read_body(receive: Receive, declared_length: bytes | None, limit: int)
 _VERSION_HEADERS: dict[str, bytes] = {}
 
 
-async def send_json(send: Send, status: int, body: bytes, version: str | None = None) -> None:
-    """A JSON answer sent straight to the server; X-Model-Version when a version answered (its bytes cached)."""
+async def send_json(send: Send, status: int, body: bytes, version: str | None = None,
+                    request_id: str | None = None) -> None:
+    """A JSON answer sent straight to the server; X-Model-Version when a version answered (its bytes cached), and
+    X-Request-Id."""
     headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
+    if request_id is not None:
+        headers.append((b"x-request-id", request_id.encode("latin-1")))
     if version is not None:
         encoded = _VERSION_HEADERS.get(version)
         if encoded is None:
@@ -122,12 +136,14 @@ class BinaryBody(NamedTuple):
     tensors: list[bytes]
 
 
-async def send_binary(send: Send, body: BinaryBody, version: str | None) -> None:
+async def send_binary(send: Send, body: BinaryBody, version: str | None, request_id: str | None = None) -> None:
     """A binary tensor data answer, framed as Triton frames it: Content-Type application/octet-stream, and
     Inference-Header-Content-Length giving where the JSON header ends."""
     content = b"".join((body.header, *body.tensors))
     headers = [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(content)).encode()),
                (b"inference-header-content-length", str(len(body.header)).encode())]
+    if request_id is not None:
+        headers.append((b"x-request-id", request_id.encode("latin-1")))
     if version is not None:
         headers.append((b"x-model-version", version.encode("latin-1")))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -159,9 +175,9 @@ class DataPlaneEndpoint:
             await send_json(send, status, orjson.dumps({"error": message}))
             return
         if type(payload) is BinaryBody:
-            await send_binary(send, payload, answer.version)
+            await send_binary(send, payload, answer.version, answer.request_id)
         else:
-            await send_json(send, 200, orjson.dumps(payload), answer.version)
+            await send_json(send, 200, orjson.dumps(payload), answer.version, answer.request_id)
         if answer.mirror is not None:
             await answer.mirror()
 

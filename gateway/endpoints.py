@@ -17,6 +17,7 @@ from starlette.types import Scope
 from gateway import v2, v2_binary
 from gateway.data_plane import BinaryBody, DataPlane, DataPlaneEndpoint, DataPlaneHeaders, RoutingHeader
 from gateway.errors import InvalidInput, UnsupportedMediaType, shown
+from gateway.feedback import FeedbackEndpoints
 from gateway.health import RolloutReport, gateway_health, model_health, no_rollout, readiness
 from gateway.requests import InferRequest, ModelRequest, PredictRequest
 from gateway.service import Answer, Service
@@ -76,6 +77,7 @@ class Endpoints:
                                 settings.max_routing_key_bytes)
         self.data_plane = DataPlane(predict=DataPlaneEndpoint(self.predict_answer, max_body_bytes, routing),
                                     v2_infer=DataPlaneEndpoint(self.v2_answer, max_body_bytes, routing))
+        self.feedback = FeedbackEndpoints(service, check_json_content_type)
         self.server = {"name": "onnxgate", "version": server_version(), "extensions": [v2_binary.EXTENSION]}
 
     def routes(self) -> list[Route]:
@@ -90,6 +92,8 @@ class Endpoints:
             Route("/health/{model}", self.model_health, methods=["GET"]),
             Route("/api/v1/ml-models/{model}/health", self.model_health, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/feedback/{model}", self.feedback.feedback, methods=["POST"]),
+            Route("/quality/{model}", self.feedback.quality, methods=["GET"]),
             Route("/v2", self.v2_server, methods=["GET"]),
             Route("/v2/health/live", self.v2_live, methods=["GET"]),
             Route("/v2/health/ready", self.v2_ready, methods=["GET"]),
@@ -132,7 +136,7 @@ class Endpoints:
         model = scope["path_params"]["model"]
         request = self.decode(model, headers, body, PredictRequest)
         answer = await self.service.answer(model, headers.environment, pinned, headers.routing_key, request,
-                                           source=headers.source)
+                                           source=headers.source, request_id=headers.request_id)
         return answer.as_json(), answer
 
     async def health(self, request: Request) -> Response:
@@ -178,7 +182,7 @@ class Endpoints:
         model = params["model"]
         request = self.decode_infer(model, headers, body)
         answer = await self.service.answer(model, headers.environment, params.get("version"), headers.routing_key,
-                                           request, source=headers.source)
+                                           request, source=headers.source, request_id=headers.request_id)
         outputs = answer.outputs
         request_body = request.payload  # a dict: the service has decoded it
         binary = (v2_binary.binary_output_names(request_body, outputs)
@@ -192,8 +196,7 @@ class Endpoints:
                    "parameters": {"environment": answer.environment, "arm": answer.arm}}
         if answer.retried_from is not None:
             payload["parameters"]["retried_from"] = answer.retried_from
-        if answer.request_id is not None:
-            payload["id"] = answer.request_id
+        payload["id"] = answer.request_id
         if tensors:
             return BinaryBody(orjson.dumps(payload), tensors), answer
         return payload, answer

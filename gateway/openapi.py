@@ -67,6 +67,14 @@ INFERENCE_HEADER_LENGTH = {
     "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"}}
 BINARY_BODY = {"schema": {"description": "binary tensor data: a JSON InferRequest of Inference-Header-Content-Length "
                                          "bytes, then the inputs' raw tensors"}}
+REQUEST_ID_SCHEMA = {"type": "string", "pattern": "^[!-~]{1,128}$",
+                     "description": "1 to 128 visible ASCII characters (no spaces)"}
+REQUEST_ID = {"name": "X-Request-Id", "in": "header", "required": False,
+              "description": "the caller's request id, kept in the answer (else the gateway makes one); invalid: 400",
+              "schema": REQUEST_ID_SCHEMA}
+SINCE = {"name": "since", "in": "query", "required": False,
+         "description": "the window: requests captured and labels received in the last 7d (default), 24h, 30m, 90s",
+         "schema": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?[smhdw]?$"}}
 PINNED = {"name": "version", "in": "query", "required": False, "description": "pin a version (debugging)",
           "schema": {"type": "string", "pattern": VERSION_PATTERN}}
 
@@ -88,8 +96,9 @@ SCHEMAS: dict[str, dict] = {
         ],
     },
     "PredictResponse": {
-        "type": "object", "required": ["model", "version", "environment", "arm", "outputs"],
-        "properties": {"model": {"type": "string"}, "version": {"type": "string"}, "environment": {"type": "string"},
+        "type": "object", "required": ["id", "model", "version", "environment", "arm", "outputs"],
+        "properties": {"id": {"type": "string", "description": "the request id (also in X-Request-Id)"},
+                       "model": {"type": "string"}, "version": {"type": "string"}, "environment": {"type": "string"},
                        "arm": {"type": "string"},
                        "outputs": {"type": "object", "description": "each output, one row per input row; class ids "
                                    "mapped to labels", "additionalProperties": {"type": "array"}}},
@@ -109,7 +118,7 @@ SCHEMAS: dict[str, dict] = {
                        "Inference-Header-Content-Length header)",
         "type": "object", "required": ["inputs"],
         "properties": {
-            "id": {"type": "string"},
+            "id": REQUEST_ID_SCHEMA,
             "parameters": {"type": "object"},
             "inputs": {"type": "array", "minItems": 1, "maxItems": 4, "items": _ref("InferInput")},
             "outputs": {"type": "array", "maxItems": 4, "items": {
@@ -125,7 +134,8 @@ SCHEMAS: dict[str, dict] = {
     },
     "InferResponse": {
         "type": "object", "required": ["model_name", "model_version", "outputs"],
-        "properties": {"model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {},
+        "properties": {"model_name": {"type": "string"}, "model_version": {"type": "string"},
+                       "id": {"type": "string", "description": "the request's id, else X-Request-Id, else one made"},
                        "parameters": {"type": "object"},
                        "outputs": {"type": "array", "items": _ref("InferOutput")}},
     },
@@ -175,6 +185,42 @@ SCHEMAS: dict[str, dict] = {
                        "inputs": {"type": "array", "items": _ref("TensorMetadata")},
                        "outputs": {"type": "array", "items": _ref("TensorMetadata")}},
     },
+    "Label": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]},
+    "FeedbackRequest": {
+        "description": "labels for answered requests: a classifier's true label (as /predict names classes) or a "
+                       "regressor's true value, one per request id (a list: one per row)",
+        "type": "array", "maxItems": 64,
+        "items": {"anyOf": [
+            {"type": "object", "required": ["id", "label"], "additionalProperties": False,
+             "properties": {"id": REQUEST_ID_SCHEMA, "label": {"anyOf": [
+                 _ref("Label"), {"type": "array", "minItems": 1, "maxItems": 8, "items": _ref("Label")}]}}},
+            {"type": "object", "required": ["id", "value"], "additionalProperties": False,
+             "properties": {"id": REQUEST_ID_SCHEMA, "value": {"anyOf": [
+                 {"type": "number"}, {"type": "array", "minItems": 1, "maxItems": 8, "items": {"type": "number"}}]}}},
+        ]},
+    },
+    "FeedbackResponse": {
+        "type": "object", "required": ["model", "environment", "received", "matched", "unknown"],
+        "properties": {"model": {"type": "string"}, "environment": {"type": "string"},
+                       "received": {"type": "integer", "minimum": 0},
+                       "matched": {"type": "integer", "minimum": 0, "description": "ids of captured requests"},
+                       "unknown": {"type": "integer", "minimum": 0, "description": "ids of no captured request yet "
+                                   "(kept: they count once their request is captured)"}},
+    },
+    "QualityReport": {
+        "type": "object", "required": ["model", "environment", "since_s", "labels", "matched", "unknown_ids",
+                                       "unusable", "arms"],
+        "properties": {
+            "model": {"type": "string"}, "environment": {"type": "string"}, "since_s": {"type": "number"},
+            "labels": {"type": "integer", "minimum": 0}, "matched": {"type": "integer", "minimum": 0},
+            "unknown_ids": {"type": "integer", "minimum": 0}, "unusable": {"type": "integer", "minimum": 0},
+            "arms": {"type": "array", "items": {
+                "type": "object", "required": ["version", "arm", "labelled_rows"],
+                "properties": {"version": {"type": "string"}, "arm": {"type": "string"},
+                               "labelled_rows": {"type": "integer", "minimum": 0}, "accuracy": {"type": "number"},
+                               "rmse": {"type": "number"}, "mae": {"type": "number"}}}},
+        },
+    },
     "ModelReady": {"type": "object", "required": ["name", "ready"],
                    "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}},
 }
@@ -197,7 +243,7 @@ DATA_PLANE_ERRORS = ("400", "404", "405", "413", "415", "422", "503")
 def _infer(summary: str, parameters: list[dict]) -> dict:
     """A v2 infer operation: JSON, or the binary tensor data form both ways (a binary answer when the request asks
     for binary outputs: per output `parameters.binary_data`, or `parameters.binary_data_output` for all)."""
-    operation = _post(summary, [*parameters, INFERENCE_HEADER_LENGTH], "InferRequest", "InferResponse",
+    operation = _post(summary, [*parameters, INFERENCE_HEADER_LENGTH, REQUEST_ID], "InferRequest", "InferResponse",
                       *DATA_PLANE_ERRORS)
     post = operation["post"]
     post["requestBody"]["content"]["application/octet-stream"] = BINARY_BODY
@@ -230,8 +276,14 @@ def _paths(routing_header: str | None) -> dict:
     v2_ready["get"]["responses"]["503"] = _json(_ref("Ready"), "not ready, with the reasons")
     return {
         "/predict/{model}": _post("predict with the deployed version (canary split by routing key)",
-                                  [MODEL, PINNED, ENVIRONMENT, *routing], "PredictRequest", "PredictResponse",
-                                  *DATA_PLANE_ERRORS),
+                                  [MODEL, PINNED, ENVIRONMENT, REQUEST_ID, *routing], "PredictRequest",
+                                  "PredictResponse", *DATA_PLANE_ERRORS),
+        "/feedback/{model}": _post("labels for answered requests, by request id, appended to the labels log",
+                                   [MODEL, ENVIRONMENT], "FeedbackRequest", "FeedbackResponse",
+                                   "400", "404", "405", "413", "415"),
+        "/quality/{model}": _get("live quality per version and arm: captured predictions joined with labels",
+                                 [MODEL, ENVIRONMENT, SINCE], _json(_ref("QualityReport"), "the quality report"),
+                                 "400", "404", "405"),
         "/v2/models/{model}/infer": _infer("Open Inference Protocol infer", [MODEL, ENVIRONMENT, *routing]),
         "/v2/models/{model}/versions/{version}/infer": _infer("Open Inference Protocol infer on a pinned version",
                                                               [MODEL, VERSION, ENVIRONMENT, *routing]),

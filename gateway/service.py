@@ -28,6 +28,7 @@ import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from gateway.batching import Batcher
+from gateway.capture import Capture, Captured
 from gateway.errors import (
     GatewayError,
     InvalidInput,
@@ -42,6 +43,7 @@ from gateway.loader import LoadedModel, load_model
 from gateway.metrics import UNKNOWN_MODEL, GatewayMetrics
 from gateway.pool import Pool, ReloadReport, Route
 from gateway.pool_keeper import PoolKeeper
+from gateway.request_ids import RequestIds
 from gateway.requests import ModelRequest
 from gateway.settings import GatewaySettings
 from gateway.shadow import Tolerance
@@ -51,6 +53,7 @@ from modelstore.backends import ModelRepository
 from modelstore.errors import ModelNotFound, NotDeployed, StoreError, VersionNotFound
 from modelstore.outputs import format_outputs
 from modelstore.versions import shown
+from monitoring.capture import Bounds, CaptureFiles
 
 log = logging.getLogger("onnxgate.gateway")
 
@@ -71,8 +74,8 @@ class Answer:
     retried_from: str | None = None  # the canary version that failed this request before stable answered it
 
     def as_json(self) -> dict:
-        answer = {"model": self.model, "version": self.version, "environment": self.environment, "arm": self.arm,
-                  "outputs": format_outputs(self.loaded.metadata, self.outputs)}
+        answer = {"id": self.request_id, "model": self.model, "version": self.version,
+                  "environment": self.environment, "arm": self.arm, "outputs": format_outputs(self.loaded.metadata, self.outputs)}
         if self.retried_from is not None:
             answer["retried_from"] = self.retried_from
         return answer
@@ -93,11 +96,17 @@ class Service:
         self._pinned: OrderedDict[tuple[str, str], tuple[LoadedModel, float]] = OrderedDict()  # with its load time
         self._loading: dict[tuple[str, str], asyncio.Future[LoadedModel]] = {}
         self._rng = random.Random()
+        self.request_ids = RequestIds()
+        self._capture_rate = settings.capture_rate
+        self.capture = Capture(CaptureFiles(settings.store, Bounds(settings.capture_file_max_bytes,
+                                                                   settings.capture_total_max_bytes)),
+                               settings.capture_queue_size, metrics.registry)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self.capture.close()
 
     def load(self, store: ModelRepository, name: str, version: str) -> LoadedModel:
         loaded = load_model(store, name, version, cost_limit_s=self._inline_max_s)
@@ -255,9 +264,10 @@ class Service:
     # -- answer: select, run, record ---------------------------------------------------------------------------
 
     async def answer(self, model: str, environment: str | None, version: str | None, routing_key: str | None,
-                     request: ModelRequest, *, source: str | None = None) -> Answer:
+                     request: ModelRequest, *, source: str | None = None, request_id: str | None = None) -> Answer:
         """`source` (the trusted routing key when there is one, else the client's address) is who the rollout
-        windows count the request for."""
+        windows count the request for. The answer's id: the request body's own (v2), else `request_id` (the
+        transport's, e.g. X-Request-Id), else a new one."""
         route: Route | None = None
         arm: AnswerArm = "pinned"
         try:
@@ -288,7 +298,7 @@ class Service:
             if rollout is not None and exc.status_code >= 500:  # the caller's mistakes judge no version
                 rollout.record(arm, loaded.version, per_unit(decoded, elapsed), False, time.time(), source)
                 if arm == "canary":
-                    return await self.retry_on_stable(route, loaded, request, routing_key, source, exc)
+                    return await self.retry_on_stable(route, loaded, request, routing_key, source, exc, request_id)
             raise
         elapsed = time.perf_counter() - started
         children.record("ok", elapsed)
@@ -305,7 +315,10 @@ class Service:
             shadow = route.shadow
             if shadow is not None and arm == "stable" and choose_shadow(route.deployment, routing_key, self._rng):
                 mirror = functools.partial(self.mirror, route, loaded, shadow, request, outputs)
-        return Answer(model, loaded.version, env, outputs, loaded, decoded.request_id, arm, mirror)
+        answer = Answer(model, loaded.version, env, outputs, loaded,
+                        decoded.request_id or request_id or self.request_ids(), arm, mirror)
+        self.sample(answer, route, feeds)
+        return answer
 
     async def decode_on_thread(self, request: ModelRequest, loaded: LoadedModel) -> Decoded:
         """A heavy request's decoding (e.g. megabytes of text to tokenize) off the event loop, which keeps answering
@@ -313,7 +326,8 @@ class Service:
         return await anyio.to_thread.run_sync(request.feeds, loaded, self._max_rows)
 
     async def retry_on_stable(self, route: Route, canary: LoadedModel, request: ModelRequest,
-                              routing_key: str | None, source: str | None, failure: GatewayError) -> Answer:
+                              routing_key: str | None, source: str | None, failure: GatewayError,
+                              request_id: str | None = None) -> Answer:
         """The canary failed this request with a server-side error (already counted against it): stable answers it
         instead, measured as any stable request, and the answer says so. When stable fails it too, the client gets
         stable's error (or the canary's, when stable refuses the input as not fitting its signature), and the
@@ -353,8 +367,30 @@ class Service:
         if rollout.canary_failed(route.deployment, route.canary is not None, source):
             log.warning("rollout: canary %s of %s in %s withheld early: %s", canary.version, route.model,
                         route.environment, rollout.pending.verdict.reasons[0])
-        return Answer(route.model, stable.version, route.environment, outputs, stable, decoded.request_id, "stable",
-                      retried_from=canary.version)
+        answer = Answer(route.model, stable.version, route.environment, outputs, stable,
+                        decoded.request_id or request_id or self.request_ids(), "stable", retried_from=canary.version)
+        self.sample(answer, route, decoded.feeds)
+        return answer
+
+    # -- capture -----------------------------------------------------------------------------------------------
+
+    def capture_rate(self, route: Route | None, model: str, environment: str) -> float:
+        """The deployment's capture rate, else the gateway's; a pinned request's is its environment's deployment's."""
+        if route is None:
+            route = self.pools.pool.route(environment, model)
+            if route is None:
+                return self._capture_rate
+        rate = route.deployment.capture_rate
+        return self._capture_rate if rate is None else rate
+
+    def sample(self, answer: Answer, route: Route | None, feeds: dict[str, np.ndarray]) -> None:
+        """Capture the answer with its deployment's probability: handed to the capture writer, never blocking (a full
+        queue drops it, counted)."""
+        rate = self.capture_rate(route, answer.model, answer.environment)
+        if not rate or (rate < 1 and self._rng.random() >= rate):
+            return
+        self.capture.offer(Captured(answer.request_id, time.time(), answer.model, answer.environment, answer.version,
+                                    answer.arm, answer.loaded.metadata, feeds, answer.outputs))
 
     async def mirror(self, route: Route, stable: LoadedModel, shadow: LoadedModel, request: ModelRequest,
                      stable_outputs: dict[str, np.ndarray]) -> None:

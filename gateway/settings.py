@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelstore.errors import InvalidSloPolicy
@@ -89,6 +89,15 @@ class GatewaySettings(BaseSettings):
         "or auth layer, e.g. X-User); unset: no client header is trusted and the canary split is random, not sticky")
     max_routing_key_bytes: int = Field(default=256, gt=0, description="a longer routing key is refused (400)")
 
+    # -- data capture (gateway/capture.py, monitoring/capture.py) --
+    capture_rate: float = Field(default=0.0, ge=0, le=1, description="share of answered requests captured to the "
+                                "store, for deployments that set no rate of their own (onnxgate capture); 0: off")
+    capture_queue_size: int = Field(default=1024, ge=1, description="answers waiting for the capture writer; when "
+                                    "full, further ones are dropped and counted (capture_records_total)")
+    capture_file_max_bytes: int = Field(default=16 * MIB, gt=0, description="a capture file is rotated at this size")
+    capture_total_max_bytes: int = Field(default=256 * MIB, gt=0, description="capture files kept per model and "
+                                         "environment (all workers together): the oldest are deleted beyond it")
+
     @property
     def slo_limits(self) -> SloLimits:
         return resolve_limits(self.slo)
@@ -113,6 +122,12 @@ class GatewaySettings(BaseSettings):
         if value.lower() in ("x-environment", "content-length", "content-type", "host"):
             raise ValueError(f"routing_header {value!r} already means something else to the gateway")
         return value.lower()
+
+    @model_validator(mode="after")
+    def _capture_bounds(self) -> GatewaySettings:
+        if self.capture_total_max_bytes < self.capture_file_max_bytes:
+            raise ValueError("capture_total_max_bytes must be at least capture_file_max_bytes")
+        return self
 
     @field_validator("environments")
     @classmethod

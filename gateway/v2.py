@@ -12,6 +12,7 @@ import numpy as np
 from gateway.codec import V2_BY_DTYPE_NAME, flat_data, v2_datatype, v2_shape
 from gateway.errors import InvalidInput, shown
 from gateway.loader import LoadedModel
+from gateway.request_ids import checked_request_id
 from gateway.tensor_bytes import array_from_raw
 from gateway.validation import Decoded, InputSpec, check_names, check_shape, coerce, raw_array, refuse_booleans, rows_of
 from modelstore.metadata import TensorSpec
@@ -53,8 +54,8 @@ def request_fields(body: object) -> tuple[list, list[str] | None, object]:
     if body.get("parameters") is not None:
         _check_flag(parameters_of(body, "the request"), "binary_data_output", "the request")
     request_id = body.get("id")
-    if request_id is not None and type(request_id) is not str:
-        raise InvalidInput('"id" must be a string')
+    if request_id is not None:
+        checked_request_id(request_id, '"id"')
     outputs = body.get("outputs")
     names = None
     if outputs is not None:

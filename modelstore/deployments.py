@@ -75,6 +75,7 @@ def set_stable(data: RegistryData, name: str, environment: str, version: str, no
         deployed_at=now,
         previous_version=previous if previous != version else (current.previous_version if current else None),
         slo=current.slo if current else None,
+        capture_rate=current.capture_rate if current else None,
         shadow=shadow,
         routing_salt=current.routing_salt if current else None,
     )

@@ -27,6 +27,7 @@ EVENT_BY_ACTION = {
     "challenge": "challenge_decided",
     "snapshot_create": "snapshot_created",
     "snapshot_restore": "snapshot_restored",
+    "capture": "capture_configured",
 }
 """An entry's event when its operation does not name one (an approval is approved or rejected; a canary rolled back
 by hand is rolled back, by the judge it failed)."""

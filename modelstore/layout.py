@@ -23,6 +23,9 @@ LATEST_LINK = "latest"
 REGISTRY_FILE = "registry.json"
 AUDIT_FILE = "audit.log"
 DEFAULT_ROOT = Path("ml/models")
+MONITORING_DIR = ".monitoring"
+"""Captured requests and labels (monitoring/capture.py, monitoring/feedback.py), under the store root: a dot name, so
+never listed as a model, and ignored by the change feed."""
 
 
 def resolve_store_root(cli_value: str | os.PathLike | None = None) -> Path:

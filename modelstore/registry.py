@@ -135,6 +135,9 @@ class Deployment(_Model):
     bake: BakeState | None = None
     slo: SloPolicy | None = None
     last_rollback: RollbackRecord | None = None
+    capture_rate: float | None = Field(
+        default=None, ge=0, le=1, description="share of answered requests the gateway captures (gateway/capture.py); "
+        "none: the gateway's capture_rate setting")
     routing_salt: str | None = Field(
         default=None, description="hex salt of the canary and shadow split's buckets (gateway/traffic.py), chosen "
         "when the deployment's first canary or shadow starts and kept for its life; none: unsalted buckets")

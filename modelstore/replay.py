@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from modelstore.approvals import Approve
 from modelstore.audit import withdrawn_positions
+from modelstore.capture_rate import SetCaptureRate
 from modelstore.deployments import Deploy, Register
 from modelstore.errors import AuditChainBroken
 from modelstore.evaluations import RecordEvaluation
@@ -74,6 +75,8 @@ def operation_of(entry: dict) -> Operation:
         return CreateSnapshot(details.get("name"))
     if action == "snapshot_restore":
         return RestoreSnapshot(details["id"])
+    if action == "capture":
+        return SetCaptureRate(model, environment, details.get("rate"))
     if action in RECORDS_ONLY:
         return RecordEvent(action, model, environment, after, details)
     raise AuditChainBroken(f"audit entry of revision {entry.get('revision')} records an unknown action {action!r}")

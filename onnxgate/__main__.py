@@ -25,6 +25,7 @@ from onnxgate.commands import (
     approve,
     audit,
     canary,
+    capture,
     challenge,
     deploy,
     evaluate,
@@ -36,6 +37,7 @@ from onnxgate.commands import (
     package,
     policy,
     promote,
+    quality,
     rollback,
     serve,
     shadow,
@@ -47,7 +49,7 @@ from onnxgate.commands import (
 from onnxgate.errors import UsageError
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
-            canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy)
+            canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy, capture, quality)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
