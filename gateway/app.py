@@ -18,7 +18,7 @@ from gateway.endpoints import Endpoints
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import openapi_route
-from gateway.quality_feed import QualityFeed, QualitySource, no_quality_figures
+from gateway.quality_feed import QualityFeed, QualitySource, live_quality_source
 from gateway.service import Service
 from gateway.settings import GatewaySettings
 from gateway.watcher import StoreWatcher
@@ -44,14 +44,16 @@ class GatewayApp(Starlette):
 
 
 def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry | None = None,
-               store: ModelRepository | None = None, quality_source: QualitySource = no_quality_figures) -> GatewayApp:
+               store: ModelRepository | None = None, quality_source: QualitySource | None = None) -> GatewayApp:
     """`store`: the repository to serve (default: the one settings.store names), e.g. one carrying policy checks.
-    `quality_source`: live quality figures for the SLO's quality check (gateway/quality_feed.py; default: none)."""
+    `quality_source`: live quality figures for the SLO's quality check (gateway/quality_feed.py; default: the
+    store's captured predictions joined with their labels)."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     store = store if store is not None else open_store(settings.store, relative_paths=True)
     service = Service(settings, GatewayMetrics(registry), store)
     controller = RolloutController(service, tick_s=settings.rollout_tick_s,
-                                   quality=QualityFeed(quality_source, settings.quality_refresh_s))
+                                   quality=QualityFeed(quality_source or live_quality_source(settings.store),
+                                                       settings.quality_refresh_s))
     endpoints = Endpoints(service, registry, controller.describe)
 
     @contextlib.asynccontextmanager

@@ -3,23 +3,21 @@ per route, and only for canaries whose SLO judges quality.
 
 A source is any callable `(model, environment, since_s) -> {(version, arm): ArmQuality}` (gateway.guardrails)
 reporting each arm's live accuracy over the last `since_s` seconds (here: since the canary started, so both arms are
-measured over the same period). The default reports nothing, which leaves the quality check inconclusive. A live one
-wraps monitoring.quality.live_quality, e.g.
-
-    def live_figures(model, environment, since_s):
-        report = live_quality(store_root, model, environment, since_s)
-        return {(row.version, row.arm): ArmQuality(row.labelled_rows, row.accuracy) for row in report.rows}
-
-and is handed to create_app(quality_source=...).
+measured over the same period). `onnxgate serve` uses `live_quality_source(store_root)`: the captured predictions
+joined with the labels sent to POST /feedback (monitoring.quality.live_quality), so a canary judged on quality needs
+data capture on (`onnxgate capture`) and labels coming back. `no_quality_figures` reports nothing, which leaves the
+quality check inconclusive.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 
-from gateway.guardrails import QualityFigures
+from gateway.guardrails import ArmQuality, QualityFigures
+from monitoring.quality import live_quality
 
 log = logging.getLogger("onnxgate.gateway")
 
@@ -28,6 +26,14 @@ QualitySource = Callable[[str, str, float], QualityFigures]
 
 def no_quality_figures(model: str, environment: str, since_s: float) -> QualityFigures:
     return {}
+
+
+def live_quality_source(store_root: Path) -> QualitySource:
+    """Each arm's accuracy from the store's captured predictions and the labels that came back for them."""
+    def figures(model: str, environment: str, since_s: float) -> QualityFigures:
+        report = live_quality(store_root, model, environment, since_s)
+        return {(arm.version, arm.arm): ArmQuality(arm.labelled_rows, arm.accuracy) for arm in report.arms}
+    return figures
 
 
 class QualityFeed:

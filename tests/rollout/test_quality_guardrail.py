@@ -1,6 +1,7 @@
 """The quality guardrail through the gateway's seam: a real app (TestClient), real store and onnxruntime sessions, and a
-quality source that joins the answers the clients really got with the true labels of their rows, as labelled
-feedback will (monitoring.quality is not wired in yet: this source stands in for it, measuring, not assuming).
+quality source that joins the answers the clients really got with the true labels of their rows; and the whole path
+as `onnxgate serve` runs it: answers captured, true labels sent to POST /feedback, the judge reading
+monitoring.quality's join of the two.
 
 The truth is stable's own rule (stable is right on every row), so a canary trained on relabelled data is wrong on
 every row and a copy of stable right on every row; the judge sees each arm's measured accuracy by (version, arm)."""
@@ -139,3 +140,44 @@ def test_a_canary_as_accurate_as_stable_is_judged_on_its_quality_and_kept(rollou
         assert (figures["candidate_accuracy"], figures["reference_accuracy"], figures["quality_drop"]) == (1.0, 1.0, 0.0)
         assert not any("live accuracy" in reason for reason in verdict["reasons"])
     assert rollout.deployment().canary.version == SAME and rollout.audit_actions("canary_rollback") == []
+
+
+def test_labels_sent_to_feedback_roll_a_less_accurate_canary_back(rollout: RolloutStore):
+    """No stand-in: every answer captured (capture_rate 1), each request's true labels posted to /feedback by the
+    client, and the gateway's default quality source joining them."""
+    rollout.canary(RELABELLED, 50, **SLO)
+    settings = gateway_settings(rollout.store, "production", rollout_tick_s=0.05, quality_refresh_s=0.2,
+                                routing_header="X-Routing-Key", capture_rate=1.0)
+    stop = threading.Event()
+
+    def send(client: TestClient) -> None:
+        rng = np.random.default_rng(5)
+        index = 0
+        while not stop.is_set():
+            rows = rng.normal(scale=3.0, size=(10, 4)).astype(np.float32)
+            response = client.post("/predict/iris", json={"inputs": rows.tolist()},
+                                   headers={"X-Routing-Key": f"user-{index}"})
+            assert response.status_code == 200, response.text
+            answer = response.json()
+            truth = np.asarray(IRIS_LABELS)[classifier_expected(rollout.weights[STABLE], rows)[0]]
+            feedback = client.post("/feedback/iris", json=[{"id": answer["id"], "label": truth.tolist()}])
+            assert feedback.status_code == 200, feedback.text
+            index += 1
+
+    with TestClient(create_app(settings, metrics_registry=CollectorRegistry())) as client:
+        sender = threading.Thread(target=send, args=(client,), daemon=True)
+        sender.start()
+        try:
+            wait_until(lambda: rollout.deployment().canary is None, DEADLINE_S * 2, "the rollback for quality")
+        finally:
+            stop.set()
+            sender.join(30)
+        quality = client.get("/quality/iris?since=1h")
+    record = rollout.deployment()
+    assert record.version == STABLE and record.last_rollback["causes"] == ["quality"]
+    figures = record.last_rollback["figures"]
+    assert (figures["candidate_accuracy"], figures["reference_accuracy"]) == (0.0, 1.0)
+    assert min(figures["candidate_labelled_rows"], figures["reference_labelled_rows"]) >= SLO["min_labels"]
+    assert quality.status_code == 200, quality.text
+    arms = {(arm["version"], arm["arm"]): arm for arm in quality.json()["arms"]}
+    assert arms[(RELABELLED, "canary")]["accuracy"] == 0.0 and arms[(STABLE, "stable")]["accuracy"] == 1.0
