@@ -10,6 +10,7 @@ import numpy as np
 from modelstore.metadata import FeatureStats, ReferenceStats
 
 DEFAULT_BINS = 10
+QUANTILES = 101  # 0%, 1%, .., 100%
 MAX_FEATURES = 256
 TOKEN_COUNT_FEATURE = "token_count"
 
@@ -41,15 +42,24 @@ def token_count_stats(attention_mask: np.ndarray, input_name: str, *, bins: int 
 
 
 def feature_stats(name: str, column: np.ndarray, bins: int = DEFAULT_BINS) -> FeatureStats:
-    values = column[np.isfinite(column)]
+    column = np.asarray(column, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(column)
+    values = np.sort(column[finite])
+    non_finite = int(len(column) - len(values))
     if len(values) == 0:
-        return FeatureStats(name=name, bin_edges=[], counts=[], mean=0.0, std=0.0, min=0.0, max=0.0)
+        return FeatureStats(name=name, bin_edges=[], counts=[], mean=0.0, std=0.0, min=0.0, max=0.0,
+                            non_finite=non_finite)
     edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
     if len(edges) == 1:
         edges = np.array([edges[0], edges[0]])
         counts = np.array([len(values)])
     else:
         counts, _ = np.histogram(values, bins=edges)
+    # The exact reference CDF at each quantile and just below it, so that drift's KS needs no reference rows.
+    quantiles = np.quantile(values, np.linspace(0.0, 1.0, QUANTILES))
+    cdf = np.searchsorted(values, quantiles, side="right") / len(values)
+    cdf_below = np.searchsorted(values, quantiles, side="left") / len(values)
     return FeatureStats(name=name, bin_edges=[float(e) for e in edges], counts=[int(c) for c in counts],
                         mean=float(values.mean()), std=float(values.std()), min=float(values.min()),
-                        max=float(values.max()))
+                        max=float(values.max()), quantiles=[float(q) for q in quantiles], cdf=[float(c) for c in cdf],
+                        cdf_below=[float(c) for c in cdf_below], non_finite=non_finite)
