@@ -1,4 +1,6 @@
-"""Reference statistics of the rows a model was checked with: per feature, quantile bins, mean, std, min, max.
+"""Reference statistics of the rows a model was checked with (or its training rows, `--reference-data`): per feature
+10 quantile bins, 101 quantiles with the exact CDF at each, mean, std, min, max; and the distribution of the model's
+answers on the same rows (monitoring/drift.py compares live traffic with both).
 
 The gateway compares live traffic against these to spot drift. Text models get one feature, the token count per
 row (tokens that are not padding), since per-position token ids carry no meaningful distribution.
@@ -7,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelstore.metadata import FeatureStats, ReferenceStats
+from modelstore.metadata import FeatureStats, PredictionStats, ReferenceStats
+from monitoring.drift import class_text
 
 DEFAULT_BINS = 10
 QUANTILES = 101  # 0%, 1%, .., 100%
@@ -63,3 +66,22 @@ def feature_stats(name: str, column: np.ndarray, bins: int = DEFAULT_BINS) -> Fe
                         mean=float(values.mean()), std=float(values.std()), min=float(values.min()),
                         max=float(values.max()), quantiles=[float(q) for q in quantiles], cdf=[float(c) for c in cdf],
                         cdf_below=[float(c) for c in cdf_below], non_finite=non_finite)
+
+
+def prediction_stats(outputs: dict[str, np.ndarray], *, label_output: str | None,
+                     score_output: str | None) -> tuple[PredictionStats | None, str | None]:
+    """The reference distribution of a model's answers on the reference rows: class shares from its label output,
+    else the distribution of its score when there is one value per row. (stats, None) or (None, why not)."""
+    if label_output is not None and label_output in outputs:
+        labels = np.asarray(outputs[label_output]).reshape(-1)
+        distinct, counts = np.unique(labels, return_counts=True)
+        return PredictionStats(kind="classes", output=label_output, rows=len(labels),
+                               classes=[class_text(value) for value in distinct],
+                               counts=[int(count) for count in counts]), None
+    if score_output is not None and score_output in outputs:
+        scores = np.asarray(outputs[score_output])
+        if scores.ndim >= 1 and scores.dtype.kind in "biuf" and scores.reshape(len(scores), -1).shape[1] == 1:
+            return PredictionStats(kind="values", output=score_output, rows=len(scores),
+                                   value=feature_stats(score_output, scores.reshape(-1))), None
+        return None, f"output {score_output!r} has more than one value per row and there is no label output"
+    return None, "the model has no label output and no score output"
