@@ -105,7 +105,7 @@ class _Bins:
     size: int                   # cells used, from psi_at
 
     @classmethod
-    def of(cls, stats: FeatureStats, start: int) -> _Bins:
+    def of(cls, stats: FeatureStats, start: int, *, quantiles: bool = True) -> _Bins:
         edges = np.asarray(stats.bin_edges, dtype=np.float64)
         counts = np.asarray(stats.counts, dtype=np.float64)
         if len(edges) < 2 or counts.sum() <= 0:  # no finite reference value: one bin holds everything
@@ -114,7 +114,7 @@ class _Bins:
         points = ref_cdf = None
         bins = len(counts)
         ks_cells = 0
-        if stats.quantiles and stats.cdf and stats.cdf_below:
+        if quantiles and stats.quantiles and stats.cdf and stats.cdf_below:
             quantiles = np.asarray(stats.quantiles, dtype=np.float64)
             points, first = np.unique(quantiles, return_index=True)
             ref_cdf = np.empty(2 * len(points))
@@ -168,7 +168,7 @@ class DriftLayout:
         if prediction is not None and prediction.kind == "classes":
             self._classes = {label: index for index, label in enumerate(prediction.classes or [])}
         elif prediction is not None and prediction.value is not None:
-            self._prediction_bins = _Bins.of(prediction.value, 0)
+            self._prediction_bins = _Bins.of(prediction.value, 0, quantiles=False)  # PSI only
         self.notes = notes
 
     @classmethod
