@@ -217,3 +217,17 @@ def test_text_class_labels_are_counted_by_name():
     counts = layout.count_predictions({"label": np.array(["dog", "cat", "eel", "dog"], dtype=object)})
     np.testing.assert_array_equal(counts, [1, 2, 1])
     np.testing.assert_array_equal(layout.count_predictions({"label": np.array([b"cat"])}), [1, 0, 0])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_ks_bound_holds_on_random_mixtures_with_ties(seed: int):
+    rng = np.random.default_rng(100 + seed)
+    def draw(n: int, shift: float) -> np.ndarray:
+        continuous = rng.normal(shift, rng.uniform(0.5, 2.0), n)
+        ties = np.round(rng.exponential(2.0, n) + shift, int(rng.integers(0, 2)))  # many repeated values
+        return np.where(rng.random(n) < 0.5, continuous, ties)
+    reference = draw(int(rng.integers(1000, 10_000)), 0.0)[:, None]
+    live = draw(int(rng.integers(500, 5000)), float(rng.uniform(0, 0.5)))[:, None]
+    feature = report(layout_of(reference), live).features[0]
+    exact = ks_2samp(reference[:, 0], live[:, 0]).statistic
+    assert exact - 0.02 <= feature.ks <= exact + 1e-12
