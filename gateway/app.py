@@ -47,7 +47,9 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     """`store`: the repository to serve (default: the one settings.store names), e.g. one carrying policy checks."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     store = store if store is not None else open_store(settings.store, relative_paths=True)
-    service = Service(settings, GatewayMetrics(registry), store)
+    metrics = GatewayMetrics(registry)
+    service = Service(settings, metrics, store)
+    metrics.export_drift(lambda: service.drift.figures, settings.drift_max_feature_labels)
     controller = RolloutController(service, tick_s=settings.rollout_tick_s)
     endpoints = Endpoints(service, registry, controller.describe)
 
@@ -66,6 +68,7 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         if settings.metrics_dir is not None:
             tasks.append(asyncio.create_task(
                 flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing)))
+        tasks.append(asyncio.create_task(service.drift.run(service.watched, stop_flushing)))
         grpc_server = None
         try:
             if settings.grpc_port is not None:

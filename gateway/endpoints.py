@@ -90,6 +90,7 @@ class Endpoints:
             Route("/health/{model}", self.model_health, methods=["GET"]),
             Route("/api/v1/ml-models/{model}/health", self.model_health, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/drift/{model}", self.drift, methods=["GET"]),
             Route("/v2", self.v2_server, methods=["GET"]),
             Route("/v2/health/live", self.v2_live, methods=["GET"]),
             Route("/v2/health/ready", self.v2_ready, methods=["GET"]),
@@ -149,6 +150,13 @@ class Endpoints:
         if directory is None:
             return Response(generate_latest(self.metrics_registry), media_type=CONTENT_TYPE_LATEST)
         return Response(await exposition(self.metrics_registry, directory), media_type=CONTENT_TYPE_LATEST)
+
+    async def drift(self, request: Request) -> Response:
+        """The live drift report of the environment's stable version, or of the version ?version= names."""
+        model = request.path_params["model"]
+        environment = self.service.environment(request.headers.get(ENVIRONMENT_HEADER))
+        metadata = await self.service.drift_metadata(model, environment, request.query_params.get("version"))
+        return json_response(await self.service.drift.report(metadata, environment))
 
     async def v2_server(self, request: Request) -> Response:
         return json_response(self.server)
