@@ -21,7 +21,7 @@ from exporters.onnx_model import run_model, signature
 from exporters.parity import DEFAULT_TOLERANCE, compare_outputs, require_parity
 from exporters.sample import Sample, dataset_sha256, synthetic_rows
 from exporters.source import Source, load_source
-from exporters.stats import reference_stats, token_count_stats
+from exporters.stats import prediction_stats, reference_stats, token_count_stats
 from exporters.tokenizer import TOKENIZER_FILE, FixedLengthTokenizer, load_tokenizer
 from modelstore.deployments import Change
 from modelstore.errors import DuplicateVersion
@@ -32,6 +32,7 @@ from modelstore.metadata import (
     ParityResult,
     ReferenceStats,
     Task,
+    TensorSpec,
     TokenizerInfo,
     check_metrics,
 )
@@ -39,6 +40,7 @@ from modelstore.versions import check_name, check_version
 from modelstore.writer import publish, write_version
 
 NODE_CHECK_ROWS = 32
+REFERENCE_CHUNK_ROWS = 65536  # reference rows run through the model this many at a time
 
 __all__ = ["Candidate", "PublishOptions", "export_onnx_file", "export_sklearn", "export_source", "export_torch",
            "finish", "load_source"]
@@ -50,7 +52,8 @@ class PublishOptions:
 
     metrics: Mapping[str, float] = field(default_factory=dict)
     training_samples: int | None = None
-    training_data: np.ndarray | None = None
+    training_data: np.ndarray | None = None  # rows the reference statistics describe (default: the sample's)
+    training_feature_names: list[str] | None = None  # their column names, e.g. a CSV header
     tolerance: float = DEFAULT_TOLERANCE
     allow_incompatible: bool = False
     check_node: bool = True
@@ -97,7 +100,10 @@ def export_sklearn(store: Store, model: object, *, name: str, version: str, samp
     synthetic = rows is None
     checked_rows = synthetic_rows((width,)) if synthetic else rows
     described = options.training_data if options.training_data is not None else rows
-    names = feature_names or sample.feature_names or sk.feature_names(model)
+    if described is not None and np.asarray(described).reshape(len(described), -1).shape[1] != width:
+        raise ExportError(f"reference rows have {np.asarray(described).reshape(len(described), -1).shape[1]} "
+                          f"features, {sk.describe(model)} expects {width}")
+    names = feature_names or sample.feature_names or options.training_feature_names or sk.feature_names(model)
     candidate = Candidate(
         model=proto, framework="scikit-learn", framework_version=sk.framework_version(), task=role.task,
         feeds={sk.INPUT_NAME: checked_rows.astype(np.float32)}, synthetic_rows=synthetic,
@@ -133,7 +139,8 @@ def export_torch(store: Store, module: object, *, name: str, version: str,
         rows, synthetic = _tensor_rows(module, sample)
         feeds, texts = {tx.INPUT_NAME: rows}, None
         described = options.training_data if options.training_data is not None else (None if synthetic else rows)
-        stats = reference_stats(described, tx.INPUT_NAME, feature_names=sample.feature_names, synthetic=synthetic)
+        stats = reference_stats(described, tx.INPUT_NAME, feature_names=sample.feature_names or
+                                options.training_feature_names, synthetic=synthetic and options.training_data is None)
         digest = dataset_sha256(described)
     classifier = labels is not None or task in ("classification", "text-classification")
     exported = tx.as_classifier(module, len(names), scores=scores) if classifier else module
@@ -178,8 +185,10 @@ def export_onnx_file(store: Store, onnx_file: OnnxFile | str | Path, *, name: st
     else:
         feeds, synthetic = _feeds_from_signature(inputs, sample)
         first = next(iter(feeds))
-        stats = reference_stats(None if synthetic else feeds[first], first, feature_names=sample.feature_names,
-                                synthetic=synthetic)
+        given = options.training_data is not None
+        stats = reference_stats(options.training_data if given else (None if synthetic else feeds[first]), first,
+                                feature_names=sample.feature_names or options.training_feature_names,
+                                synthetic=synthetic and not given)
     label_output, score_output = guess_outputs(outputs)
     described = options.training_data if options.training_data is not None else (None if synthetic else
                                                                                   next(iter(feeds.values())))
@@ -216,19 +225,50 @@ def finish(store: Store, candidate: Candidate, *, name: str, version: str, optio
     parity = _parity(candidate, actual, options.tolerance)
     require_parity(parity)
     inputs, outputs = signature(candidate.model)
+    stats = _with_prediction_reference(candidate, options, model_bytes, actual, inputs)
     metadata = ModelMetadata(
         name=name, version=version, framework=candidate.framework, framework_version=candidate.framework_version,
         task=candidate.task, opset=compat.opset, inputs=inputs, outputs=outputs, model_sha256="", model_size=0,
         labels=candidate.labels, label_output=candidate.label_output, score_output=candidate.score_output,
         metrics=dict(options.metrics), training_samples=options.training_samples,
         dataset_sha256=candidate.dataset_sha256, parity=parity, node_compatibility=compat,
-        reference_stats=candidate.reference_stats, tokenizer=candidate.tokenizer, source=candidate.source)
+        reference_stats=stats, tokenizer=candidate.tokenizer, source=candidate.source)
     node = _node_parity(metadata, model_bytes, candidate, options, compatible=compat.compatible)
     if node.checked and not node.passed:
         raise NodeParityError(f"onnxruntime-node disagrees with onnxruntime on {name} {version}: {node.detail}; "
                               f"nothing was published")
     metadata = metadata.model_copy(update={"node_compatibility": compat.model_copy(update={"node_parity": node})})
     return publish(store, metadata, model_bytes, candidate.extra_files, options.change, force=options.force)
+
+
+def _with_prediction_reference(candidate: Candidate, options: PublishOptions, model_bytes: bytes,
+                               checked: dict[str, np.ndarray], inputs: list[TensorSpec]) -> ReferenceStats:
+    """The reference statistics with what the ONNX model answers on the reference rows: the training rows when given
+    (run here), else the sample rows parity already ran."""
+    stats = candidate.reference_stats
+    if not stats.available:
+        return stats
+    answers = checked
+    if options.training_data is not None and candidate.tokenizer is None:
+        if len(inputs) != 1:
+            return stats.model_copy(update={"prediction_reason": "the model takes several inputs; reference rows "
+                                                                 "feed only the first"})
+        answers = _run_reference_rows(model_bytes, inputs[0], options.training_data)
+    prediction, reason = prediction_stats(answers, label_output=candidate.label_output,
+                                          score_output=candidate.score_output)
+    return stats.model_copy(update={"prediction": prediction, "prediction_reason": reason})
+
+
+def _run_reference_rows(model_bytes: bytes, spec: TensorSpec, rows: np.ndarray) -> dict[str, np.ndarray]:
+    row_shape = tuple(d if isinstance(d, int) else -1 for d in spec.shape[1:])
+    try:
+        feed = np.asarray(rows).reshape(len(rows), *row_shape).astype(spec.dtype)
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"reference rows of shape {np.shape(rows)} do not fit input {spec.describe()}: "
+                          f"{exc}") from None
+    chunks = [run_model(model_bytes, {spec.name: feed[start:start + REFERENCE_CHUNK_ROWS]})
+              for start in range(0, len(feed), REFERENCE_CHUNK_ROWS)]
+    return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
 
 
 def _parity(candidate: Candidate, actual: dict[str, np.ndarray], tolerance: float) -> ParityResult:

@@ -20,3 +20,7 @@ class ChallengeError(StoreError):
 
 class ChallengerLost(StoreError):
     """The challenger did not beat the champion (its figures are recorded in the audit log); the message says why."""
+
+
+class DriftDetected(StoreError):
+    """`onnxgate drift` found the rows drifted from the version's reference (the report is printed first)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from governance.errors import HoldoutError
+from governance.errors import HoldoutError, NotEvaluable
 from governance.signature import InputColumns, input_columns, task_of
 from modelstore.metadata import ModelMetadata
 
@@ -61,6 +61,65 @@ def read_holdout(path: Path, label: str, group: str | None, metadata: ModelMetad
     groups = np.array([value.strip() for value in table.column(group)], dtype=str) if group is not None else None
     return Holdout(features=features, labels=labels, groups=groups, sha256=hashlib.sha256(raw).hexdigest(),
                    rows=len(table.rows), columns=list(table.header))
+
+
+@dataclass(frozen=True)
+class FeatureRows:
+    """Rows of feature values only (no label), as the model's feeds."""
+
+    features: dict[str, np.ndarray]
+    sha256: str
+    rows: int
+
+
+def read_feature_rows(path: Path, metadata: ModelMetadata) -> FeatureRows:
+    """A CSV with a header (feature columns matched as for a holdout, no label or group column) or a .npy matrix of
+    rows whose values fill the model's inputs in order. Numeric-input models only."""
+    where = f"{metadata.name} {metadata.version}"
+    if metadata.tokenizer is not None or any(spec.dtype == "string" for spec in metadata.inputs):
+        raise NotEvaluable(f"{where} takes text; rows from a file must be numeric feature columns")
+    layout = input_columns(metadata)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise HoldoutError(f"cannot read {path}: {exc.strerror}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if Path(path).suffix.lower() == ".npy":
+        matrix = _load_npy(raw, Path(path).name)
+        return FeatureRows(features=_feeds_from_matrix(matrix, layout), sha256=digest, rows=len(matrix))
+    table = _parse_csv(raw, Path(path).name)
+    features = _feeds(table, _match_features(list(table.header), layout, metadata), layout)
+    return FeatureRows(features=features, sha256=digest, rows=len(table.rows))
+
+
+def _load_npy(raw: bytes, display: str) -> np.ndarray:
+    try:
+        matrix = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise HoldoutError(f"{display} is not a .npy array: {exc}") from None
+    if matrix.ndim == 0 or len(matrix) == 0:
+        raise HoldoutError(f"{display} has no rows")
+    if matrix.dtype.kind not in "biuf":
+        raise HoldoutError(f"{display} holds {matrix.dtype} values; expected numbers")
+    matrix = matrix.reshape(len(matrix), -1).astype(np.float64)
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        row, column = (int(i) for i in np.argwhere(~finite)[0])
+        raise HoldoutError(f"{display} row {row + 1}, column {column + 1}: {matrix[row, column]} is not a finite number")
+    return matrix
+
+
+def _feeds_from_matrix(matrix: np.ndarray, layout: list[InputColumns]) -> dict[str, np.ndarray]:
+    width = sum(item.width for item in layout)
+    if matrix.shape[1] != width:
+        signature = "; ".join(item.spec.describe() for item in layout)
+        raise HoldoutError(f"rows have {matrix.shape[1]} values, the model takes {width} ({signature})")
+    feeds, start = {}, 0
+    for item in layout:
+        block = matrix[:, start:start + item.width]
+        start += item.width
+        feeds[item.spec.name] = block.reshape((len(matrix), *item.row_shape)).astype(item.spec.dtype)
+    return feeds
 
 
 def check_known_labels(labels: np.ndarray, classes: list[str], where: str) -> None:

@@ -71,7 +71,12 @@ class NodeCompatibility(_Model):
 
 
 class FeatureStats(_Model):
-    """One input feature of the training data: quantile bin edges and the rows in each bin (len(edges) - 1 bins)."""
+    """One input feature of the training data: quantile bin edges and the rows in each bin (len(edges) - 1 bins,
+    each [edge, next edge), the last one closed), over its finite values.
+
+    Versions exported since drift monitoring also keep `quantiles` (the 0%, 1%, .., 100% quantiles) with the exact
+    share of finite reference values at or below each (`cdf`) and strictly below each (`cdf_below`), so that a KS
+    statistic can be computed against a live histogram (monitoring/drift.py). Older versions have none of them."""
 
     name: str
     bin_edges: list[float]
@@ -80,6 +85,22 @@ class FeatureStats(_Model):
     std: float
     min: float
     max: float
+    quantiles: list[float] | None = None
+    cdf: list[float] | None = None
+    cdf_below: list[float] | None = None
+    non_finite: int | None = Field(default=None, description="reference rows whose value is NaN or infinite")
+
+
+class PredictionStats(_Model):
+    """What the model answered on the reference rows: class shares (`kind` "classes": the values of `output`, as
+    text, with their counts) or the distribution of a one-value-per-row score (`kind` "values": `value`)."""
+
+    kind: Literal["classes", "values"]
+    output: str
+    rows: int
+    classes: list[str] | None = None
+    counts: list[int] | None = None
+    value: FeatureStats | None = None
 
 
 class ReferenceStats(_Model):
@@ -88,6 +109,9 @@ class ReferenceStats(_Model):
     input: str | None = None
     rows: int = 0
     features: list[FeatureStats] = Field(default_factory=list)
+    prediction: PredictionStats | None = Field(default=None, description="the reference distribution of the "
+                                               "model's outputs; versions exported before drift monitoring have none")
+    prediction_reason: str | None = Field(default=None, description="why there is no `prediction`")
 
 
 class TokenizerInfo(_Model):
@@ -183,8 +207,27 @@ def parse_metadata(raw: bytes, where: str) -> ModelMetadata:
 def metadata_json(metadata: ModelMetadata) -> str:
     """Stable text: sorted keys and a trailing newline, so packages built from it are reproducible. Never a bare
     NaN or Infinity: they are not JSON, and the Node loader (JSON.parse) refuses the whole file over one."""
-    unset = {"batching"} if metadata.batching is None else None  # files from before batching stay byte for byte
-    return json.dumps(metadata.model_dump(mode="json", exclude=unset), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    # Files from before batching and drift statistics stay byte for byte: optional fields they lack are left out.
+    payload = metadata.model_dump(mode="json", exclude=None if metadata.batching is not None else {"batching"})
+    _drop_unset_drift_fields(payload["reference_stats"])
+    return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+_DRIFT_FEATURE_FIELDS = ("quantiles", "cdf", "cdf_below", "non_finite")
+
+
+def _drop_unset_drift_fields(stats: dict) -> None:
+    for key in ("prediction", "prediction_reason"):
+        if stats.get(key) is None:
+            stats.pop(key, None)
+    features = list(stats.get("features", []))
+    prediction = stats.get("prediction")
+    if prediction and prediction.get("value"):
+        features.append(prediction["value"])
+    for feature in features:
+        for key in _DRIFT_FEATURE_FIELDS:
+            if feature.get(key) is None:
+                feature.pop(key, None)
 
 
 def check_metrics(metrics: Mapping[str, float], where: str) -> dict[str, float]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from governance.errors import ChallengeError, ChallengerLost, HoldoutError, NotEvaluable
+from governance.errors import ChallengeError, ChallengerLost, DriftDetected, HoldoutError, NotEvaluable
 from modelstore.errors import (
     ChangeRefused,
     CorruptRegistry,
@@ -27,6 +27,7 @@ from onnxgate.commands import (
     canary,
     challenge,
     deploy,
+    drift,
     evaluate,
     export,
     history,
@@ -47,7 +48,7 @@ from onnxgate.commands import (
 from onnxgate.errors import UsageError
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
-            canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy)
+            canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy, drift)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
@@ -63,6 +64,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (NotEvaluable, 2),
     (ChallengeError, 2),
     (ChallengerLost, 9),
+    (DriftDetected, 10),
     (ChangeRefused, 7),
     (InvalidPolicy, 8),
     (StoreError, 1),

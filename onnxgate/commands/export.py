@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from exporters.errors import ExportError, SourceLoadError
 from modelstore.errors import InvalidMetadata
@@ -17,6 +18,9 @@ from onnxgate.commands.common import (
 )
 from onnxgate.errors import UsageError
 from onnxgate.output import print_json, print_table
+
+if TYPE_CHECKING:
+    from exporters.sample import Sample
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--sample", metavar="FILE",
                         help="held-out rows for parity and statistics: .npy or .csv rows, .json rows or list of "
                              "texts, .txt one text a line (required for torch modules without input_shape)")
+    parser.add_argument("--reference-data", metavar="FILE",
+                        help="training rows the reference statistics (drift) describe: .csv with a header or .npy "
+                             "(default: the --sample rows); tabular models only")
     labels = parser.add_mutually_exclusive_group()
     labels.add_argument("--labels", help="class names by class id, comma-separated")
     labels.add_argument("--labels-file", metavar="FILE", help="class names, one a line")
@@ -61,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     from exporters.publish import PublishOptions, export_source, load_source
     from exporters.sample import load_sample
 
+    reference = read_reference_data(args)
     options = PublishOptions(
         metrics=read_metrics(args.metrics) if args.metrics else {}, training_samples=args.training_samples,
+        training_data=reference.rows if reference else None,
+        training_feature_names=reference.feature_names if reference else None,
         tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE,
         allow_incompatible=args.allow_incompatible, check_node=args.check_node, change=change_from(args),
         force=args.force)
@@ -103,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             ("parity", _parity_text(metadata.parity)),
             ("node", "not checked: " + (node.detail or "") if node is None or not node.checked
              else f"passed={node.passed} onnxruntime-node {node.onnxruntime_node} max diff {node.max_abs_diff:.3g}"),
-            ("reference stats", "yes" if metadata.reference_stats.available else metadata.reference_stats.reason),
+            ("reference stats", _reference_text(metadata.reference_stats)),
             ("sha256", metadata.model_sha256),
         ])
     return 0
@@ -124,6 +134,29 @@ def read_metrics(path: str) -> dict[str, float]:
         raise UsageError(str(error)) from None
 
 
+def read_reference_data(args: argparse.Namespace) -> Sample | None:
+    """--reference-data as a Sample (rows, and the CSV header's names), or None."""
+    from exporters.sample import load_sample
+
+    if not args.reference_data:
+        return None
+    path = args.reference_data
+    _require_file(path, "--reference-data")
+    if args.tokenizer:
+        raise UsageError("--reference-data: text models are described by their --sample texts (token counts)")
+    if Path(path).suffix.lower() not in (".csv", ".npy"):
+        raise UsageError(f"--reference-data {path}: expected a .csv (with a header) or .npy file")
+    try:
+        reference = load_sample(path)
+    except ExportError as error:
+        raise UsageError(f"--reference-data: {error}") from None
+    if reference.rows is None or reference.rows.ndim == 0 or len(reference.rows) == 0:
+        raise UsageError(f"--reference-data {path}: no rows")
+    if reference.rows.dtype.kind not in "biuf":
+        raise UsageError(f"--reference-data {path}: rows must be numbers, not {reference.rows.dtype}")
+    return reference
+
+
 def read_labels(args: argparse.Namespace) -> list[str] | None:
     if args.labels:
         return [label.strip() for label in args.labels.split(",")]
@@ -137,6 +170,14 @@ def read_labels(args: argparse.Namespace) -> list[str] | None:
 def _require_file(path: str, option: str) -> None:
     if not Path(path).is_file():
         raise UsageError(f"{option} {path}: no such file")
+
+
+def _reference_text(stats) -> str:
+    if not stats.available:
+        return stats.reason or "none"
+    prediction = (f"{stats.prediction.kind} of {stats.prediction.output}" if stats.prediction is not None
+                  else f"none ({stats.prediction_reason})")
+    return f"{len(stats.features)} features over {stats.rows} rows; outputs: {prediction}"
 
 
 def _parity_text(parity) -> str:
