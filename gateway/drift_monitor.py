@@ -26,7 +26,7 @@ from gateway.drift_window import Block, DriftWindow, WindowSpec, window_totals
 from gateway.metrics import DriftFigures
 from gateway.settings import GatewaySettings
 from modelstore.metadata import ModelMetadata
-from monitoring.drift import DriftLayout, DriftThresholds, drift_report
+from monitoring.drift import DriftLayout, DriftReport, DriftThresholds, drift_report
 
 log = logging.getLogger("onnxgate.gateway")
 
@@ -122,7 +122,8 @@ class DriftMonitor:
                 merged.setdefault(key, []).extend(blocks)
         return merged
 
-    def compute(self, layout: DriftLayout, metadata: ModelMetadata, environment: str, blocks: Iterable[Block]):
+    def compute(self, layout: DriftLayout, metadata: ModelMetadata, environment: str,
+                blocks: Iterable[Block]) -> DriftReport:
         totals = window_totals(blocks, self.spec, self.clock(), layout.empty_feature_counts().shape,
                                layout.empty_prediction_counts().shape)
         return drift_report(layout, totals.features, totals.predictions, totals.rows, self.thresholds,
@@ -162,7 +163,7 @@ class DriftMonitor:
         return figures
 
 
-def figures_of(route: Watched, report: object) -> DriftFigures:
+def figures_of(route: Watched, report: DriftReport) -> DriftFigures:
     features = [(feature.name, feature.psi, feature.ks) for feature in report.features]
     return DriftFigures(route.model, route.environment, report.status, report.window_rows, report.drifted_share,
                         report.prediction.psi, features)

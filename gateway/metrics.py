@@ -175,9 +175,9 @@ class DriftFigures(NamedTuple):
     environment: str
     status: str  # "ok", "drift" or "insufficient data"
     window_rows: int
-    drifted_share: float
-    prediction_psi: float | None
-    features: list[tuple[str, float, float]]  # (name, psi, ks)
+    drifted_share: float | None  # None below the minimum window
+    prediction_psi: float | None  # None without an output reference, or before any row
+    features: list[tuple[str, float | None, float | None]]  # (name, psi, ks); None when no finite value was seen
 
 
 DRIFT_STATUSES = ("ok", "drift", "insufficient data")
@@ -199,8 +199,8 @@ class _DriftSeries(Collector):
         status = GaugeMetricFamily("drift_status", "Live drift verdict of the stable version's window: 1 for the "
                                    "current status", labels=[*labels, "status"])
         rows = GaugeMetricFamily("drift_window_rows", "Rows in the live drift window", labels=labels)
-        share = GaugeMetricFamily("drift_drifted_share", "Share of features whose PSI or KS is over its threshold",
-                                  labels=labels)
+        share = GaugeMetricFamily("drift_drifted_share", "Share of features whose PSI or KS is over its threshold "
+                                  "(absent below the minimum window)", labels=labels)
         prediction = GaugeMetricFamily("drift_prediction_psi", "PSI of the outputs' distribution against the "
                                        "reference", labels=labels)
         feature_psi = GaugeMetricFamily("drift_feature_psi", "PSI of one feature against the reference",
@@ -212,13 +212,16 @@ class _DriftSeries(Collector):
             for name in DRIFT_STATUSES:
                 status.add_metric([*route, name], float(figure.status == name))
             rows.add_metric(route, figure.window_rows)
-            share.add_metric(route, figure.drifted_share)
+            if figure.drifted_share is not None:
+                share.add_metric(route, figure.drifted_share)
             if figure.prediction_psi is not None:
                 prediction.add_metric(route, figure.prediction_psi)
             if len(figure.features) <= self.max_feature_labels:
                 for name, psi, ks in figure.features:
-                    feature_psi.add_metric([*route, name], psi)
-                    feature_ks.add_metric([*route, name], ks)
+                    if psi is not None:
+                        feature_psi.add_metric([*route, name], psi)
+                    if ks is not None:
+                        feature_ks.add_metric([*route, name], ks)
         yield from (status, rows, share, prediction, feature_psi, feature_ks)
 
 

@@ -196,11 +196,17 @@ def training_rows(seed: int, rows: int = WATCHED_REFERENCE_ROWS) -> np.ndarray:
 
 def publish_watched_classifier(store: Store, name: str = "watched", version: str = "v1.0.0", *,
                                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """publish_classifier's model, with reference statistics of WATCHED_REFERENCE_ROWS training rows (seed 0)."""
-    from exporters.stats import reference_stats
+    """publish_classifier's model, with reference statistics of WATCHED_REFERENCE_ROWS training rows (seed 0) and of
+    its answers on them, as `onnxgate export --reference-data` keeps them."""
+    from exporters.stats import prediction_stats, reference_stats
 
     weights = classifier_weights(seed, len(WATCHED_FEATURES), len(IRIS_LABELS))
-    stats = reference_stats(training_rows(0), "X", feature_names=WATCHED_FEATURES)
+    reference = training_rows(0)
+    labels, probabilities = classifier_expected(weights, reference)
+    prediction, why_not = prediction_stats({"label": labels, "probabilities": probabilities}, label_output="label",
+                                           score_output="probabilities")
+    stats = reference_stats(reference, "X", feature_names=WATCHED_FEATURES).model_copy(
+        update={"prediction": prediction, "prediction_reason": why_not})
     metadata = minimal_metadata(
         name, version,
         inputs=[TensorSpec(name="X", dtype="float32", shape=["batch", len(WATCHED_FEATURES)])],

@@ -22,6 +22,7 @@ from gateway.drift_window import DriftWindow, WindowSpec, window_totals
 from gateway.settings import GatewaySettings
 from modelstore.layout import Store
 from monitoring.drift import DriftLayout, DriftThresholds
+from onnxgate.__main__ import main
 from tests.factories import (
     WATCHED_FEATURES,
     deploy_version,
@@ -73,7 +74,7 @@ def watched_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """Watched classifiers (reference statistics of their training rows) fresh, shifted and few in production, plus
     v2 of fresh registered only; plain has no reference statistics."""
     store = make_store(tmp_path_factory.mktemp("drift") / "models")
-    for name in ("fresh", "shifted", "few", "gauged"):
+    for name in ("fresh", "shifted", "few", "gauged", "agreed"):
         publish_watched_classifier(store, name, seed=1)
         deploy_version(store, name, "v1.0.0", "production")
     publish_watched_classifier(store, "fresh", "v2.0.0", seed=2)
@@ -102,7 +103,9 @@ def test_no_drift_on_fresh_rows_from_the_training_distribution(live: httpx.Clien
     assert report["status"] == "ok", report
     assert report["drifted_share"] == 0
     assert [f["name"] for f in report["features"]] == WATCHED_FEATURES
-    assert not any(f["drifted"] for f in report["features"]) and not report["prediction"]["drifted"]
+    assert not any(f["drifted"] for f in report["features"])
+    assert report["prediction"]["available"] and report["prediction"]["rows"] == len(rows)
+    assert not report["prediction"]["drifted"]
 
 
 @pytest.mark.e2e
@@ -128,6 +131,7 @@ def test_insufficient_data_below_the_minimum_window_never_drift(live: httpx.Clie
 
     assert report["window_rows"] == len(rows)
     assert report["status"] == "insufficient data", report
+    assert report["drifted_share"] is None and not any(f["drifted"] for f in report["features"])
 
 
 @pytest.mark.e2e
@@ -155,6 +159,40 @@ def test_unknown_model_environment_or_version_is_404_and_no_statistics_is_unavai
     body = plain.json()
     assert (body["status"], body["window_rows"], body["version"]) == ("unavailable", 0, "v1.0.0")
     assert body["reason"]
+
+
+def agree(online: object, offline: object, where: str = "report") -> None:
+    """The same JSON, numbers to 1e-9."""
+    if isinstance(online, dict):
+        assert isinstance(offline, dict) and online.keys() == offline.keys(), where
+        for key in online:
+            agree(online[key], offline[key], f"{where}.{key}")
+    elif isinstance(online, list):
+        assert isinstance(offline, list) and len(online) == len(offline), where
+        for index, (one, other) in enumerate(zip(online, offline, strict=True)):
+            agree(one, other, f"{where}[{index}]")
+    elif isinstance(online, float) and not isinstance(offline, bool):
+        assert offline == pytest.approx(online, rel=0, abs=1e-9), where
+    else:
+        assert online == offline, where
+
+
+@pytest.mark.e2e
+def test_the_same_rows_give_the_same_report_online_and_offline(live: httpx.Client, watched_store: Store,
+                                                               tmp_path: Path, capsys: pytest.CaptureFixture):
+    rows = shifted(training_rows(seed=106, rows=1500), [3], by_std=0.3)
+    send(live, "agreed", rows)
+    online = report_when(live, "agreed", len(rows))
+    np.save(tmp_path / "rows.npy", rows)
+
+    capsys.readouterr()
+    assert main(["drift", "agreed", "--data", str(tmp_path / "rows.npy"), "--env", "production", "--json",
+                 "--store", str(watched_store.root)]) == 0
+    offline = json.loads(capsys.readouterr().out)
+
+    assert online["window_rows"] == offline["window_rows"] == len(rows)
+    assert online["features"][3]["psi"] > 0.01  # a report with something in it
+    agree(online, offline)
 
 
 def drift_samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -194,7 +232,7 @@ def test_per_feature_gauges_only_up_to_the_configured_number_of_features(watched
         while not (samples := drift_samples(client.get("/metrics").text)):
             assert time.monotonic() < deadline
             time.sleep(0.1)
-    assert any(name == "drift_drifted_share" for name, _ in samples)
+    assert any(name == "drift_window_rows" for name, _ in samples)
     assert not any(name.startswith("drift_feature_") for name, _ in samples)
 
 
