@@ -84,7 +84,8 @@ class DriftMonitor:
         with self._lock:
             kept = self._windows.get(key)
             if kept is None or kept[0] != ident:
-                kept = self._windows[key] = (ident, DriftWindow(layout, self.spec, self.clock))
+                kept = self._windows[key] = (ident, DriftWindow(layout, self.spec, *counted_names(metadata),
+                                                                clock=self.clock))
             return kept[1]
 
     def own_blocks(self, only: VersionKey | None = None) -> dict[VersionKey, list[Block]]:
@@ -161,6 +162,17 @@ class DriftMonitor:
             report = self.compute(layout, route.metadata, route.environment, [*own.get(key, []), *others.get(key, [])])
             figures.append(figures_of(route, report))
         return figures
+
+
+def counted_names(metadata: ModelMetadata) -> tuple[list[str], list[str]]:
+    """The inputs and outputs monitoring.drift.DriftLayout reads: the reference's input (and a text model's attention
+    mask), and the output the prediction reference describes."""
+    stats = metadata.reference_stats
+    feeds = [stats.input] if stats.input else []
+    if metadata.tokenizer is not None and metadata.tokenizer.attention_mask:
+        feeds.append(metadata.tokenizer.attention_mask)
+    outputs = [stats.prediction.output] if stats.prediction is not None else []
+    return feeds, outputs
 
 
 def figures_of(route: Watched, report: DriftReport) -> DriftFigures:

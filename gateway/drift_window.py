@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,57 +81,74 @@ class Totals:
 
 
 class RowBuffer:
-    """Served rows waiting to be counted, copied into arrays allocated once per name (`rows` rows each), so that no
-    request's own arrays outlive it: keeping a thousand requests' arrays alive until they are counted cost ~6 µs a
-    request over HTTP (bench/README.md), the copy ~1 µs."""
+    """Served rows waiting to be counted: the inputs and outputs the layout reads, copied into arrays allocated once
+    (`rows` rows each), so that no request's own arrays outlive it: keeping them alive until they were counted cost
+    as much as the copy, which costs ~1 µs (bench/README.md)."""
 
-    def __init__(self, rows: int) -> None:
+    def __init__(self, rows: int, feed_names: Sequence[str], output_names: Sequence[str]) -> None:
         self.capacity = rows
         self.rows = 0
-        self.feeds: dict[str, np.ndarray] = {}
-        self.outputs: dict[str, np.ndarray] = {}
+        self.names = [(False, name) for name in feed_names] + [(True, name) for name in output_names]
+        # (an output?, name, dtype, row shape, capacity x row shape)
+        self.slots: list[tuple[bool, str, np.dtype, tuple[int, ...], np.ndarray]] = []
+        self.absent: list[tuple[bool, str]] = []  # names the requests buffered now did not have
 
     def put(self, feeds: Arrays, outputs: Arrays, rows: int) -> bool:
-        """Copy the request's rows in, if they fit: room left, the buffer's names, and each array's row shape (checked
-        by the row count and total size, which together rule out numpy broadcasting a smaller row into a larger)."""
-        start, end = self.rows, self.rows + rows
-        if end > self.capacity or len(feeds) != len(self.feeds) or len(outputs) != len(self.outputs):
+        """Copy the request's rows in, if they fit: room left, the same names present, each array `rows` rows of the
+        buffer's row shape and dtype (so that numpy never broadcasts one row into several)."""
+        start = self.rows
+        end = start + rows
+        if end > self.capacity or not self.slots:
             return False
         try:
-            for arrays, buffers in ((feeds, self.feeds), (outputs, self.outputs)):
-                for name, array in arrays.items():
-                    target = buffers[name][start:end]
-                    if array.size != target.size or array.dtype != target.dtype:
-                        return False
-                    target[...] = array
-        except (KeyError, ValueError):  # a name the buffer has not, a shape that does not fit
+            for is_output, name, dtype, row_shape, buffer in self.slots:
+                array = outputs[name] if is_output else feeds[name]
+                if array.dtype != dtype or array.shape != (rows, *row_shape):
+                    return False
+                buffer[start:end] = array
+        except KeyError:
             return False
+        if self.absent:
+            for is_output, name in self.absent:
+                if name in (outputs if is_output else feeds):
+                    return False
         self.rows = end
         return True
 
     def reshape(self, feeds: Arrays, outputs: Arrays) -> None:
-        """Arrays for this request's names, row shapes and dtypes (the buffer must be empty)."""
-        self.feeds = {name: np.empty((self.capacity, *array.shape[1:]), array.dtype) for name, array in feeds.items()}
-        self.outputs = {name: np.empty((self.capacity, *array.shape[1:]), array.dtype)
-                        for name, array in outputs.items()}
+        """Arrays for this request's shapes and dtypes, of the names it has (the buffer must be empty)."""
+        self.slots, self.absent = [], []
+        for is_output, name in self.names:
+            array = (outputs if is_output else feeds).get(name)
+            if array is None or array.ndim == 0:
+                self.absent.append((is_output, name))
+            else:
+                row_shape = array.shape[1:]
+                self.slots.append((is_output, name, array.dtype, row_shape,
+                                   np.empty((self.capacity, *row_shape), array.dtype)))
 
     def take(self) -> tuple[Arrays, Arrays]:
-        """Views of the buffered rows, valid until the next put; the buffer is empty after."""
+        """Views of the buffered rows (inputs, outputs), valid until the next put; the buffer is empty after."""
         rows, self.rows = self.rows, 0
-        return ({name: buffer[:rows] for name, buffer in self.feeds.items()},
-                {name: buffer[:rows] for name, buffer in self.outputs.items()})
+        feeds: dict[str, np.ndarray] = {}
+        outputs: dict[str, np.ndarray] = {}
+        for is_output, name, _, _, buffer in self.slots:
+            (outputs if is_output else feeds)[name] = buffer[:rows]
+        return feeds, outputs
 
 
 class DriftWindow:
     """Updated and read on the event loop's thread only (like gateway/metrics.py's plain numbers): no lock."""
 
-    def __init__(self, counter: Counter, spec: WindowSpec, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, counter: Counter, spec: WindowSpec, feed_names: Sequence[str], output_names: Sequence[str],
+                 clock: Callable[[], float] = time.time) -> None:
+        """`feed_names`, `output_names`: the inputs and outputs the layout counts (the others are not kept)."""
         self.counter = counter
         self.spec = spec
         self.clock = clock
         self.closed: deque[Block] = deque(maxlen=spec.capacity)
         self.current: Block | None = None
-        self.buffer = RowBuffer(spec.buffer_rows)
+        self.buffer = RowBuffer(spec.buffer_rows, feed_names, output_names)
         self.uncounted = 0  # rows whose feeds or outputs the layout could not count (e.g. outputs not asked for)
 
     def add(self, feeds: Arrays, outputs: Arrays, rows: int) -> None:
@@ -140,7 +157,7 @@ class DriftWindow:
         if not buffer.put(feeds, outputs, rows):
             self.count_pending()
             buffer.reshape(feeds, outputs)
-            if not buffer.put(feeds, outputs, rows):  # more rows than the buffer holds, or scalars
+            if not buffer.put(feeds, outputs, rows):  # more rows than the buffer holds, or a shape it cannot hold
                 self.count(feeds, outputs)
                 return
         if buffer.rows == buffer.capacity:

@@ -255,7 +255,7 @@ def served(layout: DriftLayout, rows: np.ndarray) -> tuple[dict, dict]:
 
 def test_the_window_keeps_a_fixed_number_of_blocks_whatever_the_traffic(layout: DriftLayout):
     spec = WindowSpec(rows=1000, slices=10, buffer_rows=64)
-    window = DriftWindow(layout, spec)
+    window = DriftWindow(layout, spec, ["X"], ["label"])
     rows = training_rows(seed=5, rows=20_000)
     for start in range(0, len(rows), 7):
         feeds, outputs = served(layout, rows[start:start + 7])
@@ -275,7 +275,7 @@ def test_the_window_keeps_a_fixed_number_of_blocks_whatever_the_traffic(layout: 
 def test_a_time_window_leaves_out_blocks_older_than_it(layout: DriftLayout):
     now = [1000.0]
     spec = WindowSpec(rows=10_000, seconds=60, slices=6, buffer_rows=1)
-    window = DriftWindow(layout, spec, clock=lambda: now[0])
+    window = DriftWindow(layout, spec, ["X"], ["label"], clock=lambda: now[0])
     for _ in range(30):  # one request of 10 rows every 10 s, for 300 s
         feeds, outputs = served(layout, training_rows(seed=6, rows=10))
         window.add(feeds, outputs, 10)
@@ -291,7 +291,7 @@ def test_a_time_window_leaves_out_blocks_older_than_it(layout: DriftLayout):
 
 
 def test_snapshots_round_trip_and_unreadable_ones_are_skipped(layout: DriftLayout, tmp_path: Path):
-    window = DriftWindow(layout, WindowSpec(rows=100, slices=4, buffer_rows=1))
+    window = DriftWindow(layout, WindowSpec(rows=100, slices=4, buffer_rows=1), ["X"], ["label"])
     for seed in range(5):
         feeds, outputs = served(layout, training_rows(seed=seed, rows=30))
         window.add(feeds, outputs, 30)
