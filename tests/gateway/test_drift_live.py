@@ -85,7 +85,8 @@ def watched_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 @pytest.fixture(scope="module")
 def live(watched_store: Store) -> Iterator[httpx.Client]:
-    settings = gateway_settings(watched_store, "production", "staging", drift_flush_s=0.2, pin_any_version=True)
+    settings = gateway_settings(watched_store, "production", "staging", drift_enabled=True, drift_flush_s=0.2,
+                                pin_any_version=True)
     with running_server(create_app(settings, metrics_registry=CollectorRegistry())) as url, \
             httpx.Client(base_url=url, timeout=DEADLINE_S) as client:
         yield client
@@ -225,7 +226,8 @@ def test_gauges_show_the_stable_versions_figures(live: httpx.Client):
 
 
 def test_per_feature_gauges_only_up_to_the_configured_number_of_features(watched_store: Store):
-    settings = gateway_settings(watched_store, drift_flush_s=0.2, drift_max_feature_labels=len(WATCHED_FEATURES) - 1)
+    settings = gateway_settings(watched_store, drift_enabled=True, drift_flush_s=0.2,
+                                drift_max_feature_labels=len(WATCHED_FEATURES) - 1)
     with running_server(create_app(settings, metrics_registry=CollectorRegistry())) as url, \
             httpx.Client(base_url=url, timeout=DEADLINE_S) as client:
         deadline = time.monotonic() + DEADLINE_S
@@ -234,6 +236,19 @@ def test_per_feature_gauges_only_up_to_the_configured_number_of_features(watched
             time.sleep(0.1)
     assert any(name == "drift_window_rows" for name, _ in samples)
     assert not any(name.startswith("drift_feature_") for name, _ in samples)
+
+
+def test_with_drift_off_nothing_is_counted_and_the_report_says_why(watched_store: Store):
+    with running_server(create_app(gateway_settings(watched_store), metrics_registry=CollectorRegistry())) as url, \
+            httpx.Client(base_url=url, timeout=DEADLINE_S) as client:
+        send(client, "fresh", training_rows(seed=108, rows=100))
+        response = client.get("/drift/fresh")
+        metrics = client.get("/metrics").text
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["window_rows"]) == ("unavailable", 0)
+    assert "ONNXGATE_DRIFT_ENABLED" in body["reason"]
+    assert "drift_" not in metrics
 
 
 # -- the window: fixed memory, rows and time ----------------------------------------------------------------------
@@ -316,7 +331,7 @@ def test_thresholds_come_from_the_environment_as_json(monkeypatch: pytest.Monkey
     settings = GatewaySettings()
     assert (settings.drift_thresholds.psi, settings.drift_thresholds.min_rows) == (0.2, 50)
     assert settings.drift_thresholds.ks == DriftThresholds().ks
-    assert (settings.drift_window_rows, settings.drift_window_s, settings.drift_enabled) == (10_000, 600, True)
+    assert (settings.drift_window_rows, settings.drift_window_s, settings.drift_enabled) == (10_000, 600, False)
 
 
 # -- two workers --------------------------------------------------------------------------------------------------
@@ -339,7 +354,8 @@ def test_two_workers_report_the_whole_traffic(tmp_path: Path):
     state = tmp_path / "state"
     state.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONNXGATE_")}
-    env.update(ONNXGATE_METRICS_DIR=str(state), ONNXGATE_DRIFT_FLUSH_S="0.2", ONNXGATE_DRIFT_WINDOW_ROWS="100000")
+    env.update(ONNXGATE_METRICS_DIR=str(state), ONNXGATE_DRIFT_ENABLED="true", ONNXGATE_DRIFT_FLUSH_S="0.2",
+               ONNXGATE_DRIFT_WINDOW_ROWS="100000")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
