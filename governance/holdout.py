@@ -87,8 +87,8 @@ def read_feature_rows(path: Path, metadata: ModelMetadata) -> FeatureRows:
     if Path(path).suffix.lower() == ".npy":
         matrix = _load_npy(raw, Path(path).name)
         return FeatureRows(features=_feeds_from_matrix(matrix, layout), sha256=digest, rows=len(matrix))
-    table = _parse_csv(raw, Path(path).name)
-    features = _feeds(table, _match_features(list(table.header), layout, metadata), layout)
+    table = _parse_csv(raw, Path(path).name, "data")
+    features = _feeds(table, _match_features(list(table.header), layout, metadata, "data"), layout, "data")
     return FeatureRows(features=features, sha256=digest, rows=len(table.rows))
 
 
@@ -132,41 +132,41 @@ def check_known_labels(labels: np.ndarray, classes: list[str], where: str) -> No
                            f"(classes: {shown})")
 
 
-def _parse_csv(raw: bytes, display: str) -> _Table:
+def _parse_csv(raw: bytes, display: str, what: str = "holdout") -> _Table:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise HoldoutError(f"holdout {display} is not UTF-8 text (byte {exc.start}); evaluate reads CSV") from None
+        raise HoldoutError(f"{what} {display} is not UTF-8 text (byte {exc.start}); expected CSV") from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
         if not header or not any(cell.strip() for cell in header):
-            raise HoldoutError(f"holdout {display} is empty (no header row)")
+            raise HoldoutError(f"{what} {display} is empty (no header row)")
         header = [cell.strip() for cell in header]
-        _check_header(header, display)
+        _check_header(header, display, what)
         rows, lines = [], []
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # a blank line
             if len(row) != len(header):
-                raise HoldoutError(f"holdout {display} line {reader.line_num} has {len(row)} values; the header has "
+                raise HoldoutError(f"{what} {display} line {reader.line_num} has {len(row)} values; the header has "
                                    f"{len(header)}")
             rows.append(row)
             lines.append(reader.line_num)
     except csv.Error as exc:
-        raise HoldoutError(f"holdout {display} is not valid CSV at line {reader.line_num}: {exc}") from None
+        raise HoldoutError(f"{what} {display} is not valid CSV at line {reader.line_num}: {exc}") from None
     if not rows:
-        raise HoldoutError(f"holdout {display} has a header but no rows")
+        raise HoldoutError(f"{what} {display} has a header but no rows")
     return _Table(header, rows, lines)
 
 
-def _check_header(header: list[str], display: str) -> None:
+def _check_header(header: list[str], display: str, what: str = "holdout") -> None:
     seen = set()
     for index, name in enumerate(header):
         if not name:
-            raise HoldoutError(f"holdout {display}: column {index + 1} has no name")
+            raise HoldoutError(f"{what} {display}: column {index + 1} has no name")
         if name in seen:
-            raise HoldoutError(f"holdout {display}: column {name!r} appears twice")
+            raise HoldoutError(f"{what} {display}: column {name!r} appears twice")
         seen.add(name)
 
 
@@ -178,7 +178,8 @@ def _reference_names(layout: list[InputColumns], metadata: ModelMetadata) -> lis
     return names if len(names) == layout[0].width else None
 
 
-def _match_features(columns: list[str], layout: list[InputColumns], metadata: ModelMetadata) -> list[str]:
+def _match_features(columns: list[str], layout: list[InputColumns], metadata: ModelMetadata,
+                    what: str = "holdout") -> list[str]:
     """The holdout's feature columns in the order the model takes them."""
     names = _reference_names(layout, metadata)
     if names is not None and set(columns) == set(names):
@@ -187,19 +188,19 @@ def _match_features(columns: list[str], layout: list[InputColumns], metadata: Mo
     if not generic:  # the model names its features: the holdout must name the same ones
         for name in names:
             if name not in columns:
-                raise HoldoutError(f"holdout columns do not match the model: no column {name!r} (a feature of "
+                raise HoldoutError(f"{what} columns do not match the model: no column {name!r} (a feature of "
                                    f"{metadata.name} {metadata.version}, which takes {', '.join(names)})")
         extra = next(column for column in columns if column not in names)
-        raise HoldoutError(f"holdout columns do not match the model: column {extra!r} is not a feature of "
-                           f"{metadata.name} {metadata.version}, nor the label or group column")
+        raise HoldoutError(f"{what} columns do not match the model: column {extra!r} is not a feature of "
+                           f"{metadata.name} {metadata.version}{', nor the label or group column' if what == 'holdout' else ''}")
     width = sum(item.width for item in layout)
     signature = "; ".join(item.spec.describe() for item in layout)
     if len(columns) > width:
-        raise HoldoutError(f"holdout columns do not match the model: column {columns[width]!r} is feature column "
+        raise HoldoutError(f"{what} columns do not match the model: column {columns[width]!r} is feature column "
                            f"{width + 1}, but the model takes {width} ({signature})")
     if len(columns) < width:
         input_name, position = _position(layout, len(columns))
-        raise HoldoutError(f"holdout columns do not match the model: {len(columns)} feature columns, the model takes "
+        raise HoldoutError(f"{what} columns do not match the model: {len(columns)} feature columns, the model takes "
                            f"{width}; none for value {position} of input {input_name!r} ({signature})")
     return columns
 
@@ -212,18 +213,19 @@ def _position(layout: list[InputColumns], index: int) -> tuple[str, int]:
     raise IndexError(index)
 
 
-def _feeds(table: _Table, ordered: list[str], layout: list[InputColumns]) -> dict[str, np.ndarray]:
+def _feeds(table: _Table, ordered: list[str], layout: list[InputColumns],
+           what: str = "holdout") -> dict[str, np.ndarray]:
     feeds, start = {}, 0
     for item in layout:
         names = ordered[start:start + item.width]
         start += item.width
-        columns = [_numbers(table, name, item.spec.dtype) for name in names]
+        columns = [_numbers(table, name, item.spec.dtype, what) for name in names]
         matrix = np.stack(columns, axis=1) if columns else np.empty((len(table.rows), 0))
         feeds[item.spec.name] = matrix.reshape((len(table.rows), *item.row_shape)).astype(item.spec.dtype)
     return feeds
 
 
-def _numbers(table: _Table, name: str, dtype: str) -> np.ndarray:
+def _numbers(table: _Table, name: str, dtype: str, what: str = "holdout") -> np.ndarray:
     """One column as numbers for an input of `dtype`; the first value that is not one is refused by row and column."""
     cells = table.column(name)
     kind = np.dtype(dtype).kind
@@ -234,7 +236,7 @@ def _numbers(table: _Table, name: str, dtype: str) -> np.ndarray:
     bad = _first_bad(cells, values, kind)
     if bad is not None:
         row, why = bad
-        raise HoldoutError(f"holdout line {table.lines[row]} (row {row + 1}), column {name!r}: "
+        raise HoldoutError(f"{what} line {table.lines[row]} (row {row + 1}), column {name!r}: "
                            f"{cells[row].strip()!r} {why}")
     return values
 

@@ -105,7 +105,7 @@ class _Bins:
     size: int                   # cells used, from psi_at
 
     @classmethod
-    def of(cls, stats: FeatureStats, start: int) -> _Bins:
+    def of(cls, stats: FeatureStats, start: int, *, quantiles: bool = True) -> _Bins:
         edges = np.asarray(stats.bin_edges, dtype=np.float64)
         counts = np.asarray(stats.counts, dtype=np.float64)
         if len(edges) < 2 or counts.sum() <= 0:  # no finite reference value: one bin holds everything
@@ -114,7 +114,7 @@ class _Bins:
         points = ref_cdf = None
         bins = len(counts)
         ks_cells = 0
-        if stats.quantiles and stats.cdf and stats.cdf_below:
+        if quantiles and stats.quantiles and stats.cdf and stats.cdf_below:
             quantiles = np.asarray(stats.quantiles, dtype=np.float64)
             points, first = np.unique(quantiles, return_index=True)
             ref_cdf = np.empty(2 * len(points))
@@ -158,6 +158,7 @@ class DriftLayout:
         self._inner = _padded([bins.inner_edges for bins in features])
         self._points = _padded([bins.points if bins.points is not None else np.zeros(0) for bins in features])
         self._has_points = np.array([bins.points is not None for bins in features])
+        self._feature_index = np.arange(len(features))[None, :]
         self._psi_at = np.array([bins.psi_at for bins in features], dtype=np.int64)
         self._ks_at = np.array([bins.ks_at for bins in features], dtype=np.int64)
         self._non_finite_at = np.array([bins.non_finite_at for bins in features], dtype=np.int64)
@@ -165,10 +166,12 @@ class DriftLayout:
         self._prediction_reason = prediction_reason
         self._classes: dict[str, int] = {}
         self._prediction_bins: _Bins | None = None
+        self._class_numbers: tuple[np.ndarray, np.ndarray] | None = None  # integer classes, sorted, and their cells
         if prediction is not None and prediction.kind == "classes":
             self._classes = {label: index for index, label in enumerate(prediction.classes or [])}
+            self._class_numbers = _integer_classes(list(self._classes))
         elif prediction is not None and prediction.value is not None:
-            self._prediction_bins = _Bins.of(prediction.value, 0)
+            self._prediction_bins = _Bins.of(prediction.value, 0, quantiles=False)  # PSI only
         self.notes = notes
 
     @classmethod
@@ -256,10 +259,12 @@ class DriftLayout:
         once, which costs less than a searchsorted call per feature. Same cells as the searchsorted path."""
         values = table[:, :, None]
         finite = np.isfinite(table)
-        psi_cells = (values >= self._inner).sum(axis=2) + self._psi_at
+        psi_cells = (values >= self._inner).sum(axis=2, dtype=np.int64) + self._psi_at
         psi_cells = np.where(finite, psi_cells, self._non_finite_at)
-        ks_cells = (values > self._points).sum(axis=2) + (values >= self._points).sum(axis=2) + self._ks_at
-        ks_cells = np.where(finite & self._has_points, ks_cells, self._feature_size)  # the last cell: discarded
+        below = (values > self._points).sum(axis=2, dtype=np.int64)  # points < value; the +inf padding never counts
+        at_point = self._points[0][self._feature_index, below] == table
+        ks_cells = np.where(finite & self._has_points, 2 * below + at_point + self._ks_at,
+                            self._feature_size)  # the last cell: discarded
         found = np.bincount(np.concatenate((psi_cells.ravel(), ks_cells.ravel())), minlength=self._feature_size + 1)
         return found[:-1].astype(np.int64, copy=False)
 
@@ -281,8 +286,13 @@ class DriftLayout:
             cells = self._prediction_bins.cells(values[usable])[0]
             return counts + np.bincount(cells, minlength=len(counts)).astype(np.int64, copy=False)
         values = value.reshape(-1)
-        distinct, inverse = np.unique(values, return_inverse=True)
         other = len(self._classes)
+        if self._class_numbers is not None and values.dtype.kind in "biu":
+            sorted_numbers, order = self._class_numbers
+            at = np.minimum(np.searchsorted(sorted_numbers, values), len(sorted_numbers) - 1)
+            index = np.where(sorted_numbers[at] == values, order[at], other)
+            return counts + np.bincount(index, minlength=len(counts)).astype(np.int64, copy=False)
+        distinct, inverse = np.unique(values, return_inverse=True)
         index = np.array([self._classes.get(class_text(item), other) for item in distinct], dtype=np.int64)
         return counts + np.bincount(index[inverse.reshape(-1)], minlength=len(counts)).astype(np.int64, copy=False)
 
@@ -380,10 +390,23 @@ def drift_report(layout: DriftLayout, feature_counts: np.ndarray, prediction_cou
 
 
 def _padded(rows: list[np.ndarray]) -> np.ndarray:
-    padded = np.full((len(rows), max([len(row) for row in rows] + [1])), np.inf)
+    padded = np.full((len(rows), max(len(row) for row in rows) + 1), np.inf)  # at least one +inf per row
     for index, row in enumerate(rows):
         padded[index, :len(row)] = row
     return padded[None, :, :]
+
+
+def _integer_classes(classes: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Classes that are all integers written as text ("0", "7"): sorted as numbers with their cell indexes, so that
+    integer label outputs are counted with searchsorted instead of text lookups. None otherwise."""
+    try:
+        numbers = np.array([int(label) for label in classes], dtype=np.int64)
+    except ValueError:
+        return None
+    if not len(numbers) or [str(number) for number in numbers] != classes:
+        return None
+    order = np.argsort(numbers, kind="stable")
+    return numbers[order], order.astype(np.int64)
 
 
 def _usable_prediction(stats: PredictionStats | None, reason: str | None) -> tuple[PredictionStats | None, str]:

@@ -64,7 +64,10 @@ def _reference_text(metadata) -> str:
     stats = metadata.reference_stats
     if not stats.available:
         return f"missing: {stats.reason}"
-    return f"{stats.rows} rows, {len(stats.features)} features"
+    kept = "quantiles and 10 bins" if all(f.quantiles for f in stats.features) else "10 bins"
+    outputs = (f"outputs: {stats.prediction.kind} of {stats.prediction.output}" if stats.prediction is not None
+               else "outputs: none")
+    return f"{stats.rows} rows, {len(stats.features)} features ({kept}), {outputs}"
 
 
 def required_approvals(store: Store) -> Callable[[str], int | None]:

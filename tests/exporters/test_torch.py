@@ -9,6 +9,7 @@ from exporters.errors import ExportError
 from exporters.publish import PublishOptions, export_source, export_torch
 from exporters.source import load_source
 from exporters.tokenizer import fixed_length
+from monitoring.drift import DriftLayout
 from tests.exporters.conftest import run_stored
 from tests.exporters.torch_models import LSTMText, SmallCNN, TabularMLP, TinyBert, Unexportable
 
@@ -79,6 +80,11 @@ def test_lstm_text_classifier(store, word_tokenizer):
     with torch.no_grad():
         expected = softmax(module(torch.from_numpy(ids)).numpy())
     np.testing.assert_allclose(stored["probabilities"], expected, atol=1e-5)
+    reference = metadata.reference_stats
+    assert len(reference.features[0].quantiles) == 101
+    assert reference.prediction.kind == "classes" and sum(reference.prediction.counts) == len(sample)
+    table = DriftLayout.of(metadata).feature_table({"input_ids": ids})  # drift's token count: ids that are not padding
+    np.testing.assert_array_equal(table[:, 0], (ids != word_tokenizer.pad_id).sum(axis=1))
 
 
 def test_transformer_encoder_with_attention_mask(store, word_tokenizer):

@@ -83,8 +83,11 @@ def test_ks_is_within_0_02_of_scipy_on_normal_skewed_and_discrete_columns(shift:
 
 def test_counts_add_up_across_requests_and_the_small_and_large_paths_agree():
     rng = np.random.default_rng(1)
-    layout = layout_of(rng.normal(size=(2000, 5)))
+    reference = rng.normal(size=(2000, 5))
+    reference[:, 2] = rng.integers(0, 5, 2000)  # values equal to the quantiles and edges themselves
+    layout = layout_of(reference)
     rows = rng.normal(0.2, 1.3, size=(500, 5))
+    rows[:, 2] = rng.integers(-1, 7, 500)  # below, at and above the reference's values
     rows[3, 1], rows[10, 4], rows[200, 0] = np.nan, np.inf, -np.inf
     whole = layout.count_features(rows)  # more than 64 rows: searchsorted per feature
     pieces = sum((layout.count_features(rows[i:i + 7]) for i in range(0, 500, 7)), layout.empty_feature_counts())
@@ -206,3 +209,25 @@ def test_counts_of_another_layout_are_refused():
     with pytest.raises(ValueError, match="do not belong"):
         drift_report(layout, np.zeros(3, dtype=np.int64), layout.empty_prediction_counts(), 0, DriftThresholds(),
                      model="m", version="v", environment=None)
+
+
+def test_text_class_labels_are_counted_by_name():
+    prediction = PredictionStats(kind="classes", output="label", rows=4, classes=["cat", "dog"], counts=[2, 2])
+    layout = layout_of(np.random.default_rng(13).normal(size=(100, 1)), prediction=prediction)
+    counts = layout.count_predictions({"label": np.array(["dog", "cat", "eel", "dog"], dtype=object)})
+    np.testing.assert_array_equal(counts, [1, 2, 1])
+    np.testing.assert_array_equal(layout.count_predictions({"label": np.array([b"cat"])}), [1, 0, 0])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_ks_bound_holds_on_random_mixtures_with_ties(seed: int):
+    rng = np.random.default_rng(100 + seed)
+    def draw(n: int, shift: float) -> np.ndarray:
+        continuous = rng.normal(shift, rng.uniform(0.5, 2.0), n)
+        ties = np.round(rng.exponential(2.0, n) + shift, int(rng.integers(0, 2)))  # many repeated values
+        return np.where(rng.random(n) < 0.5, continuous, ties)
+    reference = draw(int(rng.integers(1000, 10_000)), 0.0)[:, None]
+    live = draw(int(rng.integers(500, 5000)), float(rng.uniform(0, 0.5)))[:, None]
+    feature = report(layout_of(reference), live).features[0]
+    exact = ks_2samp(reference[:, 0], live[:, 0]).statistic
+    assert exact - 0.02 <= feature.ks <= exact + 1e-12
