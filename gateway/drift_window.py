@@ -149,7 +149,6 @@ class DriftWindow:
         self.closed: deque[Block] = deque(maxlen=spec.capacity)
         self.current: Block | None = None
         self.buffer = RowBuffer(spec.buffer_rows, feed_names, output_names)
-        self.uncounted = 0  # rows whose feeds or outputs the layout could not count (e.g. outputs not asked for)
 
     def add(self, feeds: Arrays, outputs: Arrays, rows: int) -> None:
         """One served request: its rows copied into the buffer, counted when the buffer is full."""
@@ -178,8 +177,7 @@ class DriftWindow:
                 return
             features = counter.count_features(table)
             predictions = counter.count_predictions(outputs)
-        except (KeyError, ValueError, IndexError, TypeError):
-            self.uncounted += len(next(iter(feeds.values()), ()))
+        except (KeyError, ValueError, IndexError, TypeError):  # inputs the layout cannot read: not counted
             return
         now = self.clock()
         self.rotate(now)

@@ -1,5 +1,5 @@
-"""HTTP only: read the request, call the service, write the response. /predict, /health, /metrics and the Open
-Inference Protocol (v2) REST routes."""
+"""HTTP only: read the request, call the service, write the response. /predict, /health, /metrics, /drift and the
+Open Inference Protocol (v2) REST routes."""
 from __future__ import annotations
 
 from collections.abc import Callable
