@@ -20,7 +20,10 @@ from gateway.app import create_app
 from gateway.drift_snapshots import decode, read_snapshots, snapshot_path, write_snapshot
 from gateway.drift_window import DriftWindow, WindowSpec, window_totals
 from gateway.settings import GatewaySettings
+from modelstore.deployments import Change
 from modelstore.layout import Store
+from modelstore.rollout import StartCanary
+from modelstore.transitions import transition
 from monitoring.drift import DriftLayout, DriftThresholds
 from onnxgate.__main__ import main
 from tests.factories import (
@@ -78,6 +81,10 @@ def watched_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         publish_watched_classifier(store, name, seed=1)
         deploy_version(store, name, "v1.0.0", "production")
     publish_watched_classifier(store, "fresh", "v2.0.0", seed=2)
+    publish_watched_classifier(store, "split", seed=1)
+    publish_watched_classifier(store, "split", "v2.0.0", seed=2)
+    deploy_version(store, "split", "v1.0.0", "production")
+    transition(store, StartCanary("split", "production", "v2.0.0", 50), Change(actor="tests"))
     publish_classifier(store, "plain", "v1.0.0", seed=3)
     deploy_version(store, "plain", "v1.0.0", "production")
     return store
@@ -143,6 +150,23 @@ def test_a_pinned_version_is_reported_on_its_own_rows(live: httpx.Client):
     report = report_when(live, "fresh", len(rows), version="v2.0.0")
 
     assert (report["version"], report["window_rows"]) == ("v2.0.0", len(rows))
+
+
+@pytest.mark.e2e
+def test_stable_and_canary_rows_are_counted_for_the_version_that_answered(live: httpx.Client):
+    rows = training_rows(seed=109, rows=1000)
+    answered = {"v1.0.0": 0, "v2.0.0": 0}
+    for start in range(0, len(rows), 10):
+        response = live.post("/predict/split", json={"inputs": rows[start:start + 10].tolist()})
+        assert response.status_code == 200, response.text
+        answered[response.json()["version"]] += 10
+    assert answered["v2.0.0"] > 0  # the canary took its share
+
+    stable = report_when(live, "split", answered["v1.0.0"])
+    canary = report_when(live, "split", answered["v2.0.0"], version="v2.0.0")
+
+    assert (stable["version"], stable["window_rows"]) == ("v1.0.0", answered["v1.0.0"])
+    assert (canary["version"], canary["window_rows"]) == ("v2.0.0", answered["v2.0.0"])
 
 
 @pytest.mark.e2e
