@@ -83,30 +83,39 @@ class Totals:
 class RowBuffer:
     """Served rows waiting to be counted: the inputs and outputs the layout reads, copied into arrays allocated once
     (`rows` rows each), so that no request's own arrays outlive it: keeping them alive until they were counted cost
-    as much as the copy, which costs ~1 µs (bench/README.md)."""
+    ~4% CPU per request over HTTP on the benchmark's logistic regression, the copy ~1% (bench/README.md)."""
 
     def __init__(self, rows: int, feed_names: Sequence[str], output_names: Sequence[str]) -> None:
         self.capacity = rows
         self.rows = 0
         self.names = [(False, name) for name in feed_names] + [(True, name) for name in output_names]
-        # (an output?, name, dtype, row shape, capacity x row shape)
-        self.slots: list[tuple[bool, str, np.dtype, tuple[int, ...], np.ndarray]] = []
+        # (name, capacity x the row shape): allocated by reshape() for the first request of a shape; none before
+        self.feed_slots: list[tuple[str, np.ndarray]] = []
+        self.output_slots: list[tuple[str, np.ndarray]] = []
         self.absent: list[tuple[bool, str]] = []  # names the requests buffered now did not have
 
     def put(self, feeds: Arrays, outputs: Arrays, rows: int) -> bool:
-        """Copy the request's rows in, if they fit: room left, the same names present, each array `rows` rows of the
-        buffer's row shape and dtype (so that numpy never broadcasts one row into several)."""
+        """Copy the request's rows in, if they fit: room left, the same names present, `rows` rows in each array.
+        Row shapes and dtypes are not compared: a version's signature fixes them (validated inputs, the session's
+        outputs), and the comparisons cost ~3% CPU per request on the benchmark's logistic regression
+        (bench/README.md). Another row shape raises (unless numpy can broadcast it, which a fixed signature rules
+        out), another dtype is cast."""
         start = self.rows
         end = start + rows
-        if end > self.capacity or not self.slots:
+        if end > self.capacity or not self.feed_slots:
             return False
         try:
-            for is_output, name, dtype, row_shape, buffer in self.slots:
-                array = outputs[name] if is_output else feeds[name]
-                if array.dtype != dtype or array.shape != (rows, *row_shape):
+            for name, buffer in self.feed_slots:
+                array = feeds[name]
+                if len(array) != rows:  # numpy would broadcast one row into several
                     return False
                 buffer[start:end] = array
-        except KeyError:
+            for name, buffer in self.output_slots:
+                array = outputs[name]
+                if len(array) != rows:
+                    return False
+                buffer[start:end] = array
+        except (KeyError, TypeError, ValueError):  # a name missing, a scalar, a shape that does not fit
             return False
         if self.absent:
             for is_output, name in self.absent:
@@ -116,25 +125,21 @@ class RowBuffer:
         return True
 
     def reshape(self, feeds: Arrays, outputs: Arrays) -> None:
-        """Arrays for this request's shapes and dtypes, of the names it has (the buffer must be empty)."""
-        self.slots, self.absent = [], []
+        """Arrays for this request's row shapes and dtypes, of the names it has (the buffer must be empty)."""
+        self.feed_slots, self.output_slots, self.absent = [], [], []
         for is_output, name in self.names:
             array = (outputs if is_output else feeds).get(name)
             if array is None or array.ndim == 0:
                 self.absent.append((is_output, name))
-            else:
-                row_shape = array.shape[1:]
-                self.slots.append((is_output, name, array.dtype, row_shape,
-                                   np.empty((self.capacity, *row_shape), array.dtype)))
+                continue
+            slot = (name, np.empty((self.capacity, *array.shape[1:]), array.dtype))
+            (self.output_slots if is_output else self.feed_slots).append(slot)
 
     def take(self) -> tuple[Arrays, Arrays]:
         """Views of the buffered rows (inputs, outputs), valid until the next put; the buffer is empty after."""
         rows, self.rows = self.rows, 0
-        feeds: dict[str, np.ndarray] = {}
-        outputs: dict[str, np.ndarray] = {}
-        for is_output, name, _, _, buffer in self.slots:
-            (outputs if is_output else feeds)[name] = buffer[:rows]
-        return feeds, outputs
+        return ({name: buffer[:rows] for name, buffer in self.feed_slots},
+                {name: buffer[:rows] for name, buffer in self.output_slots})
 
 
 class DriftWindow:
