@@ -66,7 +66,7 @@ class GatewaySettings(BaseSettings):
     # Live drift (gateway/drift_monitor.py): every served row of a version with reference statistics, in a window
     drift_enabled: bool = Field(default=False, description="count served rows of versions with reference statistics "
                                 "into a live drift window (GET /drift/{model}, drift_* gauges). Off by default: on, it "
-                                "cost ~8% CPU per request on the benchmark's logistic regression (30 features, batch "
+                                "cost ~5.5% CPU per request on the benchmark's logistic regression (30 features, batch "
                                 "1; bench/drift_cost.py), over the 5% budget; less on models that cost more per row")
     drift_window_rows: int = Field(default=10_000, gt=0, description="the window: this many of the latest rows, across "
                                    "all workers")
