@@ -50,7 +50,9 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     store's captured predictions joined with their labels)."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     store = store if store is not None else open_store(settings.store, relative_paths=True)
-    service = Service(settings, GatewayMetrics(registry), store)
+    metrics = GatewayMetrics(registry)
+    service = Service(settings, metrics, store)
+    metrics.export_drift(lambda: service.drift.figures, settings.drift_max_feature_labels)
     controller = RolloutController(service, tick_s=settings.rollout_tick_s,
                                    quality=QualityFeed(quality_source or live_quality_source(settings.store),
                                                        settings.quality_refresh_s))
@@ -72,6 +74,7 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         if settings.metrics_dir is not None:
             tasks.append(asyncio.create_task(
                 flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing)))
+        tasks.append(asyncio.create_task(service.drift.run(service.watched, stop_flushing)))
         grpc_server = None
         try:
             if settings.grpc_port is not None:

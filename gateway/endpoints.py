@@ -1,5 +1,5 @@
-"""HTTP only: read the request, call the service, write the response. /predict, /health, /metrics and the Open
-Inference Protocol (v2) REST routes."""
+"""HTTP only: read the request, call the service, write the response. /predict, /health, /metrics, /drift and the
+Open Inference Protocol (v2) REST routes."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -94,6 +94,7 @@ class Endpoints:
             Route("/metrics", self.metrics, methods=["GET"]),
             Route("/feedback/{model}", self.feedback.feedback, methods=["POST"]),
             Route("/quality/{model}", self.feedback.quality, methods=["GET"]),
+            Route("/drift/{model}", self.drift, methods=["GET"]),
             Route("/v2", self.v2_server, methods=["GET"]),
             Route("/v2/health/live", self.v2_live, methods=["GET"]),
             Route("/v2/health/ready", self.v2_ready, methods=["GET"]),
@@ -153,6 +154,13 @@ class Endpoints:
         if directory is None:
             return Response(generate_latest(self.metrics_registry), media_type=CONTENT_TYPE_LATEST)
         return Response(await exposition(self.metrics_registry, directory), media_type=CONTENT_TYPE_LATEST)
+
+    async def drift(self, request: Request) -> Response:
+        """The live drift report of the environment's stable version, or of the version ?version= names."""
+        model = request.path_params["model"]
+        environment = self.service.environment(request.headers.get(ENVIRONMENT_HEADER))
+        metadata = await self.service.drift_metadata(model, environment, request.query_params.get("version"))
+        return json_response(await self.service.drift.report(metadata, environment))
 
     async def v2_server(self, request: Request) -> Response:
         return json_response(self.server)

@@ -19,6 +19,7 @@ from modelstore.metadata import ModelMetadata
 
 if TYPE_CHECKING:
     from gateway.batching import Batcher
+    from gateway.drift_window import DriftWindow
 
 COST_SAMPLE_ROWS = 32
 COST_REPEATS = 5
@@ -38,6 +39,7 @@ class LoadedModel:
     row_cost_s: float = 0.0
     metrics: dict[str, ModelMetrics] = field(default_factory=dict)
     batcher: Batcher | None = None  # set by the service when the version's batching policy is enabled
+    drift: DriftWindow | None = None  # set by the service when live drift watches the version
 
     @property
     def name(self) -> str:

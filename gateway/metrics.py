@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
+from typing import NamedTuple
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -167,6 +168,63 @@ class _ShadowDistance(Collector):
         yield family
 
 
+class DriftFigures(NamedTuple):
+    """One route's live drift (gateway/drift_monitor.py), as the gauges show it."""
+
+    model: str
+    environment: str
+    status: str  # "ok", "drift" or "insufficient data"
+    window_rows: int
+    drifted_share: float | None  # None below the minimum window
+    prediction_psi: float | None  # None without an output reference, or before any row
+    features: list[tuple[str, float | None, float | None]]  # (name, psi, ks); None when no finite value was seen
+
+
+DRIFT_STATUSES = ("ok", "drift", "insufficient data")
+
+
+class _DriftSeries(Collector):
+    """drift_* gauges per model and environment (the stable version's window), from figures the drift flush timer
+    computed; per-feature gauges only for models with at most `max_feature_labels` features."""
+
+    def __init__(self, source: Callable[[], Iterable[DriftFigures]], max_feature_labels: int) -> None:
+        self.source = source
+        self.max_feature_labels = max_feature_labels
+
+    def collect(self) -> Iterator[Metric]:
+        figures = list(self.source())
+        if not figures:
+            return
+        labels = ["model", "environment"]
+        status = GaugeMetricFamily("drift_status", "Live drift verdict of the stable version's window: 1 for the "
+                                   "current status", labels=[*labels, "status"])
+        rows = GaugeMetricFamily("drift_window_rows", "Rows in the live drift window", labels=labels)
+        share = GaugeMetricFamily("drift_drifted_share", "Share of features whose PSI or KS is over its threshold "
+                                  "(absent below the minimum window)", labels=labels)
+        prediction = GaugeMetricFamily("drift_prediction_psi", "PSI of the outputs' distribution against the "
+                                       "reference", labels=labels)
+        feature_psi = GaugeMetricFamily("drift_feature_psi", "PSI of one feature against the reference",
+                                        labels=[*labels, "feature"])
+        feature_ks = GaugeMetricFamily("drift_feature_ks", "Kolmogorov-Smirnov statistic of one feature against the "
+                                       "reference", labels=[*labels, "feature"])
+        for figure in figures:
+            route = [figure.model, figure.environment]
+            for name in DRIFT_STATUSES:
+                status.add_metric([*route, name], float(figure.status == name))
+            rows.add_metric(route, figure.window_rows)
+            if figure.drifted_share is not None:
+                share.add_metric(route, figure.drifted_share)
+            if figure.prediction_psi is not None:
+                prediction.add_metric(route, figure.prediction_psi)
+            if len(figure.features) <= self.max_feature_labels:
+                for name, psi, ks in figure.features:
+                    if psi is not None:
+                        feature_psi.add_metric([*route, name], psi)
+                    if ks is not None:
+                        feature_ks.add_metric([*route, name], ks)
+        yield from (status, rows, share, prediction, feature_psi, feature_ks)
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -202,6 +260,11 @@ class GatewayMetrics:
         """shadow_distribution_distance, computed from `source` (model, version, environment, distance) at scrape
         time: the distance needs a sort over kept values, too costly to redo on every mirrored request."""
         self.registry.register(_ShadowDistance(source))
+
+    def export_drift(self, source: Callable[[], Iterable[DriftFigures]], max_feature_labels: int) -> None:
+        """The drift_* gauges, from the figures `source` gives at scrape time (computed by the drift flush timer,
+        never on the request path)."""
+        self.registry.register(_DriftSeries(source, max_feature_labels))
 
     def for_model(self, metadata: ModelMetadata, environment: str) -> ModelMetrics:
         key = (metadata.name, metadata.version, environment)

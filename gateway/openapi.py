@@ -77,6 +77,9 @@ SINCE = {"name": "since", "in": "query", "required": False,
          "schema": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?[smhdw]?$"}}
 PINNED = {"name": "version", "in": "query", "required": False, "description": "pin a version (debugging)",
           "schema": {"type": "string", "pattern": VERSION_PATTERN}}
+DRIFT_VERSION = {"name": "version", "in": "query", "required": False,
+                 "description": "report on this registered version instead of the stable one",
+                 "schema": {"type": "string", "pattern": VERSION_PATTERN}}
 
 SCHEMAS: dict[str, dict] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
@@ -221,6 +224,37 @@ SCHEMAS: dict[str, dict] = {
                                "rmse": {"type": "number"}, "mae": {"type": "number"}}}},
         },
     },
+    "DriftReport": {
+        "description": "live drift of one version over the last rows served (every worker's): per feature PSI and KS "
+                       "against the reference statistics, the share of drifted features, and the outputs' drift",
+        "type": "object",
+        "required": ["model", "version", "environment", "window_rows", "status", "drifted_share", "thresholds",
+                     "features", "prediction"],
+        "properties": {
+            "model": {"type": "string"}, "version": {"type": "string"}, "environment": {"type": "string"},
+            "window_rows": {"type": "integer", "minimum": 0},
+            "status": {"type": "string", "enum": ["ok", "drift", "insufficient data"]},
+            "drifted_share": {"type": ["number", "null"], "description": "null below the minimum window"},
+            "thresholds": {"type": "object"},
+            "features": {"type": "array", "items": {
+                "type": "object", "required": ["name", "psi", "ks", "drifted"],
+                "properties": {"name": {"type": "string"}, "psi": {"type": ["number", "null"]},
+                               "ks": {"type": ["number", "null"]}, "drifted": {"type": "boolean"},
+                               "non_finite": {"type": "integer"}}}},
+            "prediction": {"type": "object", "required": ["available", "drifted"],
+                           "properties": {"available": {"type": "boolean"}, "psi": {"type": ["number", "null"]},
+                                          "total_variation": {"type": ["number", "null"]},
+                                          "drifted": {"type": "boolean"}}},
+            "notes": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "DriftUnavailable": {
+        "description": "the version has no reference statistics usable for drift (or live drift is off)",
+        "type": "object", "required": ["model", "version", "environment", "status", "reason", "window_rows"],
+        "properties": {"model": {"type": "string"}, "version": {"type": "string"}, "environment": {"type": "string"},
+                       "status": {"type": "string", "enum": ["unavailable"]}, "reason": {"type": "string"},
+                       "window_rows": {"type": "integer", "enum": [0]}},
+    },
     "ModelReady": {"type": "object", "required": ["name", "ready"],
                    "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}},
 }
@@ -293,6 +327,11 @@ def _paths(routing_header: str | None) -> dict:
         "/api/v1/ml-models/{model}/health": model_health,
         "/metrics": _get("Prometheus metrics", [], {"description": "Prometheus text exposition format", "content": {
             "text/plain": {"schema": {"type": "string"}}}}, "405"),
+        "/drift/{model}": _get("live drift of the environment's stable version (or of ?version=), over every worker's "
+                               "traffic", [MODEL, DRIFT_VERSION, ENVIRONMENT],
+                               _json({"anyOf": [_ref("DriftReport"), _ref("DriftUnavailable")]},
+                                     "the drift report, or status unavailable with the reason"),
+                               "404", "405", "503"),
         "/v2": _get("Open Inference Protocol server metadata", [], _json(_ref("ServerMetadata"), "server metadata"),
                     "405"),
         "/v2/health/live": _get("the server is live", [], _json(_ref("Live"), "live"), "405"),
@@ -316,7 +355,8 @@ def openapi_document(routing_header: str | None = None) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "onnxgate gateway", "version": server_version(),
                  "description": "Serves ONNX models per environment: /predict, the Open Inference Protocol (KServe v2) "
-                                "REST surface, health and metrics. Every error answer is JSON {\"error\": ...}."},
+                                "REST surface, health, metrics and live drift. Every error answer is JSON "
+                                "{\"error\": ...}."},
         "paths": _paths(routing_header),
         "components": {"schemas": SCHEMAS},
     }

@@ -29,6 +29,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from gateway.batching import Batcher
 from gateway.capture import Capture, Captured
+from gateway.drift_monitor import DriftMonitor, Watched
 from gateway.errors import (
     GatewayError,
     InvalidInput,
@@ -51,6 +52,7 @@ from gateway.traffic import Arm, choose_arm, choose_shadow
 from gateway.validation import Decoded
 from modelstore.backends import ModelRepository
 from modelstore.errors import ModelNotFound, NotDeployed, StoreError, VersionNotFound
+from modelstore.metadata import ModelMetadata
 from modelstore.outputs import format_outputs
 from modelstore.versions import shown
 from monitoring.capture import Bounds, CaptureFiles
@@ -101,6 +103,7 @@ class Service:
         self.capture = Capture(CaptureFiles(settings.store, Bounds(settings.capture_file_max_bytes,
                                                                    settings.capture_total_max_bytes)),
                                settings.capture_queue_size, metrics.registry)
+        self.drift = DriftMonitor(settings)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -115,6 +118,7 @@ class Service:
             loaded.batcher = Batcher(loaded.run, loaded.estimated_cost_s, policy, self._executor,
                                      max_in_flight=self.settings.run_threads, inline_max_s=self._inline_max_s,
                                      metrics=self.metrics.for_batching(name, version))
+        loaded.drift = self.drift.window_for(loaded.metadata)
         return loaded
 
     async def reload(self) -> ReloadReport:
@@ -234,6 +238,36 @@ class Service:
             self._pinned[(model, version)] = (loaded, time.monotonic())
         return loaded
 
+    # -- drift ------------------------------------------------------------------------------------------------
+
+    async def drift_metadata(self, model: str, environment: str, version: str | None) -> ModelMetadata:
+        """The metadata of the version GET /drift/{model} reports on: the one the environment's stable route serves,
+        or a registered version named by ?version= (its metadata read from the store when it is not loaded here)."""
+        if version is None:
+            return self.select(self.route(model, environment), None, split=False)[0].metadata
+        pool = self.pools.pool
+        versions = pool.registry.models.get(model)
+        if versions is None:
+            raise ModelNotFound(f"model {shown(model)} not found")
+        if version not in versions:
+            raise VersionNotFound(f"model {model!r} has no version {shown(version)}")
+        loaded = pool.models.get((model, version)) or self._pinned.get((model, version), (None,))[0]
+        if loaded is not None:
+            return loaded.metadata
+        return await anyio.to_thread.run_sync(self.store.read_metadata, model, version)
+
+    def watched(self) -> list[Watched]:
+        """Every served environment's stable version of every model, for the drift gauges."""
+        watched = []
+        for environment, routes in self.pools.pool.routes.items():
+            for model, route in routes.items():
+                try:
+                    loaded, _ = self.select(route, None, split=False)
+                except GatewayError:
+                    continue
+                watched.append(Watched(model, environment, loaded.metadata))
+        return watched
+
     def pin_loaded(self, key: tuple[str, str], loading: asyncio.Future) -> None:
         """A finished load leaves the single-flight table; a failure is not cached (the next pin tries again)."""
         if self._loading.get(key) is loading:
@@ -306,6 +340,8 @@ class Service:
         labels = outputs.get(label_output) if label_output is not None else None
         if labels is not None:
             children.record_classes(labels)
+        if loaded.drift is not None:
+            loaded.drift.add(feeds, outputs, rows)
         mirror = None
         if rollout is not None:
             now = time.time()
@@ -360,6 +396,8 @@ class Service:
         labels = outputs.get(label_output) if label_output is not None else None
         if labels is not None:
             children.record_classes(labels)
+        if stable.drift is not None:
+            stable.drift.add(decoded.feeds, outputs, decoded.rows)
         now = time.time()
         rollout.record("stable", stable.version, per_unit(decoded, finished - started), True, now, source)
         if labels is not None:

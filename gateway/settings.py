@@ -11,6 +11,7 @@ from modelstore.errors import InvalidSloPolicy
 from modelstore.layout import resolve_store_root
 from modelstore.metadata import BatchingPolicy
 from modelstore.slo import SloLimits, SloPolicy, resolve_limits
+from monitoring.drift import DriftThresholds
 
 MIB = 1 << 20
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
@@ -64,6 +65,22 @@ class GatewaySettings(BaseSettings):
     metrics_dir: Path | None = Field(default=None, description="several workers: where each writes its metrics snapshot "
                                      "and reads the others' (gateway/worker_metrics.py); onnxgate serve sets it")
     metrics_flush_s: float = Field(default=1.0, gt=0, description="how often a worker writes its metrics snapshot")
+    # Live drift (gateway/drift_monitor.py): every served row of a version with reference statistics, in a window
+    drift_enabled: bool = Field(default=False, description="count served rows of versions with reference statistics "
+                                "into a live drift window (GET /drift/{model}, drift_* gauges). Off by default: on, it "
+                                "cost ~5.5% CPU per request on the benchmark's logistic regression (30 features, batch "
+                                "1; bench/drift_cost.py), over the 5% budget; less on models that cost more per row")
+    drift_window_rows: int = Field(default=10_000, gt=0, description="the window: this many of the latest rows, across "
+                                   "all workers")
+    drift_window_s: float | None = Field(default=None, gt=0, description="also only the rows of the last this many "
+                                         "seconds; unset: rows only")
+    drift_thresholds: DriftThresholds = Field(
+        default_factory=DriftThresholds, description='the verdict\'s thresholds, e.g. ONNXGATE_DRIFT_THRESHOLDS=\'{"psi": '
+        '0.25, "ks": 0.1, "drifted_share": 0.3, "min_rows": 500}\'; fields not given keep their defaults')
+    drift_flush_s: float = Field(default=1.0, gt=0, description="how often a worker counts its buffered rows, writes its "
+                                 "window snapshot for the other workers and recomputes the drift gauges")
+    drift_max_feature_labels: int = Field(default=20, ge=0, description="per-feature drift gauges only for models with "
+                                          "at most this many features (bounded label values)")
     # The HTTP edge (gateway/server.py): what one client may take of a worker, and when decoding leaves the event loop
     max_header_bytes: int = Field(default=64 * 1024, gt=0, description="request line and headers: over it, 431")
     max_headers: int = Field(default=100, gt=0, description="header fields per request: over it, 431")

@@ -183,6 +183,43 @@ def publish_classifier(store: Store, name: str = "iris", version: str = "v1.0.0"
     return weights
 
 
+# -- a classifier whose metadata holds reference statistics of its training rows (live and offline drift) ----------
+
+WATCHED_FEATURES = ["length", "width", "depth", "weight"]
+WATCHED_REFERENCE_ROWS = 5000
+
+
+def training_rows(seed: int, rows: int = WATCHED_REFERENCE_ROWS) -> np.ndarray:
+    """Rows of the watched classifiers' training distribution: feature i ~ Normal(i, 1 + i / 2), independent."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.normal(index, 1 + index / 2, size=rows) for index in range(len(WATCHED_FEATURES))],
+                    axis=1).astype(np.float32)
+
+
+def publish_watched_classifier(store: Store, name: str = "watched", version: str = "v1.0.0", *,
+                               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """publish_classifier's model, with reference statistics of WATCHED_REFERENCE_ROWS training rows (seed 0) and of
+    its answers on them, as `onnxgate export --reference-data` keeps them."""
+    from exporters.stats import prediction_stats, reference_stats
+
+    weights = classifier_weights(seed, len(WATCHED_FEATURES), len(IRIS_LABELS))
+    reference = training_rows(0)
+    labels, probabilities = classifier_expected(weights, reference)
+    prediction, why_not = prediction_stats({"label": labels, "probabilities": probabilities}, label_output="label",
+                                           score_output="probabilities")
+    stats = reference_stats(reference, "X", feature_names=WATCHED_FEATURES).model_copy(
+        update={"prediction": prediction, "prediction_reason": why_not})
+    metadata = minimal_metadata(
+        name, version,
+        inputs=[TensorSpec(name="X", dtype="float32", shape=["batch", len(WATCHED_FEATURES)])],
+        outputs=[TensorSpec(name="label", dtype="int64", shape=["batch"]),
+                 TensorSpec(name="probabilities", dtype="float32", shape=["batch", len(IRIS_LABELS)])],
+        task="classification", labels=list(IRIS_LABELS), label_output="label", score_output="probabilities",
+    ).model_copy(update={"reference_stats": stats})
+    publish(store, metadata, classifier_onnx(weights), change=Change(actor="tests"))
+    return weights
+
+
 # -- two named inputs of different dtypes --------------------------------------------------------------------------
 
 def publish_two_input(store: Store, name: str = "pair", version: str = "v1.0.0") -> None:

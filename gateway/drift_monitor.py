@@ -1,0 +1,188 @@
+"""Live drift in the gateway: a window per served version with reference statistics, its reports, its gauges.
+
+    window_for   at load: the version's window (kept across reloads while its files stay the same), or None when the
+                 version has no usable reference statistics or drift is off; the service adds served rows to it
+    report       GET /drift/{model}: this worker's live blocks merged with the other workers' snapshots
+                 (gateway/drift_snapshots.py), compared with the reference by monitoring.drift.drift_report
+    run          every drift_flush_s and at shutdown: count what the windows buffered, write this worker's snapshot,
+                 and recompute the figures the gauges export for every environment's stable version
+
+File reads, snapshot writes and the drift computations run off the event loop; the windows are only touched on it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.drift_snapshots import VersionKey, read_snapshots, write_snapshot
+from gateway.drift_window import Block, DriftWindow, WindowSpec, window_totals
+from gateway.metrics import DriftFigures
+from gateway.settings import GatewaySettings
+from modelstore.metadata import ModelMetadata
+from monitoring.drift import DriftLayout, DriftReport, DriftThresholds, drift_report
+
+log = logging.getLogger("onnxgate.gateway")
+
+UNAVAILABLE = "unavailable"
+NO_STATISTICS = "the version's metadata holds no reference statistics usable for drift"
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One route's stable version, whose drift the gauges show."""
+
+    model: str
+    environment: str
+    metadata: ModelMetadata
+
+
+def identity(metadata: ModelMetadata) -> tuple[str, str]:
+    """What tells a version's files apart when it is published again under the same number (force)."""
+    return metadata.model_sha256, metadata.created_at
+
+
+class DriftMonitor:
+    def __init__(self, settings: GatewaySettings, clock: Callable[[], float] = time.time) -> None:
+        self.enabled = settings.drift_enabled
+        self.spec = WindowSpec(settings.drift_window_rows, settings.drift_window_s)
+        self.thresholds: DriftThresholds = settings.drift_thresholds
+        self.directory: Path | None = settings.metrics_dir
+        self.flush_s = settings.drift_flush_s
+        self.clock = clock
+        self._lock = threading.Lock()  # window_for runs on the loader's threads
+        self._layouts: dict[VersionKey, tuple[tuple[str, str], DriftLayout | None]] = {}
+        self._windows: dict[VersionKey, tuple[tuple[str, str], DriftWindow]] = {}
+        self.figures: list[DriftFigures] = []  # what the gauges show, replaced whole by each flush
+
+    # -- windows -----------------------------------------------------------------------------------------------
+
+    def layout(self, metadata: ModelMetadata) -> DriftLayout | None:
+        key, ident = (metadata.name, metadata.version), identity(metadata)
+        with self._lock:
+            cached = self._layouts.get(key)
+            if cached is not None and cached[0] == ident:
+                return cached[1]
+        layout = DriftLayout.of(metadata)
+        with self._lock:
+            self._layouts[key] = (ident, layout)
+        return layout
+
+    def window_for(self, metadata: ModelMetadata) -> DriftWindow | None:
+        if not self.enabled:
+            return None
+        layout = self.layout(metadata)
+        if layout is None:
+            return None
+        key, ident = (metadata.name, metadata.version), identity(metadata)
+        with self._lock:
+            kept = self._windows.get(key)
+            if kept is None or kept[0] != ident:
+                kept = self._windows[key] = (ident, DriftWindow(layout, self.spec, *counted_names(metadata),
+                                                                clock=self.clock))
+            return kept[1]
+
+    def own_blocks(self, only: VersionKey | None = None) -> dict[VersionKey, list[Block]]:
+        """This worker's blocks (of one version, or all), after counting what the windows buffered. Event loop."""
+        with self._lock:
+            windows = [(key, window) for key, (_, window) in self._windows.items() if only in (None, key)]
+        blocks = {}
+        for key, window in windows:
+            window.count_pending()
+            blocks[key] = window.blocks()
+        return blocks
+
+    # -- reports -----------------------------------------------------------------------------------------------
+
+    async def report(self, metadata: ModelMetadata, environment: str) -> dict:
+        """GET /drift/{model}'s answer for this version, over every worker's traffic."""
+        key = (metadata.name, metadata.version)
+        own = self.own_blocks(key).get(key, [])
+        return await asyncio.to_thread(self.merged_report, metadata, environment, own)
+
+    def merged_report(self, metadata: ModelMetadata, environment: str, own: list[Block]) -> dict:
+        layout = self.layout(metadata)
+        if not self.enabled or layout is None:
+            return unavailable(metadata, environment, self.enabled)
+        others = self.other_blocks()
+        key = (metadata.name, metadata.version)
+        return self.compute(layout, metadata, environment, [*own, *others.get(key, [])]).model_dump(mode="json")
+
+    def other_blocks(self) -> dict[VersionKey, list[Block]]:
+        merged: dict[VersionKey, list[Block]] = {}
+        if self.directory is None or not self.directory.is_dir():
+            return merged
+        for snapshot in read_snapshots(self.directory, os.getpid()):
+            for key, blocks in snapshot.items():
+                merged.setdefault(key, []).extend(blocks)
+        return merged
+
+    def compute(self, layout: DriftLayout, metadata: ModelMetadata, environment: str,
+                blocks: Iterable[Block]) -> DriftReport:
+        totals = window_totals(blocks, self.spec, self.clock(), layout.empty_feature_counts().shape,
+                               layout.empty_prediction_counts().shape)
+        return drift_report(layout, totals.features, totals.predictions, totals.rows, self.thresholds,
+                            model=metadata.name, version=metadata.version, environment=environment)
+
+    # -- the flush timer ---------------------------------------------------------------------------------------
+
+    async def run(self, watched: Callable[[], list[Watched]], stop: asyncio.Event) -> None:
+        """Count, write the snapshot and recompute the gauges' figures now, every flush_s, and once more when `stop`
+        is set (after the last request). Stopped through `stop`, not cancelled, which would skip that last write."""
+        if not self.enabled:
+            return
+        pid = os.getpid()
+        while True:
+            own = self.own_blocks()
+            try:
+                self.figures = await asyncio.to_thread(self.flush, own, watched(), pid)
+            except Exception:  # a full disk must not stop the worker; the next flush tries again
+                log.exception("drift flush failed")
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.flush_s)
+
+    def flush(self, own: Mapping[VersionKey, list[Block]], watched: list[Watched], pid: int) -> list[DriftFigures]:
+        if self.directory is not None:
+            write_snapshot(self.directory, own, pid)
+        others = self.other_blocks()
+        figures = []
+        for route in watched:
+            layout = self.layout(route.metadata)
+            if layout is None:
+                continue
+            key = (route.metadata.name, route.metadata.version)
+            report = self.compute(layout, route.metadata, route.environment, [*own.get(key, []), *others.get(key, [])])
+            figures.append(figures_of(route, report))
+        return figures
+
+
+def counted_names(metadata: ModelMetadata) -> tuple[list[str], list[str]]:
+    """The inputs and outputs monitoring.drift.DriftLayout reads: the reference's input (and a text model's attention
+    mask), and the output the prediction reference describes."""
+    stats = metadata.reference_stats
+    feeds = [stats.input] if stats.input else []
+    if metadata.tokenizer is not None and metadata.tokenizer.attention_mask:
+        feeds.append(metadata.tokenizer.attention_mask)
+    outputs = [stats.prediction.output] if stats.prediction is not None else []
+    return feeds, outputs
+
+
+def figures_of(route: Watched, report: DriftReport) -> DriftFigures:
+    features = [(feature.name, feature.psi, feature.ks) for feature in report.features]
+    return DriftFigures(route.model, route.environment, report.status, report.window_rows, report.drifted_share,
+                        report.prediction.psi, features)
+
+
+def unavailable(metadata: ModelMetadata, environment: str, enabled: bool) -> dict:
+    reason = ("live drift is off in this gateway (ONNXGATE_DRIFT_ENABLED=false)" if not enabled
+              else metadata.reference_stats.reason or NO_STATISTICS)
+    return {"model": metadata.name, "version": metadata.version, "environment": environment, "status": UNAVAILABLE,
+            "reason": reason, "window_rows": 0}

@@ -1,0 +1,94 @@
+"""Drift windows that add up across uvicorn workers, the way gateway/worker_metrics.py does it for metrics.
+
+Every worker writes its window blocks (gateway/drift_window.py) to `<dir>/drift-<pid>.npz` every `drift_flush_s` and
+once more at shutdown; a report merges the worker's own live blocks with every other worker's latest snapshot,
+newest blocks first until the window is full. An exited worker's blocks stay: its rows were served (a row window
+soon holds newer blocks only, a time window drops them once they are older than it).
+
+The file holds plain int64/float64 arrays read with allow_pickle=False: per version, the feature and prediction counts
+of each block (stacked), the rows, and the start and end times. A file that cannot be read is skipped.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from gateway.drift_window import Block
+
+log = logging.getLogger("onnxgate.gateway")
+
+SNAPSHOT_GLOB = "drift-*.npz"
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile)
+
+VersionKey = tuple[str, str]
+
+
+def snapshot_path(directory: Path, pid: int) -> Path:
+    return directory / f"drift-{pid}.npz"
+
+
+def encode(windows: Mapping[VersionKey, list[Block]]) -> bytes:
+    arrays: dict[str, np.ndarray] = {}
+    index = []
+    for number, (key, blocks) in enumerate(item for item in windows.items() if item[1]):
+        index.append(key)
+        arrays[f"f{number}"] = np.stack([block.features for block in blocks])
+        arrays[f"p{number}"] = np.stack([block.predictions for block in blocks])
+        arrays[f"r{number}"] = np.array([block.rows for block in blocks], dtype=np.int64)
+        arrays[f"t{number}"] = np.array([[block.started, block.ended] for block in blocks], dtype=np.float64)
+    arrays["index"] = np.array(index, dtype=str).reshape(len(index), 2)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> dict[VersionKey, list[Block]]:
+    windows: dict[VersionKey, list[Block]] = {}
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        for number, (model, version) in enumerate(arrays["index"].tolist()):
+            features, predictions = arrays[f"f{number}"], arrays[f"p{number}"]
+            rows, times = arrays[f"r{number}"], arrays[f"t{number}"]
+            if not (features.dtype == predictions.dtype == rows.dtype == np.int64 and times.dtype == np.float64
+                    and len(features) == len(predictions) == len(rows) == len(times) and times.shape[1:] == (2,)):
+                raise ValueError(f"blocks of {model} {version} do not match")
+            windows[(str(model), str(version))] = [
+                Block(features[i], predictions[i], int(rows[i]), float(times[i, 0]), float(times[i, 1]))
+                for i in range(len(rows))]
+    return windows
+
+
+def write_snapshot(directory: Path, windows: Mapping[VersionKey, list[Block]], pid: int) -> None:
+    """Replace `pid`'s snapshot atomically: a reader sees the previous file or this one, never half of one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = encode(windows)
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".drift-{pid}-", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.replace(temporary, snapshot_path(directory, pid))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def read_snapshots(directory: Path, skip_pid: int) -> list[dict[VersionKey, list[Block]]]:
+    """Every other worker's latest snapshot (exited workers' too); an unreadable file is skipped."""
+    skipped = snapshot_path(directory, skip_pid).name
+    snapshots = []
+    for path in sorted(directory.glob(SNAPSHOT_GLOB)):
+        if path.name == skipped:
+            continue
+        try:
+            snapshots.append(decode(path.read_bytes()))
+        except UNREADABLE as exc:
+            log.warning("drift snapshot %s skipped: %s", path, exc)
+    return snapshots

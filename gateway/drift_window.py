@@ -1,0 +1,233 @@
+"""One version's live drift window in one worker: a fixed ring of count blocks, whatever the traffic.
+
+A served request's rows are only copied into a buffer of `buffer_rows` rows (a slice assignment per input and
+output, no counting on the request path); the buffer is counted in one vectorised call when it is full, and by the
+drift flush timer (gateway/drift_monitor.py). Counts go into the current block; a block closes when it holds
+`block_rows` rows (the window's rows / `slices`) or, with a time window, when it has been open window_s / slices
+seconds. The ring keeps the last `capacity` closed blocks plus the open one:
+
+    rows only:        slices + 1 blocks: the newest hold at least the window's rows
+    rows and seconds: 2 * slices + 1 blocks: of 2 * slices closed blocks, at least `slices` closed on rows (together
+                      the window's rows) or on time (together at least window_s), so the window is always covered
+
+A block's counts are int64 arrays of a fixed shape per layout, so memory per version is (capacity + 1) x (feature
+counts + prediction counts) x 8 bytes, plus the buffer's `buffer_rows` rows of each input and output.
+`window_totals` adds blocks newest first (this worker's and the others', merged by their end times) until the
+window's rows are reached, and leaves out blocks that ended before the time window.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+Arrays = Mapping[str, np.ndarray]
+
+
+class Counter(Protocol):
+    """What the window needs of a version's drift layout (monitoring.drift.DriftLayout)."""
+
+    def feature_table(self, feeds: Arrays) -> np.ndarray | None: ...
+
+    def count_features(self, table: np.ndarray) -> np.ndarray: ...
+
+    def count_predictions(self, outputs: Arrays) -> np.ndarray: ...
+
+    def empty_feature_counts(self) -> np.ndarray: ...
+
+    def empty_prediction_counts(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    rows: int
+    seconds: float | None = None
+    slices: int = 20
+    buffer_rows: int = 1024
+
+    @property
+    def block_rows(self) -> int:
+        return max(1, math.ceil(self.rows / self.slices))
+
+    @property
+    def block_seconds(self) -> float | None:
+        return None if self.seconds is None else self.seconds / self.slices
+
+    @property
+    def capacity(self) -> int:
+        """Closed blocks kept, besides the open one (see the module's docstring)."""
+        return self.slices if self.seconds is None else 2 * self.slices
+
+
+@dataclass(slots=True)
+class Block:
+    features: np.ndarray  # int64 counts, the layout's shape
+    predictions: np.ndarray
+    rows: int
+    started: float  # wall-clock seconds: blocks of several workers are ordered by `ended`
+    ended: float
+
+
+@dataclass(frozen=True)
+class Totals:
+    features: np.ndarray
+    predictions: np.ndarray
+    rows: int
+
+
+class RowBuffer:
+    """Served rows waiting to be counted: the inputs and outputs the layout reads, copied into arrays allocated once
+    (`rows` rows each), so that no request's own arrays outlive it: keeping them alive until they were counted cost
+    ~4% CPU per request over HTTP on the benchmark's logistic regression, the copy ~1% (bench/README.md)."""
+
+    def __init__(self, rows: int, feed_names: Sequence[str], output_names: Sequence[str]) -> None:
+        self.capacity = rows
+        self.rows = 0
+        self.names = [(False, name) for name in feed_names] + [(True, name) for name in output_names]
+        # (name, capacity x the row shape): allocated by reshape() for the first request of a shape; none before
+        self.feed_slots: list[tuple[str, np.ndarray]] = []
+        self.output_slots: list[tuple[str, np.ndarray]] = []
+        self.absent: list[tuple[bool, str]] = []  # names the requests buffered now did not have
+
+    def put(self, feeds: Arrays, outputs: Arrays, rows: int) -> bool:
+        """Copy the request's rows in, if they fit: room left, the same names present, `rows` rows in each array.
+        Row shapes and dtypes are not compared: a version's signature fixes them (validated inputs, the session's
+        outputs), and the comparisons cost ~3% CPU per request on the benchmark's logistic regression
+        (bench/README.md). Another row shape raises (unless numpy can broadcast it, which a fixed signature rules
+        out), another dtype is cast."""
+        start = self.rows
+        end = start + rows
+        if end > self.capacity or not self.feed_slots:
+            return False
+        try:
+            for name, buffer in self.feed_slots:
+                array = feeds[name]
+                if len(array) != rows:  # numpy would broadcast one row into several
+                    return False
+                buffer[start:end] = array
+            for name, buffer in self.output_slots:
+                array = outputs[name]
+                if len(array) != rows:
+                    return False
+                buffer[start:end] = array
+        except (KeyError, TypeError, ValueError):  # a name missing, a scalar, a shape that does not fit
+            return False
+        if self.absent:
+            for is_output, name in self.absent:
+                if name in (outputs if is_output else feeds):
+                    return False
+        self.rows = end
+        return True
+
+    def reshape(self, feeds: Arrays, outputs: Arrays) -> None:
+        """Arrays for this request's row shapes and dtypes, of the names it has (the buffer must be empty)."""
+        self.feed_slots, self.output_slots, self.absent = [], [], []
+        for is_output, name in self.names:
+            array = (outputs if is_output else feeds).get(name)
+            if array is None or array.ndim == 0:
+                self.absent.append((is_output, name))
+                continue
+            slot = (name, np.empty((self.capacity, *array.shape[1:]), array.dtype))
+            (self.output_slots if is_output else self.feed_slots).append(slot)
+
+    def take(self) -> tuple[Arrays, Arrays]:
+        """Views of the buffered rows (inputs, outputs), valid until the next put; the buffer is empty after."""
+        rows, self.rows = self.rows, 0
+        return ({name: buffer[:rows] for name, buffer in self.feed_slots},
+                {name: buffer[:rows] for name, buffer in self.output_slots})
+
+
+class DriftWindow:
+    """Updated and read on the event loop's thread only (like gateway/metrics.py's plain numbers): no lock."""
+
+    def __init__(self, counter: Counter, spec: WindowSpec, feed_names: Sequence[str], output_names: Sequence[str],
+                 clock: Callable[[], float] = time.time) -> None:
+        """`feed_names`, `output_names`: the inputs and outputs the layout counts (the others are not kept)."""
+        self.counter = counter
+        self.spec = spec
+        self.clock = clock
+        self.closed: deque[Block] = deque(maxlen=spec.capacity)
+        self.current: Block | None = None
+        self.buffer = RowBuffer(spec.buffer_rows, feed_names, output_names)
+
+    def add(self, feeds: Arrays, outputs: Arrays, rows: int) -> None:
+        """One served request: its rows copied into the buffer, counted when the buffer is full."""
+        buffer = self.buffer
+        if not buffer.put(feeds, outputs, rows):
+            self.count_pending()
+            buffer.reshape(feeds, outputs)
+            if not buffer.put(feeds, outputs, rows):  # more rows than the buffer holds, or a shape it cannot hold
+                self.count(feeds, outputs)
+                return
+        if buffer.rows == buffer.capacity:
+            self.count_pending()
+
+    def count_pending(self) -> None:
+        """Count the buffered rows into the window, in one vectorised call (also rotates a time window's block)."""
+        if self.buffer.rows:
+            self.count(*self.buffer.take())
+        else:
+            self.rotate(self.clock())
+
+    def count(self, feeds: Arrays, outputs: Arrays) -> None:
+        counter = self.counter
+        try:
+            table = counter.feature_table(feeds)
+            if table is None:
+                return
+            features = counter.count_features(table)
+            predictions = counter.count_predictions(outputs)
+        except (KeyError, ValueError, IndexError, TypeError):  # inputs the layout cannot read: not counted
+            return
+        now = self.clock()
+        self.rotate(now)
+        block = self.current
+        if block is None:
+            block = self.current = Block(counter.empty_feature_counts(), counter.empty_prediction_counts(), 0, now, now)
+        block.features += features
+        block.predictions += predictions
+        block.rows += len(table)
+        block.ended = now
+        if block.rows >= self.spec.block_rows:
+            self.close()
+
+    def rotate(self, now: float) -> None:
+        """Close the open block once it has been open for a time slice (time windows only)."""
+        block_seconds = self.spec.block_seconds
+        if block_seconds is not None and self.current is not None and now - self.current.started >= block_seconds:
+            self.close()
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.closed.append(self.current)  # the deque's maxlen drops the oldest
+            self.current = None
+
+    def blocks(self) -> list[Block]:
+        """Every block held, oldest first (the open one last); copies, so a reader may keep them."""
+        held = [*self.closed, *([self.current] if self.current is not None else [])]
+        return [Block(b.features.copy(), b.predictions.copy(), b.rows, b.started, b.ended) for b in held]
+
+
+def window_totals(blocks: Iterable[Block], spec: WindowSpec, now: float, feature_shape: tuple[int, ...],
+                  prediction_shape: tuple[int, ...]) -> Totals:
+    """The window's counts: blocks newest first (by end time) until the window's rows are reached; with a time
+    window, only blocks that ended within it. Blocks of another shape (a version re-published with other
+    statistics) are skipped."""
+    features = np.zeros(feature_shape, dtype=np.int64)
+    predictions = np.zeros(prediction_shape, dtype=np.int64)
+    rows = 0
+    oldest = None if spec.seconds is None else now - spec.seconds
+    for block in sorted(blocks, key=lambda b: b.ended, reverse=True):
+        if rows >= spec.rows or (oldest is not None and block.ended < oldest):
+            break
+        if block.features.shape != feature_shape or block.predictions.shape != prediction_shape:
+            continue
+        features += block.features
+        predictions += block.predictions
+        rows += block.rows
+    return Totals(features, predictions, rows)
