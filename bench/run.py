@@ -1,4 +1,4 @@
-"""Run the comparison: floor vs gateway vs MLServer, each server alone on core 0, wrk on core 1, repetitions
+"""Run the comparison: floor vs gateway vs MLServer and the peers, each server alone on core 0, wrk on core 1, repetitions
 interleaved, medians printed and the raw runs written to bench/results/<time>.json.
 
 Run (repo root): .venv/bin/python -m bench.run [--duration 10] [--warmup 3] [--repeats 3] [--connections 16]
@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.answers import Expected, WrongAnswer, bench_row, check_answer, expected_answer
 from bench.loadgen import LoadgenError, LoadSpec, require_wrk, run_wrk
 from bench.make_models import BenchModels, build
+from bench.peer_targets import PEERS, peer_target
 from bench.report import Measurement, print_report, ratios, summarize
 from bench.servers import (
     MLSERVER_INSTALL_HINT,
@@ -39,12 +40,13 @@ from bench.servers import (
 )
 from bench.train_sklearn import MODEL_KINDS
 
-TARGETS = ("floor", "floor-asgi", "gateway", "mlserver")
+TARGETS = ("floor", "floor-asgi", "gateway", "mlserver", *PEERS)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Benchmark the gateway against a bare onnxruntime floor and MLServer.")
+    parser = argparse.ArgumentParser(description="Benchmark the gateway against a bare onnxruntime floor, MLServer and "
+                                                 "the peers (LitServe, BentoML, Ray Serve).")
     parser.add_argument("--duration", type=int, default=10, help="seconds of measured load per run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of unmeasured load before each run")
     parser.add_argument("--repeats", type=int, default=3, help="repetitions, interleaved across targets")
@@ -70,11 +72,14 @@ def _subset(parser: argparse.ArgumentParser, text: str, allowed: tuple[str, ...]
     return chosen
 
 
-def make_target(name: str, models: BenchModels, port: int, workdir: Path, extra_pythonpath: Path | None) -> Target:
+def make_target(name: str, models: BenchModels, port: int, workdir: Path, extra_pythonpath: Path | None,
+                connections: int = 16) -> Target:
     if name in ("floor", "floor-asgi"):
         return floor_target(models, port, extra_pythonpath, asgi=name == "floor-asgi")
     if name == "gateway":
         return gateway_target(models, port, extra_pythonpath)
+    if name in PEERS:
+        return peer_target(name, models, port, connections)
     return mlserver_target(models, port, workdir)
 
 
@@ -82,7 +87,7 @@ def measure_target(name: str, repetition: int, models: BenchModels, expected: di
                    workdir: Path, log: Callable[[str], None]) -> tuple[list[Measurement], dict]:
     """Start one server, check then load each of its endpoints for each model, stop it."""
     port = free_port()
-    target = make_target(name, models, port, workdir, args.extra_pythonpath)
+    target = make_target(name, models, port, workdir, args.extra_pythonpath, args.connections)
     spec = LoadSpec(args.duration, args.connections, args.threads)
     warmup = LoadSpec(args.warmup, args.connections, args.threads)
     measurements: list[Measurement] = []
@@ -135,6 +140,7 @@ def environment_info(args: argparse.Namespace) -> dict:
         "packages": {p: version(p) for p in ("onnxruntime", "numpy", "starlette", "uvicorn", "orjson", "onnxgate")},
         "server_http_stack": http_stack(args.extra_pythonpath),
         "mlserver": _mlserver_versions() if mlserver_available() else None,
+        "peers": {name: _peer_versions(name) for name in args.targets if name in PEERS},
         "wrk": shutil.which("wrk"),
     }
 
@@ -153,6 +159,18 @@ def _mlserver_versions() -> dict:
     packages = ("mlserver", "mlserver-sklearn", "scikit-learn", "uvicorn", "uvloop")
     probe = f"import importlib.metadata as m, json; print(json.dumps({{p: m.version(p) for p in {packages!r}}}))"
     completed = subprocess.run([str(MLSERVER_VENV / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=False)
+    return json.loads(completed.stdout) if completed.returncode == 0 else {"error": completed.stderr.strip()[-300:]}
+
+
+def _peer_versions(name: str) -> dict:
+    """What the peer's venv holds of its pins and of the HTTP stack under it."""
+    peer = PEERS[name]
+    packages = tuple(dict.fromkeys([pin.split("==")[0].split("[")[0] for pin in peer.pins()]
+                                   + ["numpy", "uvicorn", "uvloop", "httptools", "starlette", "fastapi"]))
+    probe = ("import importlib.metadata as m, json\n"
+             "def v(p):\n    try:\n        return m.version(p)\n    except m.PackageNotFoundError:\n        return None\n"
+             f"print(json.dumps({{p: v(p) for p in {packages!r}}}))")
+    completed = subprocess.run([str(peer.venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=False)
     return json.loads(completed.stdout) if completed.returncode == 0 else {"error": completed.stderr.strip()[-300:]}
 
 
@@ -179,11 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     if "mlserver" in args.targets and not mlserver_available():
         print(f"skipping MLServer. {MLSERVER_INSTALL_HINT}", file=sys.stderr)
         args.targets = [t for t in args.targets if t != "mlserver"]
+    for name in [t for t in args.targets if t in PEERS and not PEERS[t].available()]:
+        print(f"skipping {name}. {PEERS[name].install_hint()}", file=sys.stderr)
+        args.targets.remove(name)
+    if not args.targets:
+        print("no target left to run", file=sys.stderr)
+        return 2
 
     def log(message: str) -> None:
         print(message, flush=True)
 
-    runs_per_rep = sum({"floor": 1, "floor-asgi": 1, "gateway": 2, "mlserver": 1}[t] for t in args.targets) * len(args.models)
+    runs_per_rep = sum(2 if t == "gateway" else 1 for t in args.targets) * len(args.models)
     log(f"{args.repeats} x {runs_per_rep} runs of {args.warmup}+{args.duration} s, {args.connections} connections: "
         f"about {args.repeats * runs_per_rep * (args.warmup + args.duration) / 60:.1f} min of load plus server start-ups")
     args.results_dir.mkdir(parents=True, exist_ok=True)
