@@ -46,6 +46,7 @@ class Peer:
 
 PEERS = {
     "litserve": Peer("litserve", "litserve", READY_PATH),
+    "litserve-fast": Peer("litserve-fast", "litserve", READY_PATH),  # fast_queue=True, as its docs advise >100 req/s
     "bentoml": Peer("bentoml", "bentoml", "/readyz"),
     # Ray's default max_ongoing_requests (5 in flight per replica), and raised to the run's connection count.
     "rayserve": Peer("rayserve", "rayserve", READY_PATH, startup_timeout_s=180.0),
@@ -62,6 +63,8 @@ def peer_command(peer: Peer, port: int, connections: int) -> list[str]:
     command = [python, script, "--host", HOST, "--port", str(port)]
     if peer.name == "rayserve-tuned":
         command += ["--max-ongoing-requests", str(connections)]
+    if peer.name == "litserve-fast":
+        command += ["--fast-queue"]
     return command
 
 

@@ -73,16 +73,18 @@ def test_a_missing_venv_is_skipped_with_how_to_install_it(models: BenchModels) -
             peer_target(name, models, free_port(), 16)
 
 
-def test_ray_serve_keeps_its_default_unless_tuned_to_the_connections() -> None:
+def test_peers_keep_their_defaults_unless_tuned_as_their_docs_advise_for_throughput() -> None:
     assert "--max-ongoing-requests" not in peer_command(PEERS["rayserve"], 8000, 16)
     tuned = peer_command(PEERS["rayserve-tuned"], 8000, 64)
     assert tuned[tuned.index("--max-ongoing-requests") + 1] == "64"
+    assert "--fast-queue" not in peer_command(PEERS["litserve"], 8000, 16)
+    assert "--fast-queue" in peer_command(PEERS["litserve-fast"], 8000, 16)
     assert peer_command(PEERS["bentoml"], 8000, 16)[1:3] == ["serve", "bentoml_service:OnnxClassifier"]
 
 
 def test_run_accepts_the_peers_as_targets() -> None:
-    assert parse_args(["--targets", "gateway,litserve,bentoml,rayserve,rayserve-tuned"]).targets == [
-        "gateway", "litserve", "bentoml", "rayserve", "rayserve-tuned"]
+    names = ["gateway", "litserve", "litserve-fast", "bentoml", "rayserve", "rayserve-tuned"]
+    assert parse_args(["--targets", ",".join(names)]).targets == names
 
 
 def _measurement(endpoint: str, rate: float, cpu_us: float) -> Measurement:

@@ -2,7 +2,7 @@
 
 LitServer on CPU with one inference worker (`workers_per_device=1`) and one API server process (`num_api_servers=1`),
 each LitAPI at `/predict/{model}`; LitServe's health check answers at the harness's ready path once the workers are set
-up. Runs in bench/.litserve-venv (bench/peers/litserve.txt):
+up. `--fast-queue` swaps its default multiprocessing queues for ZeroMQ. Runs in bench/.litserve-venv (bench/peers/litserve.txt):
 
 ONNXGATE_BENCH_MODELS='{"lr": "/path/lr.onnx"}' bench/.litserve-venv/bin/python bench/peers/litserve_app.py --port 8000
 """
@@ -36,9 +36,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--fast-queue", action="store_true", help="ZeroMQ between the API server and the worker, which "
+                        "LitServer's docs advise above 100 requests/s (default: multiprocessing queues)")
     args = parser.parse_args()
     apis = [OnnxLitAPI(name, str(path)) for name, path in model_paths().items()]
-    server = ls.LitServer(apis, accelerator="cpu", workers_per_device=1, healthcheck_path=READY_PATH)
+    server = ls.LitServer(apis, accelerator="cpu", workers_per_device=1, healthcheck_path=READY_PATH,
+                          fast_queue=args.fast_queue)
     server.run(host=args.host, port=args.port, num_api_servers=1, log_level="warning", generate_client_file=False)
 
 
