@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from bench.servers import (
     MLSERVER_INSTALL_HINT,
     MLSERVER_VENV,
     PREDICT_LUA,
+    RunningServer,
     ServerError,
     Target,
     floor_target,
@@ -42,6 +44,7 @@ from bench.train_sklearn import MODEL_KINDS
 
 TARGETS = ("floor", "floor-asgi", "gateway", "mlserver", *PEERS)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+IDLE_WINDOW_S = 3.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -98,6 +101,9 @@ def measure_target(name: str, repetition: int, models: BenchModels, expected: di
     with running(target, port, log_path) as server:
         base_url = server.base_url
         extras["startup_s"] = round(time.monotonic() - started, 2)
+        extras["idle_cpu_share"] = idle_cpu_share(server, IDLE_WINDOW_S)
+        log(f"  rep {repetition + 1} {name}: ready in {extras['startup_s']:.1f} s, then {extras['idle_cpu_share']:.1%} "
+            f"of a core busy with no load")
         for model in args.models:
             for endpoint in target.endpoints:
                 url = base_url + endpoint.path(model)
@@ -116,6 +122,14 @@ def measure_target(name: str, repetition: int, models: BenchModels, expected: di
         if name == "gateway":
             extras["metrics"] = scrape_metrics(base_url)
     return measurements, extras
+
+
+def idle_cpu_share(server: RunningServer, seconds: float) -> float:
+    """Cores the server keeps busy with no request at all (Ray's daemons do): part of every CPU/req figure, and the
+    larger part the fewer requests a second it serves."""
+    before, started = server.cpu_seconds(), time.monotonic()
+    time.sleep(seconds)
+    return round((server.cpu_seconds() - before) / (time.monotonic() - started), 4)
 
 
 def scrape_metrics(base_url: str) -> dict:
@@ -236,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     found_ratios = ratios(summaries)
     print()
     print_report(summaries, found_ratios)
+    print("\nidle CPU (share of a core, median over repetitions): " + ", ".join(
+        f"{name} {statistics.median(e['idle_cpu_share'] for e in runs):.1%}" for name, runs in extras.items()))
     results_path = args.results_dir / f"{stamp}.json"
     results_path.write_text(json.dumps({
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

@@ -145,3 +145,18 @@ def test_peer_starts_and_answers_with_the_models_outputs(models: BenchModels, tm
         for kind, path in models.onnx_paths.items():
             check_answer(server.base_url + endpoint.path(kind), endpoint, expected_answer(path, bench_row(PREDICT_LUA)))
         assert len(server_processes(server.process_group)) >= 1
+
+
+def test_idle_cpu_share_is_cpu_seconds_over_wall_seconds() -> None:
+    from bench.run import idle_cpu_share
+
+    class Busy:
+        """Half a core: every call to cpu_seconds reports 0.5 s of CPU per second of wall time since it was made."""
+
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+
+        def cpu_seconds(self) -> float:
+            return 0.5 * (time.monotonic() - self.started)
+
+    assert idle_cpu_share(Busy(), 0.2) == pytest.approx(0.5, abs=0.05)
