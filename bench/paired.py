@@ -20,11 +20,11 @@ from pathlib import Path
 from bench.answers import bench_row, check_answer, expected_answer
 from bench.loadgen import LoadgenError, LoadSpec, finish_wrk, require_wrk, run_wrk, start_wrk
 from bench.make_models import BenchModels, build
-from bench.run import TARGETS, make_target
+from bench.run import CORE_TARGETS, make_target
 from bench.servers import PREDICT_LUA, Endpoint, RunningServer, Target, free_port, running
 from bench.train_sklearn import MODEL_KINDS
 
-PAIRABLE = [name for name in TARGETS if name != "mlserver"]  # MLServer's repository is not built here
+PAIRABLE = [name for name in CORE_TARGETS if name != "mlserver"]  # MLServer's repository is not built here
 
 
 @dataclass(frozen=True)

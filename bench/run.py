@@ -42,7 +42,8 @@ from bench.servers import (
 )
 from bench.train_sklearn import MODEL_KINDS
 
-TARGETS = ("floor", "floor-asgi", "gateway", "mlserver", *PEERS)
+CORE_TARGETS = ("floor", "floor-asgi", "gateway", "mlserver")  # the default run; the peers are asked for by name
+TARGETS = (*CORE_TARGETS, *PEERS)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 IDLE_WINDOW_S = 3.0
 
@@ -55,7 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="repetitions, interleaved across targets")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (all on core 1)")
-    parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated subset of {','.join(TARGETS)}")
+    parser.add_argument("--targets", default=",".join(CORE_TARGETS),
+                        help=f"comma-separated subset of {','.join(TARGETS)} (default: {','.join(CORE_TARGETS)})")
     parser.add_argument("--models", default=",".join(MODEL_KINDS), help=f"comma-separated subset of {','.join(MODEL_KINDS)}")
     parser.add_argument("--extra-pythonpath", type=Path, default=None,
                         help="prepended to PYTHONPATH of the floor and the gateway, e.g. a `pip install --target DIR "

@@ -160,3 +160,10 @@ def test_idle_cpu_share_is_cpu_seconds_over_wall_seconds() -> None:
             return 0.5 * (time.monotonic() - self.started)
 
     assert idle_cpu_share(Busy(), 0.2) == pytest.approx(0.5, abs=0.05)
+
+
+def test_the_default_run_keeps_its_four_targets_and_paired_needs_no_peer_venv() -> None:
+    from bench.paired import PAIRABLE
+
+    assert parse_args([]).targets == ["floor", "floor-asgi", "gateway", "mlserver"]
+    assert not set(PAIRABLE) & set(PEERS)
