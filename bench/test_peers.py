@@ -167,3 +167,12 @@ def test_the_default_run_keeps_its_four_targets_and_paired_needs_no_peer_venv() 
 
     assert parse_args([]).targets == ["floor", "floor-asgi", "gateway", "mlserver"]
     assert not set(PAIRABLE) & set(PEERS)
+
+
+def test_paired_finds_an_installed_peers_endpoint(models: BenchModels, tmp_path: Path) -> None:
+    from bench.paired import side
+
+    if not PEERS["litserve"].available():
+        pytest.skip(PEERS["litserve"].install_hint())
+    found = side("litserve /predict", models, tmp_path)
+    assert found.target.name == "litserve" and found.endpoint.path("lr") == "/predict/lr"
