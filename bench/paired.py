@@ -6,6 +6,7 @@ by +-10%, mostly cancels out: use this to price one change against another, and 
 The two sides may be two endpoints of one target (each side gets its own server).
 
 Run (repo root): .venv/bin/python -m bench.paired "floor /predict" "gateway v2 infer" [--model lr --repeats 4]
+(an installed peer's endpoint, e.g. "litserve /predict", pairs too)
 """
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from pathlib import Path
 from bench.answers import bench_row, check_answer, expected_answer
 from bench.loadgen import LoadgenError, LoadSpec, finish_wrk, require_wrk, run_wrk, start_wrk
 from bench.make_models import BenchModels, build
-from bench.run import TARGETS, make_target
+from bench.peer_targets import PEERS
+from bench.run import CORE_TARGETS, make_target
 from bench.servers import PREDICT_LUA, Endpoint, RunningServer, Target, free_port, running
 from bench.train_sklearn import MODEL_KINDS
 
-PAIRABLE = [name for name in TARGETS if name != "mlserver"]  # MLServer's repository is not built here
+PAIRABLE = [name for name in CORE_TARGETS if name != "mlserver"]  # MLServer's repository is not built here
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ class Side:
 def side(label: str, models: BenchModels, workdir: Path) -> Side:
     """The server and endpoint behind an endpoint label such as "gateway v2 infer" (a fresh server and port)."""
     port = free_port()
-    targets = [make_target(name, models, port, workdir, None) for name in PAIRABLE]
+    names = [*PAIRABLE, *(name for name, peer in PEERS.items() if peer.available())]
+    targets = [make_target(name, models, port, workdir, None) for name in names]
     for target in targets:
         for endpoint in target.endpoints:
             if endpoint.label == label:

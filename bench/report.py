@@ -1,15 +1,17 @@
-"""Medians over repetitions, the gateway's ratios to the floor and to MLServer, and the printed table."""
+"""Medians over repetitions, the gateway's ratios to the floor, MLServer and the peers, and the printed tables."""
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.loadgen import WrkResult
+from bench.peer_targets import PEERS
 from onnxgate.output import print_table
 
 FLOOR_ENDPOINT = "floor /predict"
 ASGI_FLOOR_ENDPOINT = "floor-asgi /predict"  # no goal: shows what skipping Starlette gives the gateway
 MLSERVER_ENDPOINT = "mlserver v2 infer"
+PEER_ENDPOINTS = {name: f"{name} /predict" for name in PEERS}
 GATEWAY_PREFIX = "gateway "
 GOAL_OF_FLOOR = 0.85
 GOAL_OVER_MLSERVER = 6.0
@@ -53,7 +55,8 @@ class Summary:
 class Ratio:
     """The gateway's requests/s over the floor's and MLServer's; the `_cpu` variants compare server CPU time per
     request instead (inverted, so higher is better for the gateway either way). `of_asgi_floor` compares with the
-    floor as a plain ASGI app, for information."""
+    floor as a plain ASGI app, for information; `over_peers` holds, per peer measured, the gateway's requests/s over
+    the peer's ("rate") and the peer's CPU per request over the gateway's ("cpu")."""
 
     model: str
     endpoint: str
@@ -62,6 +65,7 @@ class Ratio:
     of_floor_cpu: float | None
     over_mlserver_cpu: float | None
     of_asgi_floor: float | None = None
+    over_peers: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "meets_floor_goal": _meets(self.of_floor, GOAL_OF_FLOOR),
@@ -99,6 +103,9 @@ def ratios(summaries: list[Summary]) -> list[Ratio]:
             floor.cpu_us_per_request / summary.cpu_us_per_request if floor else None,
             mlserver.cpu_us_per_request / summary.cpu_us_per_request if mlserver else None,
             summary.requests_per_s / asgi_floor.requests_per_s if asgi_floor else None,
+            {name: {"rate": summary.requests_per_s / peer.requests_per_s,
+                    "cpu": peer.cpu_us_per_request / summary.cpu_us_per_request}
+             for name, endpoint in PEER_ENDPOINTS.items() if (peer := by_key.get((endpoint, summary.model)))},
         ))
     return found
 
@@ -122,6 +129,11 @@ def print_report(summaries: list[Summary], found_ratios: list[Ratio]) -> None:
               "n/a" if r.of_asgi_floor is None else f"{r.of_asgi_floor:.0%}")
              for r in sorted(found_ratios, key=lambda r: r.model)],
         )
+    peer_rows = [(r.model, r.endpoint, name, f"{over['rate']:.1f}x", f"{over['cpu']:.1f}x")
+                 for r in sorted(found_ratios, key=lambda r: r.model) for name, over in r.over_peers.items()]
+    if peer_rows:
+        print()
+        print_table(["model", "endpoint", "peer", "gateway/peer req/s", "by CPU/req"], peer_rows)
 
 
 def _runs(summary: Summary) -> str:

@@ -1,4 +1,4 @@
-"""Run the comparison: floor vs gateway vs MLServer, each server alone on core 0, wrk on core 1, repetitions
+"""Run the comparison: floor vs gateway vs MLServer and the peers, each server alone on core 0, wrk on core 1, repetitions
 interleaved, medians printed and the raw runs written to bench/results/<time>.json.
 
 Run (repo root): .venv/bin/python -m bench.run [--duration 10] [--warmup 3] [--repeats 3] [--connections 16]
@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,11 +24,13 @@ from pathlib import Path
 from bench.answers import Expected, WrongAnswer, bench_row, check_answer, expected_answer
 from bench.loadgen import LoadgenError, LoadSpec, require_wrk, run_wrk
 from bench.make_models import BenchModels, build
+from bench.peer_targets import PEERS, peer_target
 from bench.report import Measurement, print_report, ratios, summarize
 from bench.servers import (
     MLSERVER_INSTALL_HINT,
     MLSERVER_VENV,
     PREDICT_LUA,
+    RunningServer,
     ServerError,
     Target,
     floor_target,
@@ -39,18 +42,22 @@ from bench.servers import (
 )
 from bench.train_sklearn import MODEL_KINDS
 
-TARGETS = ("floor", "floor-asgi", "gateway", "mlserver")
+CORE_TARGETS = ("floor", "floor-asgi", "gateway", "mlserver")  # the default run; the peers are asked for by name
+TARGETS = (*CORE_TARGETS, *PEERS)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+IDLE_WINDOW_S = 3.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Benchmark the gateway against a bare onnxruntime floor and MLServer.")
+    parser = argparse.ArgumentParser(description="Benchmark the gateway against a bare onnxruntime floor, MLServer and "
+                                                 "the peers (LitServe, BentoML, Ray Serve).")
     parser.add_argument("--duration", type=int, default=10, help="seconds of measured load per run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of unmeasured load before each run")
     parser.add_argument("--repeats", type=int, default=3, help="repetitions, interleaved across targets")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (all on core 1)")
-    parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated subset of {','.join(TARGETS)}")
+    parser.add_argument("--targets", default=",".join(CORE_TARGETS),
+                        help=f"comma-separated subset of {','.join(TARGETS)} (default: {','.join(CORE_TARGETS)})")
     parser.add_argument("--models", default=",".join(MODEL_KINDS), help=f"comma-separated subset of {','.join(MODEL_KINDS)}")
     parser.add_argument("--extra-pythonpath", type=Path, default=None,
                         help="prepended to PYTHONPATH of the floor and the gateway, e.g. a `pip install --target DIR "
@@ -70,11 +77,14 @@ def _subset(parser: argparse.ArgumentParser, text: str, allowed: tuple[str, ...]
     return chosen
 
 
-def make_target(name: str, models: BenchModels, port: int, workdir: Path, extra_pythonpath: Path | None) -> Target:
+def make_target(name: str, models: BenchModels, port: int, workdir: Path, extra_pythonpath: Path | None,
+                connections: int = 16) -> Target:
     if name in ("floor", "floor-asgi"):
         return floor_target(models, port, extra_pythonpath, asgi=name == "floor-asgi")
     if name == "gateway":
         return gateway_target(models, port, extra_pythonpath)
+    if name in PEERS:
+        return peer_target(name, models, port, connections)
     return mlserver_target(models, port, workdir)
 
 
@@ -82,7 +92,7 @@ def measure_target(name: str, repetition: int, models: BenchModels, expected: di
                    workdir: Path, log: Callable[[str], None]) -> tuple[list[Measurement], dict]:
     """Start one server, check then load each of its endpoints for each model, stop it."""
     port = free_port()
-    target = make_target(name, models, port, workdir, args.extra_pythonpath)
+    target = make_target(name, models, port, workdir, args.extra_pythonpath, args.connections)
     spec = LoadSpec(args.duration, args.connections, args.threads)
     warmup = LoadSpec(args.warmup, args.connections, args.threads)
     measurements: list[Measurement] = []
@@ -93,6 +103,9 @@ def measure_target(name: str, repetition: int, models: BenchModels, expected: di
     with running(target, port, log_path) as server:
         base_url = server.base_url
         extras["startup_s"] = round(time.monotonic() - started, 2)
+        extras["idle_cpu_share"] = idle_cpu_share(server, IDLE_WINDOW_S)
+        log(f"  rep {repetition + 1} {name}: ready in {extras['startup_s']:.1f} s, then {extras['idle_cpu_share']:.1%} "
+            f"of a core busy with no load")
         for model in args.models:
             for endpoint in target.endpoints:
                 url = base_url + endpoint.path(model)
@@ -111,6 +124,14 @@ def measure_target(name: str, repetition: int, models: BenchModels, expected: di
         if name == "gateway":
             extras["metrics"] = scrape_metrics(base_url)
     return measurements, extras
+
+
+def idle_cpu_share(server: RunningServer, seconds: float) -> float:
+    """Cores the server keeps busy with no request at all (Ray's daemons do): part of every CPU/req figure, and the
+    larger part the fewer requests a second it serves."""
+    before, started = server.cpu_seconds(), time.monotonic()
+    time.sleep(seconds)
+    return round((server.cpu_seconds() - before) / (time.monotonic() - started), 4)
 
 
 def scrape_metrics(base_url: str) -> dict:
@@ -135,6 +156,7 @@ def environment_info(args: argparse.Namespace) -> dict:
         "packages": {p: version(p) for p in ("onnxruntime", "numpy", "starlette", "uvicorn", "orjson", "onnxgate")},
         "server_http_stack": http_stack(args.extra_pythonpath),
         "mlserver": _mlserver_versions() if mlserver_available() else None,
+        "peers": {name: _peer_versions(name) for name in args.targets if name in PEERS},
         "wrk": shutil.which("wrk"),
     }
 
@@ -153,6 +175,18 @@ def _mlserver_versions() -> dict:
     packages = ("mlserver", "mlserver-sklearn", "scikit-learn", "uvicorn", "uvloop")
     probe = f"import importlib.metadata as m, json; print(json.dumps({{p: m.version(p) for p in {packages!r}}}))"
     completed = subprocess.run([str(MLSERVER_VENV / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=False)
+    return json.loads(completed.stdout) if completed.returncode == 0 else {"error": completed.stderr.strip()[-300:]}
+
+
+def _peer_versions(name: str) -> dict:
+    """What the peer's venv holds of its pins and of the HTTP stack under it."""
+    peer = PEERS[name]
+    packages = tuple(dict.fromkeys([pin.split("==")[0].split("[")[0] for pin in peer.pins()]
+                                   + ["numpy", "uvicorn", "uvloop", "httptools", "starlette", "fastapi"]))
+    probe = ("import importlib.metadata as m, json\n"
+             "def v(p):\n    try:\n        return m.version(p)\n    except m.PackageNotFoundError:\n        return None\n"
+             f"print(json.dumps({{p: v(p) for p in {packages!r}}}))")
+    completed = subprocess.run([str(peer.venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=False)
     return json.loads(completed.stdout) if completed.returncode == 0 else {"error": completed.stderr.strip()[-300:]}
 
 
@@ -179,11 +213,17 @@ def main(argv: list[str] | None = None) -> int:
     if "mlserver" in args.targets and not mlserver_available():
         print(f"skipping MLServer. {MLSERVER_INSTALL_HINT}", file=sys.stderr)
         args.targets = [t for t in args.targets if t != "mlserver"]
+    for name in [t for t in args.targets if t in PEERS and not PEERS[t].available()]:
+        print(f"skipping {name}. {PEERS[name].install_hint()}", file=sys.stderr)
+        args.targets.remove(name)
+    if not args.targets:
+        print("no target left to run", file=sys.stderr)
+        return 2
 
     def log(message: str) -> None:
         print(message, flush=True)
 
-    runs_per_rep = sum({"floor": 1, "floor-asgi": 1, "gateway": 2, "mlserver": 1}[t] for t in args.targets) * len(args.models)
+    runs_per_rep = sum(2 if t == "gateway" else 1 for t in args.targets) * len(args.models)
     log(f"{args.repeats} x {runs_per_rep} runs of {args.warmup}+{args.duration} s, {args.connections} connections: "
         f"about {args.repeats * runs_per_rep * (args.warmup + args.duration) / 60:.1f} min of load plus server start-ups")
     args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -212,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     found_ratios = ratios(summaries)
     print()
     print_report(summaries, found_ratios)
+    print("\nidle CPU (share of a core, median over repetitions): " + ", ".join(
+        f"{name} {statistics.median(e['idle_cpu_share'] for e in runs):.1%}" for name, runs in extras.items()))
     results_path = args.results_dir / f"{stamp}.json"
     results_path.write_text(json.dumps({
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

@@ -1,4 +1,4 @@
-"""The three servers under test, and running one of them pinned to its own core on a free loopback port."""
+"""The servers under test, and running one of them pinned to its own core on a free loopback port."""
 from __future__ import annotations
 
 import contextlib
@@ -56,6 +56,7 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = REPO_ROOT
     startup_timeout_s: float = 60.0
+    ready_path: str = READY_PATH  # answers 200 once the target can serve
 
 
 def free_port() -> int:
@@ -114,31 +115,59 @@ def mlserver_target(models: BenchModels, port: int, workdir: Path) -> Target:
 @dataclass(frozen=True)
 class RunningServer:
     base_url: str
-    process_group: int
+    process_group: int  # the leader's pid: servers start in a new session and process group of their own
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time used so far by every process of the server's group (threads included).
+        """User + system CPU time used so far by every process of the server (threads included): see server_processes.
 
         Unlike requests/s, CPU time per request barely moves when something else shares the machine."""
-        return process_group_cpu_seconds(self.process_group)
+        return sum(p.cpu_ticks for p in server_processes(self.process_group)) / os.sysconf("SC_CLK_TCK")
 
 
-def process_group_cpu_seconds(process_group: int) -> float:
-    ticks = 0
+@dataclass(frozen=True)
+class ProcessStat:
+    pid: int
+    ppid: int
+    session: int
+    state: str
+    start_time: int  # clock ticks after boot: tells a process from a later one that reuses its pid
+    cpu_ticks: int  # utime + stime
+
+
+def process_stats() -> list[ProcessStat]:
+    found = []
     for stat_path in Path("/proc").glob("[0-9]*/stat"):
         try:
             # The command name (field 2) may hold spaces; fields after its closing ')' are plain.
             fields = stat_path.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[2]) == process_group:  # pgrp
-            ticks += int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        found.append(ProcessStat(int(stat_path.parent.name), int(fields[1]), int(fields[3]), fields[0], int(fields[19]),
+                                 int(fields[11]) + int(fields[12])))
+    return found
+
+
+def server_processes(leader: int) -> list[ProcessStat]:
+    """The leader's session and every descendant of the leader: Ray starts its actors in process groups of their own
+    (same session), BentoML its worker in a session of its own (a child of its arbiter)."""
+    stats = process_stats()
+    children: dict[int, list[ProcessStat]] = {}
+    for stat in stats:
+        children.setdefault(stat.ppid, []).append(stat)
+    found = {stat.pid: stat for stat in stats if stat.session == leader}
+    stack, seen = [leader], {leader}
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child.pid not in seen:
+                seen.add(child.pid)
+                found[child.pid] = child
+                stack.append(child.pid)
+    return list(found.values())
 
 
 @contextlib.contextmanager
 def running(target: Target, port: int, log_path: Path) -> Iterator[RunningServer]:
-    """Start the target on core 0, wait until READY_PATH answers 200, yield it, stop it (and its children)."""
+    """Start the target on core 0, wait until its ready path answers 200, yield it, stop it (and its children)."""
     base_url = f"http://{HOST}:{port}"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
@@ -146,7 +175,7 @@ def running(target: Target, port: int, log_path: Path) -> Iterator[RunningServer
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
-            wait_ready(process, base_url + READY_PATH, target.startup_timeout_s, log_path)
+            wait_ready(process, base_url + target.ready_path, target.startup_timeout_s, log_path)
             yield RunningServer(base_url, process.pid)
         finally:
             stop(process)
@@ -166,17 +195,29 @@ def wait_ready(process: subprocess.Popen, url: str, timeout_s: float, log_path: 
 
 
 def stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the server's own process group (it was started in a new session), SIGKILL if it lingers."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
+    """SIGTERM to the server's own process group (it was started in a new session), SIGKILL if it lingers; then, after
+    up to 10 s for their own shutdown, SIGKILL to the server's other processes still there (see server_processes)."""
+    others = [p for p in server_processes(process.pid) if p.pid != process.pid]
+    if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+    deadline = time.monotonic() + 10
+    while (left := _still_running(others)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _still_running(processes: list[ProcessStat]) -> list[int]:
+    now = {(p.pid, p.start_time) for p in process_stats() if p.state != "Z"}
+    return [p.pid for p in processes if (p.pid, p.start_time) in now]
 
 
 def tail(path: Path, lines: int = 30) -> str:
