@@ -1,11 +1,19 @@
-"""Live drift in the gateway: a window per served version with reference statistics, its reports, its gauges.
+"""Live drift in the gateway: a window per (model, environment, version) with reference statistics, its reports, its
+gauges.
 
-    window_for   at load: the version's window (kept across reloads while its files stay the same), or None when the
-                 version has no usable reference statistics or drift is off; the service adds served rows to it
-    report       GET /drift/{model}: this worker's live blocks merged with the other workers' snapshots
-                 (gateway/drift_snapshots.py), compared with the reference by monitoring.drift.drift_report
+The same version may serve several environments (one LoadedModel, shared by their routes): its rows are counted
+separately for each, so that one environment's report never holds another's traffic.
+
+    window_for   at load: the version's windows, one per environment this gateway serves (each kept across reloads
+                 while the version's files stay the same), or None when the version has no usable reference
+                 statistics or drift is off; the service adds a served request's rows to the window of the
+                 environment it was asked for (a pinned request's too; the default environment when none was named)
+    report       GET /drift/{model}: this worker's live blocks of the (model, environment, version) merged with the
+                 other workers' snapshots (gateway/drift_snapshots.py), compared with the reference by
+                 monitoring.drift.drift_report
     run          every drift_flush_s and at shutdown: count what the windows buffered, write this worker's snapshot,
-                 and recompute the figures the gauges export for every environment's stable version
+                 and recompute the figures the gauges export for every environment's stable version, from that
+                 environment's window
 
 File reads, snapshot writes and the drift computations run off the event loop; the windows are only touched on it.
 """
@@ -21,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.drift_snapshots import VersionKey, read_snapshots, write_snapshot
+from gateway.drift_snapshots import WindowKey, read_snapshots, write_snapshot
 from gateway.drift_window import Block, DriftWindow, WindowSpec, window_totals
 from gateway.metrics import DriftFigures
 from gateway.settings import GatewaySettings
@@ -56,9 +64,10 @@ class DriftMonitor:
         self.directory: Path | None = settings.metrics_dir
         self.flush_s = settings.drift_flush_s
         self.clock = clock
+        self.environments = tuple(settings.environments)
         self._lock = threading.Lock()  # window_for runs on the loader's threads
-        self._layouts: dict[VersionKey, tuple[tuple[str, str], DriftLayout | None]] = {}
-        self._windows: dict[VersionKey, tuple[tuple[str, str], DriftWindow]] = {}
+        self._layouts: dict[tuple[str, str], tuple[tuple[str, str], DriftLayout | None]] = {}  # (model, version)
+        self._windows: dict[WindowKey, tuple[tuple[str, str], DriftWindow]] = {}
         self.figures: list[DriftFigures] = []  # what the gauges show, replaced whole by each flush
 
     # -- windows -----------------------------------------------------------------------------------------------
@@ -74,22 +83,28 @@ class DriftMonitor:
             self._layouts[key] = (ident, layout)
         return layout
 
-    def window_for(self, metadata: ModelMetadata) -> DriftWindow | None:
+    def window_for(self, metadata: ModelMetadata) -> dict[str, DriftWindow] | None:
+        """The version's window for each served environment (environment -> window), made at load so that a request
+        costs one dict lookup and no allocation; a window's blocks and buffer are allocated when it first counts."""
         if not self.enabled:
             return None
         layout = self.layout(metadata)
         if layout is None:
             return None
-        key, ident = (metadata.name, metadata.version), identity(metadata)
+        ident = identity(metadata)
+        windows = {}
         with self._lock:
-            kept = self._windows.get(key)
-            if kept is None or kept[0] != ident:
-                kept = self._windows[key] = (ident, DriftWindow(layout, self.spec, *counted_names(metadata),
-                                                                clock=self.clock))
-            return kept[1]
+            for environment in self.environments:
+                key = (metadata.name, environment, metadata.version)
+                kept = self._windows.get(key)
+                if kept is None or kept[0] != ident:
+                    kept = self._windows[key] = (ident, DriftWindow(layout, self.spec, *counted_names(metadata),
+                                                                    clock=self.clock))
+                windows[environment] = kept[1]
+        return windows
 
-    def own_blocks(self, only: VersionKey | None = None) -> dict[VersionKey, list[Block]]:
-        """This worker's blocks (of one version, or all), after counting what the windows buffered. Event loop."""
+    def own_blocks(self, only: WindowKey | None = None) -> dict[WindowKey, list[Block]]:
+        """This worker's blocks (of one window, or all), after counting what the windows buffered. Event loop."""
         with self._lock:
             windows = [(key, window) for key, (_, window) in self._windows.items() if only in (None, key)]
         blocks = {}
@@ -101,8 +116,8 @@ class DriftMonitor:
     # -- reports -----------------------------------------------------------------------------------------------
 
     async def report(self, metadata: ModelMetadata, environment: str) -> dict:
-        """GET /drift/{model}'s answer for this version, over every worker's traffic."""
-        key = (metadata.name, metadata.version)
+        """GET /drift/{model}'s answer for this version in `environment`, over every worker's traffic there."""
+        key = (metadata.name, environment, metadata.version)
         own = self.own_blocks(key).get(key, [])
         return await asyncio.to_thread(self.merged_report, metadata, environment, own)
 
@@ -111,11 +126,11 @@ class DriftMonitor:
         if not self.enabled or layout is None:
             return unavailable(metadata, environment, self.enabled)
         others = self.other_blocks()
-        key = (metadata.name, metadata.version)
+        key = (metadata.name, environment, metadata.version)
         return self.compute(layout, metadata, environment, [*own, *others.get(key, [])]).model_dump(mode="json")
 
-    def other_blocks(self) -> dict[VersionKey, list[Block]]:
-        merged: dict[VersionKey, list[Block]] = {}
+    def other_blocks(self) -> dict[WindowKey, list[Block]]:
+        merged: dict[WindowKey, list[Block]] = {}
         if self.directory is None or not self.directory.is_dir():
             return merged
         for snapshot in read_snapshots(self.directory, os.getpid()):
@@ -149,7 +164,7 @@ class DriftMonitor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.flush_s)
 
-    def flush(self, own: Mapping[VersionKey, list[Block]], watched: list[Watched], pid: int) -> list[DriftFigures]:
+    def flush(self, own: Mapping[WindowKey, list[Block]], watched: list[Watched], pid: int) -> list[DriftFigures]:
         if self.directory is not None:
             write_snapshot(self.directory, own, pid)
         others = self.other_blocks()
@@ -158,7 +173,7 @@ class DriftMonitor:
             layout = self.layout(route.metadata)
             if layout is None:
                 continue
-            key = (route.metadata.name, route.metadata.version)
+            key = (route.metadata.name, route.environment, route.metadata.version)
             report = self.compute(layout, route.metadata, route.environment, [*own.get(key, []), *others.get(key, [])])
             figures.append(figures_of(route, report))
         return figures

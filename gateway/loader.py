@@ -39,7 +39,8 @@ class LoadedModel:
     row_cost_s: float = 0.0
     metrics: dict[str, ModelMetrics] = field(default_factory=dict)
     batcher: Batcher | None = None  # set by the service when the version's batching policy is enabled
-    drift: DriftWindow | None = None  # set by the service when live drift watches the version
+    # set by the service when live drift watches the version: its window per served environment
+    drift: dict[str, DriftWindow] | None = None
 
     @property
     def name(self) -> str:

@@ -184,8 +184,8 @@ DRIFT_STATUSES = ("ok", "drift", "insufficient data")
 
 
 class _DriftSeries(Collector):
-    """drift_* gauges per model and environment (the stable version's window), from figures the drift flush timer
-    computed; per-feature gauges only for models with at most `max_feature_labels` features."""
+    """drift_* gauges per model and environment (the stable version's window in that environment), from figures the drift
+    flush timer computed; per-feature gauges only for models with at most `max_feature_labels` features."""
 
     def __init__(self, source: Callable[[], Iterable[DriftFigures]], max_feature_labels: int) -> None:
         self.source = source

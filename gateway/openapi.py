@@ -225,8 +225,9 @@ SCHEMAS: dict[str, dict] = {
         },
     },
     "DriftReport": {
-        "description": "live drift of one version over the last rows served (every worker's): per feature PSI and KS "
-                       "against the reference statistics, the share of drifted features, and the outputs' drift",
+        "description": "live drift of one version over the last rows served in one environment (every worker's): per "
+                       "feature PSI and KS against the reference statistics, the share of drifted features, and the "
+                       "outputs' drift",
         "type": "object",
         "required": ["model", "version", "environment", "window_rows", "status", "drifted_share", "thresholds",
                      "features", "prediction"],
@@ -328,7 +329,7 @@ def _paths(routing_header: str | None) -> dict:
         "/metrics": _get("Prometheus metrics", [], {"description": "Prometheus text exposition format", "content": {
             "text/plain": {"schema": {"type": "string"}}}}, "405"),
         "/drift/{model}": _get("live drift of the environment's stable version (or of ?version=), over every worker's "
-                               "traffic", [MODEL, DRIFT_VERSION, ENVIRONMENT],
+                               "traffic in that environment", [MODEL, DRIFT_VERSION, ENVIRONMENT],
                                _json({"anyOf": [_ref("DriftReport"), _ref("DriftUnavailable")]},
                                      "the drift report, or status unavailable with the reason"),
                                "404", "405", "503"),

@@ -4,7 +4,8 @@
       resolve  environment and route (or a pinned version) from the served pool
       select   the canary for its share of traffic (sticky by routing key), else stable; a withheld version gets none
       run      the request's feeds for the selected version, inline when cheap, else on a thread
-      record   per-version metrics, and the route's rollout windows while a canary, shadow or bake is on
+      record   per-version metrics, the live drift window of the version in the environment asked for (pinned
+               too), and the route's rollout windows while a canary, shadow or bake is on
                (latency per unit of work: per row, for text per text and per 100 characters; and who sent it)
       retry    a request the canary fails with a server-side error is answered by stable (`retried_from`)
 
@@ -340,8 +341,9 @@ class Service:
         labels = outputs.get(label_output) if label_output is not None else None
         if labels is not None:
             children.record_classes(labels)
-        if loaded.drift is not None:
-            loaded.drift.add(feeds, outputs, rows)
+        windows = loaded.drift
+        if windows is not None:  # the window of the environment asked for (validated above), pinned or not
+            windows[env].add(feeds, outputs, rows)
         mirror = None
         if rollout is not None:
             now = time.time()
@@ -396,8 +398,9 @@ class Service:
         labels = outputs.get(label_output) if label_output is not None else None
         if labels is not None:
             children.record_classes(labels)
-        if stable.drift is not None:
-            stable.drift.add(decoded.feeds, outputs, decoded.rows)
+        windows = stable.drift
+        if windows is not None:
+            windows[route.environment].add(decoded.feeds, outputs, decoded.rows)
         now = time.time()
         rollout.record("stable", stable.version, per_unit(decoded, finished - started), True, now, source)
         if labels is not None:

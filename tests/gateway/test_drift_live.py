@@ -1,5 +1,6 @@
-"""Live drift through a real gateway: GET /drift/{model} and the drift_* gauges over what was served, the fixed window,
-the per-worker snapshots, figures across two workers (`onnxgate serve --workers 2`), and the 404s."""
+"""Live drift through a real gateway: GET /drift/{model} and the drift_* gauges over what was served, a window per
+(model, environment, version) when one version serves two environments, the fixed window, the per-worker snapshots
+(and the old key format skipped), figures across two workers (`onnxgate serve --workers 2`), and the 404s."""
 from __future__ import annotations
 
 import json
@@ -50,17 +51,20 @@ def shifted(rows: np.ndarray, features: list[int], by_std: float = 3.0) -> np.nd
     return moved
 
 
-def send(client: httpx.Client, model: str, rows: np.ndarray, **params: str) -> None:
+def send(client: httpx.Client, model: str, rows: np.ndarray, headers: dict[str, str] | None = None,
+         **params: str) -> None:
     for start in range(0, len(rows), BATCH):
-        response = client.post(f"/predict/{model}", json={"inputs": rows[start:start + BATCH].tolist()}, params=params)
+        response = client.post(f"/predict/{model}", json={"inputs": rows[start:start + BATCH].tolist()}, params=params,
+                               headers=headers)
         assert response.status_code == 200, response.text
 
 
-def report_when(client: httpx.Client, model: str, rows: int, **params: str) -> dict:
+def report_when(client: httpx.Client, model: str, rows: int, headers: dict[str, str] | None = None,
+                **params: str) -> dict:
     """The drift report once its window holds `rows` rows (counted by the flush timer; a generous deadline)."""
     deadline = time.monotonic() + DEADLINE_S
     while True:
-        response = client.get(f"/drift/{model}", params=params)
+        response = client.get(f"/drift/{model}", params=params, headers=headers)
         assert response.status_code == 200, response.text
         report = response.json()
         if report["window_rows"] >= rows:
@@ -75,12 +79,17 @@ def report_when(client: httpx.Client, model: str, rows: int, **params: str) -> d
 @pytest.fixture(scope="module")
 def watched_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """Watched classifiers (reference statistics of their training rows) fresh, shifted and few in production, plus
-    v2 of fresh registered only; plain has no reference statistics."""
+    v2 of fresh registered only; twoenvs and pinnedenvs v1.0.0 in both production and staging; plain has no reference
+    statistics."""
     store = make_store(tmp_path_factory.mktemp("drift") / "models")
     for name in ("fresh", "shifted", "few", "gauged", "agreed"):
         publish_watched_classifier(store, name, seed=1)
         deploy_version(store, name, "v1.0.0", "production")
     publish_watched_classifier(store, "fresh", "v2.0.0", seed=2)
+    for name in ("twoenvs", "pinnedenvs"):
+        publish_watched_classifier(store, name, seed=1)
+        deploy_version(store, name, "v1.0.0", "production")
+        deploy_version(store, name, "v1.0.0", "staging")
     publish_watched_classifier(store, "split", seed=1)
     publish_watched_classifier(store, "split", "v2.0.0", seed=2)
     deploy_version(store, "split", "v1.0.0", "production")
@@ -249,6 +258,68 @@ def test_gauges_show_the_stable_versions_figures(live: httpx.Client):
     assert not any(("model", "plain") in labels for _, labels in samples)  # no statistics, no gauges
 
 
+STAGING = {"X-Environment": "staging"}
+PRODUCTION = {"X-Environment": "production"}
+
+
+@pytest.mark.e2e
+def test_one_version_in_two_environments_counts_each_environments_rows_apart(live: httpx.Client):
+    staged = shifted(training_rows(seed=110, rows=1000), [0, 2])
+    produced = training_rows(seed=111, rows=1500)
+    send(live, "twoenvs", staged, headers=STAGING)
+    send(live, "twoenvs", produced)  # no X-Environment: the default, production
+
+    staging = report_when(live, "twoenvs", len(staged), headers=STAGING)
+    production = report_when(live, "twoenvs", len(produced), headers=PRODUCTION)
+
+    assert (staging["environment"], staging["version"]) == ("staging", "v1.0.0")
+    assert (production["environment"], production["version"]) == ("production", "v1.0.0")
+    assert staging["window_rows"] == len(staged) and staging["prediction"]["rows"] == len(staged)
+    assert production["window_rows"] == len(produced) and production["prediction"]["rows"] == len(produced)
+    assert staging["status"] == "drift", staging
+    assert {f["name"] for f in staging["features"] if f["drifted"]} == {WATCHED_FEATURES[0], WATCHED_FEATURES[2]}
+    assert production["status"] == "ok", production
+    assert production["drifted_share"] == 0
+
+    # the gauges: each environment's own figures, not the same mixed ones twice
+    expected = {"staging": staging, "production": production}
+    routes = {environment: frozenset({("model", "twoenvs"), ("environment", environment)}) for environment in expected}
+    deadline = time.monotonic() + DEADLINE_S
+    while any((samples := drift_samples(live.get("/metrics").text)).get(("drift_window_rows", routes[environment]))
+              != report["window_rows"] for environment, report in expected.items()):
+        assert time.monotonic() < deadline, samples
+        time.sleep(0.1)
+    for environment, report in expected.items():
+        route = routes[environment]
+        assert samples[("drift_status", route | {("status", report["status"])})] == 1
+        assert sum(value for (name, labels), value in samples.items() if name == "drift_status" and route <= labels) == 1
+        assert samples[("drift_drifted_share", route)] == pytest.approx(report["drifted_share"])
+        assert samples[("drift_prediction_psi", route)] == pytest.approx(report["prediction"]["psi"])
+        for feature in report["features"]:
+            assert samples[("drift_feature_psi", route | {("feature", feature["name"])})] == pytest.approx(feature["psi"])
+            assert samples[("drift_feature_ks", route | {("feature", feature["name"])})] == pytest.approx(feature["ks"])
+    assert samples[("drift_drifted_share", routes["staging"])] == pytest.approx(0.5)
+    assert samples[("drift_drifted_share", routes["production"])] == 0
+
+
+@pytest.mark.e2e
+def test_a_pinned_request_counts_for_the_environment_it_asked_for(live: httpx.Client):
+    staged = training_rows(seed=112, rows=300)
+    defaulted = training_rows(seed=113, rows=200)
+    send(live, "pinnedenvs", staged, headers=STAGING, version="v1.0.0")
+    send(live, "pinnedenvs", defaulted, version="v1.0.0")  # no X-Environment: the default, production
+    v2 = live.post("/v2/models/pinnedenvs/versions/v1.0.0/infer", headers=STAGING, json={"inputs": [
+        {"name": "X", "shape": [BATCH, len(WATCHED_FEATURES)], "datatype": "FP32",
+         "data": training_rows(seed=114, rows=BATCH).ravel().tolist()}]})
+    assert v2.status_code == 200, v2.text
+
+    staging = report_when(live, "pinnedenvs", len(staged) + BATCH, headers=STAGING, version="v1.0.0")
+    production = report_when(live, "pinnedenvs", len(defaulted), version="v1.0.0")
+
+    assert (staging["environment"], staging["window_rows"]) == ("staging", len(staged) + BATCH)
+    assert (production["environment"], production["window_rows"]) == ("production", len(defaulted))
+
+
 def test_per_feature_gauges_only_up_to_the_configured_number_of_features(watched_store: Store):
     settings = gateway_settings(watched_store, drift_enabled=True, drift_flush_s=0.2,
                                 drift_max_feature_labels=len(WATCHED_FEATURES) - 1)
@@ -335,18 +406,38 @@ def test_snapshots_round_trip_and_unreadable_ones_are_skipped(layout: DriftLayou
         feeds, outputs = served(layout, training_rows(seed=seed, rows=30))
         window.add(feeds, outputs, 30)
     blocks = window.blocks()
-    write_snapshot(tmp_path, {("fresh", "v1.0.0"): blocks, ("empty", "v1.0.0"): []}, 1)
+    write_snapshot(tmp_path, {("fresh", "production", "v1.0.0"): blocks, ("empty", "production", "v1.0.0"): []}, 1)
     assert sorted(os.listdir(tmp_path)) == ["drift-1.npz"]  # no temporary file left behind
     snapshot_path(tmp_path, 2).write_bytes(b"PK\x03\x04 cut short")
     snapshot_path(tmp_path, 3).write_bytes(b"")
 
     [snapshot] = read_snapshots(tmp_path, skip_pid=os.getpid())
 
-    assert list(snapshot) == [("fresh", "v1.0.0")]
-    for read, kept in zip(snapshot[("fresh", "v1.0.0")], blocks, strict=True):
+    assert list(snapshot) == [("fresh", "production", "v1.0.0")]
+    for read, kept in zip(snapshot[("fresh", "production", "v1.0.0")], blocks, strict=True):
         assert np.array_equal(read.features, kept.features) and np.array_equal(read.predictions, kept.predictions)
         assert (read.rows, read.started, read.ended) == (kept.rows, kept.started, kept.ended)
     assert decode(snapshot_path(tmp_path, 1).read_bytes()).keys() == snapshot.keys()
+
+
+def test_snapshots_of_the_old_key_format_are_skipped(layout: DriftLayout, tmp_path: Path):
+    """A metrics directory kept across the upgrade may hold snapshots keyed by (model, version): their blocks cannot
+    be told apart by environment, so they are left out, and the other workers' snapshots still count."""
+    window = DriftWindow(layout, WindowSpec(rows=100, slices=4, buffer_rows=1), ["X"], ["label"])
+    feeds, outputs = served(layout, training_rows(seed=7, rows=30))
+    window.add(feeds, outputs, 30)
+    [block] = window.blocks()
+    np.savez(snapshot_path(tmp_path, 4), index=np.array([["fresh", "v1.0.0"]], dtype=str),
+             f0=block.features[None], p0=block.predictions[None], r0=np.array([block.rows], dtype=np.int64),
+             t0=np.array([[block.started, block.ended]], dtype=np.float64))
+    np.savez(snapshot_path(tmp_path, 5), index=np.array([], dtype=str).reshape(0, 2))
+    write_snapshot(tmp_path, {("fresh", "staging", "v1.0.0"): [block]}, 6)
+
+    snapshots = read_snapshots(tmp_path, skip_pid=os.getpid())
+
+    assert [list(snapshot) for snapshot in snapshots] == [[("fresh", "staging", "v1.0.0")]]
+    with pytest.raises(ValueError, match="before windows per environment"):
+        decode(snapshot_path(tmp_path, 4).read_bytes())
 
 
 def test_thresholds_come_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch):
@@ -362,10 +453,10 @@ def test_thresholds_come_from_the_environment_as_json(monkeypatch: pytest.Monkey
 
 
 def worker_rows(directory: Path) -> list[int]:
-    """Rows each worker's snapshot holds for fresh v1.0.0."""
+    """Rows each worker's snapshot holds for fresh v1.0.0 in production."""
     counts = []
     for path in directory.glob("drift-*.npz"):
-        blocks = decode(path.read_bytes()).get(("fresh", "v1.0.0"), [])
+        blocks = decode(path.read_bytes()).get(("fresh", "production", "v1.0.0"), [])
         counts.append(sum(block.rows for block in blocks))
     return counts
 
