@@ -195,7 +195,8 @@ def parse_config(raw: bytes, source: str) -> RetrainConfig:
     try:
         return RetrainConfig.model_validate(document)
     except ValidationError as exc:
-        error = exc.errors()[0]
+        errors = exc.errors()  # a typo first: its "unknown field" explains the "field required" it causes
+        error = next((one for one in errors if one["type"] == "extra_forbidden"), errors[0])
         location = tuple(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
