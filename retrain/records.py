@@ -80,7 +80,7 @@ class JobStore:
         self.jobs_dir = self.root / "jobs"
 
     def new_id(self, model: str, now: float) -> str:
-        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d-%H%M%S")
         return f"{check_name(model)}-{stamp}-{secrets.token_hex(3)}"
 
     def record_path(self, job_id: str) -> Path:
