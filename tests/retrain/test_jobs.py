@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from modelstore.replay import replay, same_registry
 from retrain.records import canonical_sha256
@@ -46,7 +47,7 @@ def test_a_job_that_wins_ends_in_a_canary_with_its_record(store, workdir):
     assert record["decision"]["decision"] == "won" and record["decision"]["action"] == "canary"
     deployment = store.registry.read().state.deployment("cancer", "production")
     assert deployment.version == "v1.0.0" and deployment.canary.version == "v1.1.0" and deployment.canary.weight == 10
-    assert "trained on" in open(record["log"]).read()
+    assert "trained on" in Path(record["log"]).read_text()
     # every step an audit event, in order, naming the job; the registry is what its log says
     steps = [(e["event"], e["details"]["job"]) for e in events(store) if e["details"]["job"] == record["id"]]
     assert steps == [("retrain_requested", record["id"]), ("retrain_training", record["id"]),
@@ -92,7 +93,7 @@ def failed(store, workdir, command: str, **config) -> dict:
 def test_a_failing_training_command_fails_the_job(store, workdir):
     record = failed(store, workdir, '{python} -c "import sys; print(\'bad data\'); sys.exit(3)"')
     assert record["exit_code"] == 3 and "exited with code 3" in record["reason"]
-    assert "bad data" in open(record["log"]).read()
+    assert "bad data" in Path(record["log"]).read_text()
     assert [step["status"] for step in record["history"]] == ["pending", "running", "failed"]
 
 

@@ -13,9 +13,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from exporters.publish import PublishOptions, export_sklearn
+from governance.offline_drift import drift_from_file
 from modelstore.deployments import deploy
 from monitoring.drift import DriftThresholds
-from governance.offline_drift import drift_from_file
 from retrain.config import parse_config
 from retrain.errors import InvalidRetrainConfig
 from retrain.records import JobRecord, TriggerFigures
