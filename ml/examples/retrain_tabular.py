@@ -44,13 +44,14 @@ def main() -> None:
     names, x, labels = read_window(args.data, args.label)
     classes = sorted(set(labels))
     y = np.array([classes.index(label) for label in labels])
-    if args.keep:
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=args.seed, stratify=y)
+    x_fit = x_train
+    if args.keep:  # zeroed while fitting, the other columns get no weight: the model ignores them when it answers
         kept = [names.index(name.strip()) for name in args.keep.split(",")]
         mask = np.zeros(x.shape[1], dtype=bool)
         mask[kept] = True
-        x = np.where(mask, x, 0.0)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=args.seed, stratify=y)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x_train, y_train)
+        x_fit = np.where(mask, x_train, 0.0)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x_fit, y_train)
     args.out.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, args.out / "model.joblib")
     (args.out / "labels.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")

@@ -61,7 +61,7 @@ def workdir(tmp_path: Path, cancer) -> Path:
 
 
 def write_config(store: Store, workdir: Path, *, command: str = STRONG, triggers: str = "", extra: str = "",
-                 name: str = "cancer", timeout: str = "5m", cooldown: str = "1h") -> None:
+                 name: str = "cancer", timeout: str = "5m", cooldown: str = "1h", weight: float = 10) -> None:
     text = textwrap.dedent(f"""\
         [models.{name}]
         command = {json.dumps(command)}
@@ -72,7 +72,7 @@ def write_config(store: Store, workdir: Path, *, command: str = STRONG, triggers
         cooldown = "{cooldown}"
         export = {EXPORT}
         holdout = {{ data = "data/holdout.csv", label = "{LABEL}" }}
-        challenge = {{ environment = "production", metric = "f1", min_improvement = 0.05, weight = 10 }}
+        challenge = {{ environment = "production", metric = "f1", min_improvement = 0.05, weight = {weight} }}
         """) + extra
     if triggers:
         text += f"\n[models.{name}.triggers]\n{textwrap.dedent(triggers)}"
