@@ -2,7 +2,8 @@
 
 Automatic triggers count from the last job of the model (rows captured and labels received since it started, rows
 added to the new_data path since it started, scheduled times after it started); within `cooldown` of its start none
-fires, so one cause does not start a job per check. `manual` always fires.
+fires, so one cause does not start a job per check, and none fires while a canary runs in the environment (the last
+winner is still being judged). `manual` always fires.
 """
 from __future__ import annotations
 
@@ -32,18 +33,19 @@ class CheckResult:
     triggers: list[TriggerFigures]
     cooldown_until: float | None  # epoch seconds; None: no cooldown now
     last_job: str | None
+    canary: str | None = None  # the version of a canary running in the environment: it holds every trigger back
 
     @property
     def firing(self) -> TriggerFigures | None:
-        """The first automatic trigger that fires, unless the cooldown holds them all back."""
-        if self.cooldown_until is not None:
+        """The first automatic trigger that fires, unless the cooldown or a running canary holds them all back."""
+        if self.cooldown_until is not None or self.canary is not None:
             return None
         return next((trigger for trigger in self.triggers if trigger.fires), None)
 
     def as_json(self) -> dict:
         return {"model": self.model, "fires": self.firing.trigger if self.firing else None,
                 "cooldown_until": iso(self.cooldown_until) if self.cooldown_until else None,
-                "last_job": self.last_job, "triggers": [trigger.model_dump() for trigger in self.triggers]}
+                "last_job": self.last_job, "canary": self.canary, "triggers": [trigger.model_dump() for trigger in self.triggers]}
 
 
 def check(store: Store, name: str, settings: ModelRetraining, last: JobRecord | None, now: float) -> CheckResult:
@@ -62,7 +64,9 @@ def check(store: Store, name: str, settings: ModelRetraining, last: JobRecord | 
     cooldown_until = None
     if since_job is not None and now < since_job + settings.cooldown:
         cooldown_until = since_job + settings.cooldown
-    return CheckResult(name, found, cooldown_until, last.id if last else None)
+    deployment = store.registry.read().state.deployment(name, settings.challenge.environment)
+    canary = deployment.canary.version if deployment is not None and deployment.canary is not None else None
+    return CheckResult(name, found, cooldown_until, last.id if last else None, canary)
 
 
 def manual_trigger(reason: str = "run by hand") -> TriggerFigures:

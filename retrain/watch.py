@@ -57,9 +57,12 @@ def _check_and_run(store: Store, name: str, settings: ModelRetraining, stop: thr
         return None
     firing = result.firing
     if firing is None:
-        why = (f"cooldown until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(result.cooldown_until))}"
-               if result.cooldown_until else "; ".join(f"{t.trigger}: {t.reason}" for t in result.triggers)
-               or "no automatic trigger configured")
+        if result.cooldown_until:
+            why = f"cooldown until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(result.cooldown_until))}"
+        elif result.canary:
+            why = f"a canary of {result.canary} is running"
+        else:
+            why = "; ".join(f"{t.trigger}: {t.reason}" for t in result.triggers) or "no automatic trigger configured"
         log.info("check %s: nothing fires (%s)", name, why)
         return None
     log.info("check %s: %s fires (%s): starting a job", name, firing.trigger, firing.reason)

@@ -72,6 +72,8 @@ def _check(args: argparse.Namespace) -> int:
     elif result.cooldown_until is not None:
         print(f"{args.name}: cooldown after job {result.last_job} until "
               f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(result.cooldown_until))}: no job would start")
+    elif result.canary is not None:
+        print(f"{args.name}: a canary of {result.canary} is running: no job would start")
     else:
         print(f"{args.name}: no trigger fires")
     print_table(("trigger", "fires", "why"), [(t.trigger, "yes" if t.fires else "no", t.reason)

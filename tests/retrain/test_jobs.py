@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from modelstore.replay import replay, same_registry
-from retrain.records import canonical_sha256
+from retrain.lock import model_lock
+from retrain.records import JobStore, canonical_sha256
 from tests.retrain.conftest import STRONG, WEAK, onnxgate, retrain_json, write_config
 
 STEPS = ["pending", "running", "validation", "deploying"]
@@ -141,3 +142,11 @@ def test_check_changes_nothing_and_shows_each_trigger(store, workdir):
     assert result["triggers"][1]["figures"]["rows"] == 285 and result["triggers"][1]["fires"]
     assert before == ((store.root / "retrain.toml").stat().st_mtime, sorted(p.name for p in store.root.iterdir()))
     assert json.loads(json.dumps(result)) == result
+
+
+def test_a_job_is_refused_while_another_holds_the_models_lock(store, workdir):
+    write_config(store, workdir)
+    with model_lock(JobStore(store.root).lock_path("cancer")):
+        result = onnxgate(store, "retrain", "run", "cancer")
+    assert result.returncode == 13 and "is running" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert JobStore(store.root).jobs() == []

@@ -15,6 +15,8 @@ from sklearn.preprocessing import StandardScaler
 from exporters.publish import PublishOptions, export_sklearn
 from governance.offline_drift import drift_from_file
 from modelstore.deployments import deploy
+from modelstore.rollout import start_canary
+from modelstore.transitions import Change
 from monitoring.drift import DriftThresholds
 from retrain.config import parse_config
 from retrain.errors import InvalidRetrainConfig
@@ -183,3 +185,12 @@ def test_a_bad_retrain_toml_is_refused_naming_the_line_and_field(store, workdir,
     result = onnxgate(store, "retrain", "check", "cancer")
     assert result.returncode == 12 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and expected.split(": ", 1)[1][:20] in result.stderr
+
+
+def test_a_running_canary_holds_every_trigger_back(deployed, workdir, cancer):
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(cancer[0], cancer[1])
+    export_sklearn(deployed, model, name="cancer", version="v1.1.0", sample=cancer[2], labels=NAMES,
+                   options=PublishOptions(check_node=False))
+    start_canary(deployed, "cancer", "v1.1.0", "production", 10, [], None, Change())
+    result = check(deployed, "cancer", settings(deployed, workdir, 'schedule = "* * * * *"'), job(NOW - 2 * HOUR), NOW)
+    assert result.triggers[0].fires and result.firing is None and result.canary == "v1.1.0"
