@@ -150,3 +150,17 @@ def test_a_job_is_refused_while_another_holds_the_models_lock(store, workdir):
         result = onnxgate(store, "retrain", "run", "cancer")
     assert result.returncode == 13 and "is running" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert JobStore(store.root).jobs() == []
+
+
+def test_a_winner_the_gates_refuse_ends_rejected_with_their_verdict(store, workdir):
+    store.policy_path.write_text("[environments.production]\nmin_metrics = { accuracy = 0.999 }\n")
+    write_config(store, workdir, command=STRONG)
+
+    code, record, stderr = run(store)
+
+    assert code == 9 and "gates refused" in stderr, stderr
+    assert record["status"] == "rejected" and record["decision"]["decision"] == "first"
+    refused = record["decision"]["refused"]
+    assert refused is not None and refused["environment"] == "production"
+    assert store.registry.read().state.deployment("cancer", "production") is None
+    assert store.list_versions("cancer") == ["v1.0.0"]  # exported and registered, never deployed
