@@ -23,6 +23,7 @@ from retrain.export_step import export_artifact, next_version
 from retrain.lock import model_lock
 from retrain.records import JobRecord, JobStore, Status, TriggerFigures, canonical_sha256
 from retrain.runner import LocalRunner, Runner, TrainingSpec
+from retrain.tracking import log_job
 from retrain.triggers import count_rows
 
 ACTOR = "onnxgate-retrain"
@@ -88,6 +89,10 @@ class _Job:
                 log.write(traceback.format_exc())
             self.record.reason = f"{type(exc).__name__}: {exc}"
             self._enter("failed", {"reason": self.record.reason})
+        run_id = log_job(self.record, self.settings.challenge.environment)
+        if run_id is not None:
+            self.record.mlflow_run = run_id
+            self.jobs.write(self.record)
         return self.record
 
     def _enter(self, status: Status, details: dict) -> None:

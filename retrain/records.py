@@ -58,6 +58,7 @@ class JobRecord(BaseModel):
     decision: dict | None = Field(default=None, description="the challenge's decision and what it started")
     reason: str | None = Field(default=None, description="why the job failed, was rejected or abandoned")
     signal: str | None = Field(default=None, description="what a SIGTERM during the job did: finished or abandoned")
+    mlflow_run: str | None = Field(default=None, description="the job's MLflow run id, when tracking is on")
 
     def stamp(self, status: Status, now: float | None = None) -> None:
         self.status = status
