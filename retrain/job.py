@@ -161,11 +161,11 @@ class _Job:
 
     def _validate(self, output: Path) -> ChallengeResult:
         version = next_version(self.context.store, self.context.name)
-        self.record.version = version
         self._enter("validation", {"version": version})
         try:
             metadata = export_artifact(self.context.store, self.context.name, version, self.settings, output,
                                        self.change)
+            self.record.version = version  # exported: registered from here on, whatever the challenge says
             measured = self._challenge(version, dry_run=True)
         except StoreError as exc:
             raise _JobEnded("failed", f"validation of {version}: {exc}") from None

@@ -77,7 +77,7 @@ class JobStore:
     """The job records and work directories of one store."""
 
     def __init__(self, store_root: Path) -> None:
-        self.root = Path(store_root) / RETRAIN_DIR
+        self.root = Path(store_root).absolute() / RETRAIN_DIR  # the training command runs elsewhere: {output} is absolute
         self.jobs_dir = self.root / "jobs"
 
     def new_id(self, model: str, now: float) -> str:
