@@ -15,7 +15,7 @@ VERSION ?= v1.0.0
 export ONNXGATE_STORE := $(STORE)
 export ONNXRUNTIME_NODE_INSTALL_CUDA := skip
 
-.PHONY: install install-node demo demo-build export-examples serve test clean bench
+.PHONY: install install-node demo demo-build export-examples serve test clean bench retrain-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,11 @@ test: install
 	$(PY) -m pytest || [ $$? -eq 5 ]  # 5 = no tests collected: not a failure (CI judges the count)
 	cd node && ONNXGATE_PYTHON=$(abspath $(PY)) npm test
 	$(PY) -m pytest bench -q
+
+# The retraining loop end to end in a store of its own (README "Retraining"): drifted traffic to a gateway with capture
+# on, `retrain check` firing, a job that wins and goes to canary, and the gateway's judge promoting it.
+retrain-demo: install
+	$(PY) -m ml.examples.retrain_demo --out build/retrain-demo
 
 bench: install
 	$(PY) bench/run.py

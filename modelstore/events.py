@@ -28,6 +28,15 @@ EVENT_BY_ACTION = {
     "snapshot_create": "snapshot_created",
     "snapshot_restore": "snapshot_restored",
     "capture": "capture_configured",
+    # a retraining job's steps (retrain/): one entry per status it reaches
+    "retrain_pending": "retrain_requested",
+    "retrain_running": "retrain_training",
+    "retrain_validation": "retrain_validating",
+    "retrain_deploying": "retrain_deploying",
+    "retrain_completed": "retrain_completed",
+    "retrain_rejected": "retrain_rejected",
+    "retrain_failed": "retrain_failed",
+    "retrain_abandoned": "retrain_abandoned",
 }
 """An entry's event when its operation does not name one (an approval is approved or rejected; a canary rolled back
 by hand is rolled back, by the judge it failed)."""

@@ -11,21 +11,22 @@ from pathlib import Path
 from watchfiles import Change, DefaultFilter, awatch
 
 from modelstore.backends import RegistryBackend, Revision
-from modelstore.layout import MONITORING_DIR
+from modelstore.layout import MONITORING_DIR, RETRAIN_DIR
 
 log = logging.getLogger("onnxgate.store")
 
 
 class StoreFilter(DefaultFilter):
     """Changes that can alter what is served: not lock files, the audit log, writers' temp files, or the gateway's own
-    monitoring files (captured requests, labels: MONITORING_DIR), which it appends to all the time."""
+    monitoring files (captured requests, labels: MONITORING_DIR), which it appends to all the time, nor retraining
+    jobs' files (RETRAIN_DIR: a job's new version arrives through the registry like any other)."""
 
     ignored_suffixes = (".lock", ".tmp", ".log")
 
     def __call__(self, change: Change, path: str) -> bool:
         name = Path(path).name
         if (name.endswith(self.ignored_suffixes) or "/.tmp-" in path or "/.old-" in path
-                or f"/{MONITORING_DIR}/" in path or path.endswith(f"/{MONITORING_DIR}")):
+                or any(f"/{private}/" in path or path.endswith(f"/{private}") for private in (MONITORING_DIR, RETRAIN_DIR))):
             return False
         return super().__call__(change, path)
 

@@ -26,6 +26,9 @@ DEFAULT_ROOT = Path("ml/models")
 MONITORING_DIR = ".monitoring"
 """Captured requests and labels (monitoring/capture.py, monitoring/feedback.py), under the store root: a dot name, so
 never listed as a model, and ignored by the change feed."""
+RETRAIN_DIR = ".retrain"
+"""Retraining jobs (records, logs, training outputs) and their per-model lock files (retrain/): ignored like
+MONITORING_DIR."""
 
 
 def resolve_store_root(cli_value: str | os.PathLike | None = None) -> Path:

@@ -29,7 +29,9 @@ from modelstore.slo import SloPolicy
 from modelstore.snapshots import CreateSnapshot, RestoreSnapshot
 from modelstore.transitions import Change, Operation
 
-RECORDS_ONLY = {"gates_passed", "deployment_denied", "challenge"}
+RECORDS_ONLY = {"gates_passed", "deployment_denied", "challenge", "retrain_pending", "retrain_running",
+                "retrain_validation", "retrain_deploying", "retrain_completed", "retrain_rejected", "retrain_failed",
+                "retrain_abandoned"}
 """Actions that record a decision and change no state."""
 
 

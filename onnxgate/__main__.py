@@ -39,6 +39,7 @@ from onnxgate.commands import (
     policy,
     promote,
     quality,
+    retrain,
     rollback,
     serve,
     shadow,
@@ -48,9 +49,11 @@ from onnxgate.commands import (
     verify,
 )
 from onnxgate.errors import UsageError
+from retrain.errors import InvalidRetrainConfig, JobBusy, JobFailed, JobNotFound, JobRejected
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
-            canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy, capture, quality, drift)
+            canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy, capture, quality, drift,
+            retrain)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
@@ -69,6 +72,11 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (DriftDetected, 10),
     (ChangeRefused, 7),
     (InvalidPolicy, 8),
+    (JobRejected, 9),
+    (JobFailed, 11),
+    (InvalidRetrainConfig, 12),
+    (JobBusy, 13),
+    (JobNotFound, 3),
     (StoreError, 1),
 )
 
