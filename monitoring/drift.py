@@ -14,6 +14,9 @@ Per feature the cells are:
   below it (see `_ks`);
 - one cell for non-finite values (NaN, +-inf): they are counted there and left out of PSI and KS, which compare the
   finite values only; the report gives their number per feature.
+When every inner PSI edge is one of the q_k (exporters/stats.py takes the edges from the quantiles), a row is counted
+into its KS cell only and each PSI bin's count is summed from the KS cells within it: the same counts, one search per
+value instead of two.
 """
 from __future__ import annotations
 
@@ -104,7 +107,7 @@ class _Bins:
     non_finite_at: int
     size: int                   # cells used, from psi_at
     # When every inner PSI edge is one of the points, a KS cell lies within one PSI bin: psi_of_ks gives it per KS
-    # cell (non-decreasing, every bin at least once), so only the KS cells are counted per row (see _derive_psi).
+    # cell (non-decreasing, every bin at least once), so only the KS cells are counted per row (see _derived_psi).
     # ks_edges: each point, then the next float above it; searchsorted(side="right") gives the KS cell in one call.
     psi_of_ks: np.ndarray | None = None
     ks_edges: np.ndarray | None = None
@@ -422,12 +425,12 @@ def _psi_of_ks(inner_edges: np.ndarray, points: np.ndarray, bins: int) -> np.nda
     increasing bins (metadata not written by exporters/stats.py)."""
     if len(inner_edges) != bins - 1 or np.any(np.diff(inner_edges) <= 0) or not np.isin(inner_edges, points).all():
         return None
-    # A value at q_k or strictly between q_k and q_k+1 has exactly the edges <= q_k at or below it (no edge lies
-    # strictly between two points); below q_0 none, since every edge is a point.
-    at_or_above = np.searchsorted(inner_edges, points, side="right")
+    # A value at q_k, or strictly between q_k and q_k+1, is in q_k's bin: no edge lies strictly between two points.
+    # Below q_0 is bin 0: every edge is at least q_0.
+    bin_of_point = np.searchsorted(inner_edges, points, side="right")
     psi_of_ks = np.zeros(2 * len(points) + 1, dtype=np.int64)
-    psi_of_ks[1::2] = at_or_above
-    psi_of_ks[2::2] = at_or_above
+    psi_of_ks[1::2] = bin_of_point
+    psi_of_ks[2::2] = bin_of_point
     return psi_of_ks
 
 
