@@ -52,14 +52,20 @@ def feature_stats(name: str, column: np.ndarray, bins: int = DEFAULT_BINS) -> Fe
     if len(values) == 0:
         return FeatureStats(name=name, bin_edges=[], counts=[], mean=0.0, std=0.0, min=0.0, max=0.0,
                             non_finite=non_finite)
-    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
+    quantiles = np.quantile(values, np.linspace(0.0, 1.0, QUANTILES))
+    if (QUANTILES - 1) % bins == 0:
+        # The bin edges taken from the quantiles themselves (np.quantile at 0.3 and at 30 x 0.01 can differ in the
+        # last bit), so that every edge is a quantile and drift derives the PSI counts from the KS cells' (see
+        # monitoring/drift.py's _psi_of_ks).
+        edges = np.unique(quantiles[::(QUANTILES - 1) // bins])
+    else:
+        edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
     if len(edges) == 1:
         edges = np.array([edges[0], edges[0]])
         counts = np.array([len(values)])
     else:
         counts, _ = np.histogram(values, bins=edges)
     # The exact reference CDF at each quantile and just below it, so that drift's KS needs no reference rows.
-    quantiles = np.quantile(values, np.linspace(0.0, 1.0, QUANTILES))
     cdf = np.searchsorted(values, quantiles, side="right") / len(values)
     cdf_below = np.searchsorted(values, quantiles, side="left") / len(values)
     return FeatureStats(name=name, bin_edges=[float(e) for e in edges], counts=[int(c) for c in counts],

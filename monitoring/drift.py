@@ -14,6 +14,9 @@ Per feature the cells are:
   below it (see `_ks`);
 - one cell for non-finite values (NaN, +-inf): they are counted there and left out of PSI and KS, which compare the
   finite values only; the report gives their number per feature.
+When every inner PSI edge is one of the q_k (exporters/stats.py takes the edges from the quantiles), a row is counted
+into its KS cell only and each PSI bin's count is summed from the KS cells within it: the same counts, one search per
+value instead of two.
 """
 from __future__ import annotations
 
@@ -103,9 +106,14 @@ class _Bins:
     ks_at: int
     non_finite_at: int
     size: int                   # cells used, from psi_at
+    # When every inner PSI edge is one of the points, a KS cell lies within one PSI bin: psi_of_ks gives it per KS
+    # cell (non-decreasing, every bin at least once), so only the KS cells are counted per row (see _derived_psi).
+    # ks_edges: each point, then the next float above it; searchsorted(side="right") gives the KS cell in one call.
+    psi_of_ks: np.ndarray | None = None
+    ks_edges: np.ndarray | None = None
 
     @classmethod
-    def of(cls, stats: FeatureStats, start: int, *, quantiles: bool = True) -> _Bins:
+    def of(cls, stats: FeatureStats, start: int, *, quantiles: bool = True, derive_psi: bool = True) -> _Bins:
         edges = np.asarray(stats.bin_edges, dtype=np.float64)
         counts = np.asarray(stats.counts, dtype=np.float64)
         if len(edges) < 2 or counts.sum() <= 0:  # no finite reference value: one bin holds everything
@@ -121,9 +129,17 @@ class _Bins:
             ref_cdf[0::2] = np.asarray(stats.cdf_below, dtype=np.float64)[first]
             ref_cdf[1::2] = np.asarray(stats.cdf, dtype=np.float64)[first]
             ks_cells = 2 * len(points) + 1
-        return cls(name=stats.name, inner_edges=edges[1:-1].copy(), ref_shares=ref_shares, psi_at=start,
+        inner_edges = edges[1:-1].copy()
+        psi_of_ks = ks_edges = None
+        if derive_psi and points is not None:
+            psi_of_ks = _psi_of_ks(inner_edges, points, bins)
+        if psi_of_ks is not None:
+            ks_edges = np.empty(2 * len(points))
+            ks_edges[0::2] = points
+            ks_edges[1::2] = np.nextafter(points, np.inf)
+        return cls(name=stats.name, inner_edges=inner_edges, ref_shares=ref_shares, psi_at=start,
                    points=points, ref_cdf=ref_cdf, ks_at=start + bins, non_finite_at=start + bins + ks_cells,
-                   size=bins + ks_cells + 1)
+                   size=bins + ks_cells + 1, psi_of_ks=psi_of_ks, ks_edges=ks_edges)
 
     def cells(self, values: np.ndarray) -> list[np.ndarray]:
         """Cell indexes (in the layout's vector) of finite `values`, PSI bins then KS cells."""
@@ -133,6 +149,12 @@ class _Bins:
             at_point = values == self.points[np.minimum(below, len(self.points) - 1)]
             found.append(self.ks_at + 2 * below + at_point)
         return found
+
+    def ks_cells(self, values: np.ndarray) -> np.ndarray:
+        """KS cell indexes of finite `values` when the PSI bins are derived (psi_of_ks): the same cells as `cells`,
+        one searchsorted. Below q_0 nothing in ks_edges is <= v (cell 0); at q_k, q_0..q_k and the floats just above
+        q_0..q_k-1 are (2k+1); strictly between q_k and q_k+1, also the float just above q_k (2k+2)."""
+        return self.ks_at + np.searchsorted(self.ks_edges, values, side="right")
 
     def psi_counts(self, counts: np.ndarray) -> np.ndarray:
         return counts[self.psi_at:self.psi_at + len(self.ref_shares)]
@@ -153,6 +175,7 @@ class DriftLayout:
         self.feature_names: list[str] = [bins.name for bins in features]
         self._features = features
         self._feature_size = sum(bins.size for bins in features)
+        self._derived = _derived_psi(features)
         self._token_count = token_count  # (attention mask input or None, pad id) for text models
         # The same edges padded with +inf into (features, n) matrices, for _count_small.
         self._inner = _padded([bins.inner_edges for bins in features])
@@ -175,14 +198,15 @@ class DriftLayout:
         self.notes = notes
 
     @classmethod
-    def of(cls, metadata: ModelMetadata) -> DriftLayout | None:
-        """None when the version has no usable reference (no statistics, or none per feature)."""
+    def of(cls, metadata: ModelMetadata, *, derive_psi: bool = True) -> DriftLayout | None:
+        """None when the version has no usable reference (no statistics, or none per feature). `derive_psi=False`
+        counts every row into the PSI bins too, even where they could be derived from the KS cells (same counts)."""
         stats = metadata.reference_stats
         if not stats.available or not stats.features or stats.input is None:
             return None
         features, start = [], 0
         for feature in stats.features:
-            bins = _Bins.of(feature, start)
+            bins = _Bins.of(feature, start, derive_psi=derive_psi)
             features.append(bins)
             start += bins.size
         notes = []
@@ -243,15 +267,21 @@ class DriftLayout:
         if table.shape[0] <= SMALL_TABLE_ROWS:
             return self._count_small(table)
         finite = np.isfinite(table)
+        all_finite = finite.all(axis=0)
         cells: list[np.ndarray] = []
         for column, bins in enumerate(self._features):
             values = table[:, column]
-            usable = finite[:, column]
-            if not usable.all():
-                values = values[usable]
+            if not all_finite[column]:
+                values = values[finite[:, column]]
                 counts[bins.non_finite_at] += table.shape[0] - len(values)
-            cells.extend(bins.cells(values))
+            if bins.psi_of_ks is not None:
+                cells.append(bins.ks_cells(values))
+            else:
+                cells.extend(bins.cells(values))
         counts += np.bincount(np.concatenate(cells), minlength=len(counts)).astype(np.int64, copy=False)
+        if self._derived is not None:
+            ks_cells, run_starts, psi_cells = self._derived
+            counts[psi_cells] += np.add.reduceat(counts[ks_cells], run_starts)
         return counts
 
     def _count_small(self, table: np.ndarray) -> np.ndarray:
@@ -387,6 +417,40 @@ def drift_report(layout: DriftLayout, feature_counts: np.ndarray, prediction_cou
     return DriftReport(model=model, version=version, environment=environment, window_rows=rows, status=status,
                        drifted_share=share, thresholds=thresholds, features=features, prediction=prediction,
                        notes=list(layout.notes))
+
+
+def _psi_of_ks(inner_edges: np.ndarray, points: np.ndarray, bins: int) -> np.ndarray | None:
+    """The PSI bin of each KS cell (below q_0, at q_0, between q_0 and q_1, .., above q_K), or None when a KS cell
+    can straddle a PSI edge: some inner edge is not one of the points (exactly), or the edges do not make `bins`
+    increasing bins (metadata not written by exporters/stats.py)."""
+    if len(inner_edges) != bins - 1 or np.any(np.diff(inner_edges) <= 0) or not np.isin(inner_edges, points).all():
+        return None
+    # A value at q_k, or strictly between q_k and q_k+1, is in q_k's bin: no edge lies strictly between two points.
+    # Below q_0 is bin 0: every edge is at least q_0.
+    bin_of_point = np.searchsorted(inner_edges, points, side="right")
+    psi_of_ks = np.zeros(2 * len(points) + 1, dtype=np.int64)
+    psi_of_ks[1::2] = bin_of_point
+    psi_of_ks[2::2] = bin_of_point
+    return psi_of_ks
+
+
+def _derived_psi(features: list[_Bins]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """For the features whose PSI bins are derived: (their KS cells' indexes in the layout's vector, where each PSI
+    bin's run of KS cells starts among them, the PSI cells' indexes): the PSI counts are
+    np.add.reduceat(counts[ks_cells], run_starts), added at psi_cells. None when no feature's are."""
+    ks_cells, run_starts, psi_cells = [], [], []
+    taken = 0
+    for bins in features:
+        if bins.psi_of_ks is None:
+            continue
+        mapping = bins.psi_of_ks
+        ks_cells.append(bins.ks_at + np.arange(len(mapping)))
+        run_starts.append(taken + np.flatnonzero(np.diff(mapping, prepend=-1)))  # every bin has a run (_psi_of_ks)
+        psi_cells.append(bins.psi_at + np.arange(len(bins.ref_shares)))
+        taken += len(mapping)
+    if not ks_cells:
+        return None
+    return np.concatenate(ks_cells), np.concatenate(run_starts), np.concatenate(psi_cells)
 
 
 def _padded(rows: list[np.ndarray]) -> np.ndarray:
