@@ -45,12 +45,13 @@ from onnxgate.commands import (
     show,
     snapshot,
     status,
+    token,
     verify,
 )
 from onnxgate.errors import UsageError
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
-            canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy, capture, quality, drift)
+            canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy, capture, quality, drift, token)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
