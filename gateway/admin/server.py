@@ -34,8 +34,10 @@ class AdminServer:
     async def start(cls, app: Starlette, settings: GatewaySettings) -> AdminServer:
         host = settings.admin_host or settings.host
         assert settings.admin_port is not None
-        config = uvicorn.Config(app, host=host, port=settings.admin_port, lifespan="off", log_level="warning",
-                                access_log=settings.access_log, **uvicorn_options(settings))
+        # log_config and log_level None: the gateway's server configured logging already, and a second dictConfig
+        # would silence its own messages
+        config = uvicorn.Config(app, host=host, port=settings.admin_port, lifespan="off", log_config=None,
+                                log_level=None, access_log=settings.access_log, **uvicorn_options(settings))
         config.load()
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)  # lifespan "off": the gateway's own lifespan runs this one

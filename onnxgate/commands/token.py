@@ -3,6 +3,7 @@ keeps its SHA-256 only."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from gateway.admin.tokens import ROLES, InvalidTokens, create_token
@@ -34,7 +35,7 @@ def run_create(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"name": args.name, "role": args.role, "tokens": str(args.tokens), "secret": secret})
     else:
-        print(secret)
-        print(f"token {args.name!r} ({args.role}) added to {args.tokens}; the secret above is not stored anywhere: "
-              "keep it now", flush=True)
+        print(secret, flush=True)  # alone on stdout: SECRET=$(onnxgate token create ...)
+        print(f"token {args.name!r} ({args.role}) added to {args.tokens}; its secret (above) is stored nowhere: "
+              "keep it now", file=sys.stderr)
     return 0
