@@ -21,6 +21,7 @@ from gateway.controller import RolloutController
 from gateway.data_plane import DataPlane
 from gateway.endpoints import Endpoints
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.health import gateway_health
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import openapi_route
 from gateway.quality_feed import QualityFeed, QualitySource, live_quality_source
@@ -64,7 +65,9 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     admin_routes = []
     if settings.admin_tokens is not None:
         tokens = TokenTable(tuple(load_tokens(settings.admin_tokens).tokens))
-        admin_routes = AdminEndpoints(store, tokens, settings.environments).routes()
+        admin_routes = AdminEndpoints(store, tokens, settings.environments,
+                                      lambda: gateway_health(service.pools, service.environments,
+                                                             controller.describe)).routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -65,6 +65,20 @@ class UnknownEnvironment(GatewayError):
     outcome = "not_found"
 
 
+class Unauthorized(GatewayError):
+    """An ops API request without a valid bearer token (answered with WWW-Authenticate: Bearer)."""
+
+    status_code = 401
+    outcome = "unauthorized"
+
+
+class Forbidden(GatewayError):
+    """An ops API request whose token's role does not allow the operation."""
+
+    status_code = 403
+    outcome = "forbidden"
+
+
 class VersionNotPinnable(GatewayError):
     """A pin of a registered version this gateway may not serve: never deployed here, or rolled back."""
 

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admin.tokens import TokenEntry, secret_digest
+from gateway.errors import Forbidden, Unauthorized, admin_error_response
 
 Permission = Literal["read", "deploy", "approve"]
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -68,14 +68,6 @@ def token_of(scope: Scope) -> TokenEntry:
     return scope[TOKEN_SCOPE_KEY]
 
 
-async def refuse(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    body = orjson.dumps({"error": message})
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *headers]})
-    await send({"type": "http.response.body", "body": body})
-
-
 class Guard:
     """An admin route's app: authenticate, check `permission`, then run `app` with the token in the scope."""
 
@@ -88,13 +80,16 @@ class Guard:
         header = authorization_header(scope.get("headers", ()))
         token = self.tokens.authenticate(header)
         if token is None:
-            challenge = f'Bearer realm="{REALM}"' + (', error="invalid_token"' if header else "")
             message = "a valid bearer token is required" if header is None else "invalid bearer token"
-            await refuse(send, 401, message, [(b"www-authenticate", challenge.encode())])
+            response = admin_error_response(Unauthorized(message), scope["method"], scope["path"])
+            response.headers["www-authenticate"] = f'Bearer realm="{REALM}"' + (
+                ', error="invalid_token"' if header else "")
+            await response(scope, receive, send)
             return
         if not allows(token.role, self.permission):
-            await refuse(send, 403, f"token {token.name!r} (role {token.role}) may not {self.permission}: "
-                                    f"this needs the {self.permission} or admin role")
+            refusal = Forbidden(f"token {token.name!r} (role {token.role}) may not {self.permission}: this needs the "
+                                f"{self.permission} or admin role")
+            await admin_error_response(refusal, scope["method"], scope["path"])(scope, receive, send)
             return
         scope[TOKEN_SCOPE_KEY] = token
         await self.app(scope, receive, send)

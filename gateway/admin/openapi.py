@@ -82,7 +82,9 @@ SCHEMAS: dict[str, dict] = {
                                           "canary": {"type": ["string", "null"]},
                                           "shadow": {"type": ["string", "null"]},
                                           "last_rollback": {"type": ["string", "null"]}}}},
-                       "invalid": {"type": "array", "items": {"type": "string"}}},
+                       "invalid": {"type": "array", "items": {"type": "string"}},
+                       "gateway": {**_ref("Health"), "description": "what this gateway process serves now (its "
+                                   "/health report: loaded versions, each route's rollout state, problems)"}},
     },
     "AdminVersion": {
         "type": "object", "required": ["name", "version", "latest", "status", "environments"],

@@ -67,10 +67,13 @@ def checked_environment(environment: str) -> str:
 
 
 class AdminEndpoints:
-    def __init__(self, store: ModelRepository, tokens: TokenTable, environments: list[str]) -> None:
+    def __init__(self, store: ModelRepository, tokens: TokenTable, environments: list[str],
+                 serving: Callable[[], dict] | None = None) -> None:
+        """`serving`: what this gateway process serves now (its /health report, rollout state included)."""
         self.store = store
         self.tokens = tokens
         self.environments = environments
+        self.serving = serving
 
     # -- plumbing ------------------------------------------------------------------------------------------------
 
@@ -127,7 +130,10 @@ class AdminEndpoints:
             return {"served_environments": self.environments, "deployments": overview.status_rows(data),
                     "invalid": overview.invalid_deployments(data)}
 
-        return json_response(await run_in_threadpool(read))
+        status = await run_in_threadpool(read)
+        if self.serving is not None:
+            status["gateway"] = self.serving()
+        return json_response(status)
 
     async def models(self, request: Request) -> Response:
         def read() -> dict:

@@ -62,7 +62,15 @@ def test_canary_promote_and_rollback(ops: OpsGateway) -> None:
         with ops.client("read") as reader:
             [row] = [r for r in reader.get("/admin/v1/status").json()["deployments"]
                      if (r["model"], r["environment"]) == ("iris", "production")]
-        assert row["canary"] == "v3.0.0 (10%)"
+            assert row["canary"] == "v3.0.0 (10%)"
+            deadline = time.monotonic() + 60
+            while True:  # the gateway's own view: once it has reloaded, its route carries the canary's rollout
+                served = reader.get("/admin/v1/status").json()["gateway"]
+                [route] = [m for m in served["models"] if (m["model"], m["environment"]) == ("iris", "production")]
+                if route.get("rollout", {}).get("canary"):
+                    break
+                assert time.monotonic() < deadline, f"the gateway never reported the canary: {route}"
+                time.sleep(0.05)
         promoted = client.post(f"{BASE}/production/promote", json={"bake_s": 0, "reason": "looks good"})
         assert promoted.status_code == 200, promoted.text
         assert stable(ops).version == "v3.0.0" and stable(ops).canary is None
