@@ -185,3 +185,26 @@ def test_unknown_model_is_404_on_reads(ops: OpsGateway) -> None:
         assert client.get("/admin/v1/models/NOT_A_NAME").status_code == 404
         models = client.get("/admin/v1/models").json()
     assert {row["name"] for row in models["versions"]} == {"iris"}
+
+
+def test_every_change_over_http_is_audited_with_the_tokens_name_and_reason(ops: OpsGateway) -> None:
+    start = len(ops.store.registry.audit.entries())
+    body = {"reason": "audit-check"}
+    calls = [
+        ("/admin/v1/snapshots", {"name": "audit-check"}),
+        (f"{BASE}/production/shadow", {"version": "v2.0.0"}),
+        (f"{BASE}/production/shadow", {"stop": True}),
+        (f"{BASE}/production/canary", {"version": "v3.0.0", "weight": 5}),
+        (f"{BASE}/production/promote", {"bake_s": 0}),
+        (f"{BASE}/production/rollback", {}),
+        (f"{BASE}/staging/deploy", {"version": "v1.0.0"}),
+        ("/admin/v1/models/iris/versions/v3.0.0/approvals", {"environment": "staging", "reject": True}),
+    ]
+    with ops.client("admin") as client:
+        for path, fields in calls:
+            response = client.post(path, json={**fields, **body})
+            assert response.status_code == 200, (path, response.text)
+    entries = ops.store.registry.audit.entries()[start:]
+    assert [e["action"] for e in entries] == ["snapshot_create", "shadow", "shadow_stop", "canary", "promote",
+                                              "rollback", "deploy", "approval"]
+    assert {(e["actor"], e["reason"]) for e in entries} == {("admin-bot", "audit-check")}
