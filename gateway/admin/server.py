@@ -14,6 +14,9 @@ from gateway.server import uvicorn_options
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("onnxgate.gateway")
+SHUTDOWN_S = 10.0
+"""Requests still running on the ops API's port this long after shutdown begins are cancelled (as `onnxgate serve`
+does for the gateway's own port)."""
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -37,7 +40,8 @@ class AdminServer:
         # log_config and log_level None: the gateway's server configured logging already, and a second dictConfig
         # would silence its own messages
         config = uvicorn.Config(app, host=host, port=settings.admin_port, lifespan="off", log_config=None,
-                                log_level=None, access_log=settings.access_log, **uvicorn_options(settings))
+                                log_level=None, access_log=settings.access_log, timeout_graceful_shutdown=SHUTDOWN_S,
+                                **uvicorn_options(settings))
         config.load()
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)  # lifespan "off": the gateway's own lifespan runs this one
