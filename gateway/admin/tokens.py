@@ -4,13 +4,15 @@ plaintext secret, an unknown role or a duplicate is refused when the gateway sta
 appends its hash, and returns the secret (shown once, kept nowhere)."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import tempfile
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -118,8 +120,26 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
+@contextlib.contextmanager
+def directory_lock(directory: Path) -> Iterator[None]:
+    """An exclusive flock on the directory itself (no lock file left behind): one writer of its tokens file at once."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def create_token(path: Path, name: str, role: str) -> str:
-    """Append a new token `name` with `role` to the tokens file (created 0600 when missing) and return its secret."""
+    """Append a new token `name` with `role` to the tokens file (created 0600 when missing) and return its secret.
+    Concurrent calls on one file each add their token (read, append, replace under a lock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with directory_lock(path.parent):
+        return _append_token(path, name, role)
+
+
+def _append_token(path: Path, name: str, role: str) -> str:
     current = load_tokens(path) if path.exists() else TokensFile()
     if any(token.name == name for token in current.tokens):
         raise InvalidTokens(f"tokens file {path} already has a token named {name!r}")
@@ -130,6 +150,5 @@ def create_token(path: Path, name: str, role: str) -> str:
         error = exc.errors()[0]
         raise InvalidTokens(f"token {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
     updated = TokensFile(tokens=[*current.tokens, entry])
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_private(path, render(updated.tokens, is_toml(path)))
     return secret

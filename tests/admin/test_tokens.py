@@ -85,3 +85,18 @@ def test_serve_refuses_an_admin_port_without_tokens(tmp_path: Path) -> None:
     served = onnxgate("serve", "--env", "production", "--port", "0", "--admin-port", "9999",
                       "--store", str(make_store(tmp_path / "models").root))
     assert served.returncode == 2 and "--admin-port needs --admin-tokens" in served.stderr
+
+
+def test_concurrent_token_creates_each_add_their_token(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.toml"
+    names = [f"bot{i}" for i in range(6)]
+    processes = [subprocess.Popen([sys.executable, "-m", "onnxgate", "token", "create", name, "--role", "read",
+                                   "--tokens", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for name in names]
+    secrets = {}
+    for name, process in zip(names, processes, strict=True):
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        secrets[name] = out.splitlines()[0]
+    stored = {token.name: token.sha256 for token in load_tokens(path).tokens}
+    assert stored == {name: hashlib.sha256(secret.encode()).hexdigest() for name, secret in secrets.items()}
