@@ -1,5 +1,6 @@
 """The application: routes, middleware, exception handlers, and a lifespan that loads the pool and starts the
-store watcher (and, with settings.grpc_port, the gRPC server, on the same Service in the same event loop). Built by a
+store watcher (and, with settings.grpc_port, the gRPC server, on the same Service in the same event loop; with
+settings.admin_port, the ops API's own server, in the same event loop). Built by a
 factory from settings; nothing happens at import time."""
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from gateway.admin.auth import TokenTable
+from gateway.admin.routes import AdminEndpoints
+from gateway.admin.server import AdminServer
+from gateway.admin.tokens import load_tokens
 from gateway.controller import RolloutController
 from gateway.data_plane import DataPlane
 from gateway.endpoints import Endpoints
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.health import gateway_health
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import openapi_route
 from gateway.quality_feed import QualityFeed, QualitySource, live_quality_source
@@ -57,6 +63,13 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
                                    quality=QualityFeed(quality_source or live_quality_source(settings.store),
                                                        settings.quality_refresh_s))
     endpoints = Endpoints(service, registry, controller.describe)
+    # The ops API, when its tokens file is configured: read (and refused if invalid) here, at start-up.
+    admin_routes = []
+    if settings.admin_tokens is not None:
+        tokens = TokenTable(tuple(load_tokens(settings.admin_tokens).tokens))
+        admin_routes = AdminEndpoints(store, tokens, settings.environments,
+                                      lambda: gateway_health(service.pools, service.environments,
+                                                             controller.describe)).routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -75,15 +88,21 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
             tasks.append(asyncio.create_task(
                 flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing)))
         tasks.append(asyncio.create_task(service.drift.run(service.watched, stop_flushing)))
-        grpc_server = None
+        grpc_server = admin_server = None
         try:
             if settings.grpc_port is not None:
                 from gateway.grpc_service import GrpcServer  # onnxgate[grpc]: imported only when asked for
 
                 grpc_server = await GrpcServer.start(service, settings)
                 app.state.grpc_port = grpc_server.port
+            if settings.admin_port is not None:
+                admin_server = await AdminServer.start(
+                    Starlette(routes=admin_routes, exception_handlers=EXCEPTION_HANDLERS), settings)
+                app.state.admin_port = admin_server.port
             yield
         finally:
+            if admin_server is not None:
+                await admin_server.stop()
             if grpc_server is not None:
                 await grpc_server.stop()
             stop_judging.set()
@@ -96,7 +115,8 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
 
     app = GatewayApp(
         endpoints.data_plane,
-        routes=[*endpoints.routes(), openapi_route(settings.routing_header)],
+        routes=[*endpoints.routes(), *admin_routes,
+                openapi_route(settings.routing_header, admin=settings.admin_tokens is not None)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

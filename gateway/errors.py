@@ -9,11 +9,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelstore.errors import (
+    ChangeRefused,
+    DuplicateVersion,
+    GateRefused,
     IntegrityError,
     InvalidMetadata,
     InvalidName,
+    InvalidSloPolicy,
+    InvalidTransition,
     ModelNotFound,
     NotDeployed,
+    RevisionConflict,
+    SnapshotNotFound,
     StoreError,
     VersionNotFound,
 )
@@ -58,6 +65,20 @@ class UnknownEnvironment(GatewayError):
     outcome = "not_found"
 
 
+class Unauthorized(GatewayError):
+    """An ops API request without a valid bearer token (answered with WWW-Authenticate: Bearer)."""
+
+    status_code = 401
+    outcome = "unauthorized"
+
+
+class Forbidden(GatewayError):
+    """An ops API request whose token's role does not allow the operation."""
+
+    status_code = 403
+    outcome = "forbidden"
+
+
 class VersionNotPinnable(GatewayError):
     """A pin of a registered version this gateway may not serve: never deployed here, or rolled back."""
 
@@ -98,10 +119,29 @@ STORE_STATUS: tuple[tuple[type[StoreError], int], ...] = (
 )
 
 
-def status_for(error: Exception) -> int:
+# The ops API changes the store: a change the state or the gates refuse is the caller's conflict (409), an SLO out of
+# range is unprocessable (422), a name or deployment that does not exist is 404, and a version whose files fail their
+# checks cannot be deployed (409). What is left (an unreadable registry or policy) is the server's problem (503).
+ADMIN_STORE_STATUS: tuple[tuple[type[StoreError], int], ...] = (
+    (ModelNotFound, 404),
+    (VersionNotFound, 404),
+    (InvalidName, 404),
+    (NotDeployed, 404),
+    (SnapshotNotFound, 404),
+    (InvalidSloPolicy, 422),
+    (ChangeRefused, 409),  # GateRefused among them: its verdict goes into the body
+    (InvalidTransition, 409),
+    (RevisionConflict, 409),
+    (DuplicateVersion, 409),
+    (IntegrityError, 409),
+    (StoreError, 503),
+)
+
+
+def status_for(error: Exception, table: tuple[tuple[type[StoreError], int], ...] = STORE_STATUS) -> int:
     if isinstance(error, GatewayError):
         return error.status_code
-    for error_type, status in STORE_STATUS:
+    for error_type, status in table:
         if isinstance(error, error_type):
             return status
     return 500
@@ -125,8 +165,21 @@ def error_answer(error: Exception, method: str, path: str) -> tuple[int, str]:
     return 500, "internal server error"
 
 
-def json_error(status: int, message: str) -> Response:
-    return Response(orjson.dumps({"error": message}), status_code=status, media_type="application/json")
+def json_error(status: int, message: str, **extra: object) -> Response:
+    return Response(orjson.dumps({"error": message, **extra}), status_code=status, media_type="application/json")
+
+
+def admin_error_response(error: Exception, method: str, path: str) -> Response:
+    """An ops API failure: `{"error": ...}` with the status of ADMIN_STORE_STATUS; a gate's refusal also carries its
+    verdict (every check, with its value and limit) as `verdict`. Unexpected exceptions: a logged 500, no traceback."""
+    if isinstance(error, GatewayError | StoreError):
+        status = status_for(error, ADMIN_STORE_STATUS)
+        if status >= 500:
+            log.error("%s %s failed: %s", method, path, error)
+        extra = {"verdict": error.verdict} if isinstance(error, GateRefused) else {}
+        return json_error(status, str(error), **extra)
+    log.error("%s %s failed", method, path, exc_info=error)
+    return json_error(500, "internal server error")
 
 
 async def handle_error(request: Request, error: Exception) -> Response:

@@ -350,21 +350,29 @@ def _paths(routing_header: str | None) -> dict:
 
 
 @functools.cache
-def openapi_document(routing_header: str | None = None) -> dict:
-    """The document for a gateway that trusts `routing_header` for the routing key (None: no such header)."""
-    return {
+def openapi_document(routing_header: str | None = None, admin: bool = False) -> dict:
+    """The document for a gateway that trusts `routing_header` for the routing key (None: no such header), with the
+    ops API (/admin/v1/, bearer tokens) when `admin`: a gateway without a tokens file serves none of it."""
+    document = {
         "openapi": "3.1.0",
         "info": {"title": "onnxgate gateway", "version": server_version(),
                  "description": "Serves ONNX models per environment: /predict, the Open Inference Protocol (KServe v2) "
-                                "REST surface, health, metrics and live drift. Every error answer is JSON "
-                                "{\"error\": ...}."},
+                                "REST surface, health, metrics and live drift; with a tokens file, the ops API under "
+                                "/admin/v1/. Every error answer is JSON {\"error\": ...}."},
         "paths": _paths(routing_header),
         "components": {"schemas": SCHEMAS},
     }
+    if admin:
+        from gateway.admin import openapi as admin_openapi  # it takes the name patterns from this module
+
+        document["paths"].update(admin_openapi.admin_paths())
+        document["components"] = {"schemas": {**SCHEMAS, **admin_openapi.SCHEMAS},
+                                  "securitySchemes": admin_openapi.SECURITY_SCHEMES}
+    return document
 
 
-def openapi_route(routing_header: str | None = None) -> Route:
-    body = orjson.dumps(openapi_document(routing_header))
+def openapi_route(routing_header: str | None = None, admin: bool = False) -> Route:
+    body = orjson.dumps(openapi_document(routing_header, admin))
 
     async def openapi_json(request: Request) -> Response:
         return Response(body, media_type="application/json")

@@ -28,6 +28,12 @@ class GatewaySettings(BaseSettings):
     grpc_port: int | None = Field(default=None, ge=0, le=65535, description="also serve the Open Inference Protocol's "
                                   "GRPCInferenceService on this port (gateway/grpc_service.py; needs onnxgate[grpc]); "
                                   "0: any free port")
+    admin_tokens: Path | None = Field(default=None, description="the tokens file of the ops API (gateway/admin/): "
+                                      "with it, /admin/v1/ is served; without it, those routes do not exist (404)")
+    admin_port: int | None = Field(default=None, ge=0, le=65535, description="also serve the ops API on this port "
+                                   "(a second server in the same process); 0: any free port; needs admin_tokens")
+    admin_host: str | None = Field(default=None, description="the address the ops API's own port listens on "
+                                   "(default: host)")
     workers: int = Field(default=1, ge=1)
     access_log: bool = False
     max_body_bytes: int = Field(default=8 * MIB, gt=0)
@@ -144,6 +150,12 @@ class GatewaySettings(BaseSettings):
     def _capture_bounds(self) -> GatewaySettings:
         if self.capture_total_max_bytes < self.capture_file_max_bytes:
             raise ValueError("capture_total_max_bytes must be at least capture_file_max_bytes")
+        return self
+
+    @model_validator(mode="after")
+    def _admin_port_needs_tokens(self) -> GatewaySettings:
+        if self.admin_port is not None and self.admin_tokens is None:
+            raise ValueError("admin_port needs admin_tokens: the ops API is only served with its tokens file")
         return self
 
     @field_validator("environments")

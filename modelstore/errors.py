@@ -54,6 +54,10 @@ class InvalidTransition(StoreError):
     """A registry change that the current state does not allow (e.g. promote with no canary)."""
 
 
+class SnapshotNotFound(InvalidTransition):
+    """A restore of a snapshot id the registry does not hold."""
+
+
 class RegistryMissing(CorruptRegistry):
     """registry.json is gone from a store that had one (its audit log records changes): a store error, never read as
     an empty store, so a gateway keeps what it serves and no write starts a registry over."""

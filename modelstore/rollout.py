@@ -410,14 +410,15 @@ def rollback_bake(store: ModelRepository, name: str, environment: str, change: C
 
 
 def start_shadow(store: ModelRepository, name: str, version: str, environment: str, weight: float = 100.0,
-                 change: Change = Change(), routing_salt: str | None = None) -> Outcome:
+                 change: Change = Change(), routing_salt: str | None = None, *, dry_run: bool = False) -> Outcome:
     """`routing_salt`: the salt a deployment without one gets (default: a fresh one)."""
     return transition(store, StartShadow(name, environment, version, weight, routing_salt or new_routing_salt()),
-                      change)
+                      change, dry_run=dry_run)
 
 
-def stop_shadow(store: ModelRepository, name: str, environment: str, change: Change = Change()) -> Outcome:
-    return transition(store, StopShadow(name, environment), change)
+def stop_shadow(store: ModelRepository, name: str, environment: str, change: Change = Change(), *,
+                dry_run: bool = False) -> Outcome:
+    return transition(store, StopShadow(name, environment), change, dry_run=dry_run)
 
 
 def rollback_environment(store: ModelRepository, name: str, environment: str, change: Change = Change(), *,

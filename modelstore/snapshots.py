@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from modelstore.audit import default_actor
 from modelstore.backends import ModelRepository
 from modelstore.deployments import RegistryOperation, require_version, set_stable
-from modelstore.errors import InvalidTransition
+from modelstore.errors import InvalidTransition, SnapshotNotFound
 from modelstore.registry import RegistryData, SnapshotRecord
 from modelstore.transitions import Change, Outcome, transition
 
@@ -40,7 +40,7 @@ class RestoreSnapshot(RegistryOperation):
         snapshot = state.snapshots.get(self.snapshot_id)
         if snapshot is None:
             known = ", ".join(sorted(state.snapshots, key=_order)) or "none"
-            raise InvalidTransition(f"no snapshot {self.snapshot_id!r} (snapshots: {known})")
+            raise SnapshotNotFound(f"no snapshot {self.snapshot_id!r} (snapshots: {known})")
         plan = restore_plan(state, snapshot)
         if not plan["changes"]:
             raise InvalidTransition(f"snapshot {self.snapshot_id} is what is deployed already: nothing to restore")

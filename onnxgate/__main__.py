@@ -46,6 +46,7 @@ from onnxgate.commands import (
     show,
     snapshot,
     status,
+    token,
     verify,
 )
 from onnxgate.errors import UsageError
@@ -53,7 +54,7 @@ from retrain.errors import InvalidRetrainConfig, JobBusy, JobFailed, JobNotFound
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
             canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy, capture, quality, drift,
-            retrain)
+            retrain, token)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),

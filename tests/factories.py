@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Self
 
+import httpx
 import numpy as np
 import onnx
 import uvicorn
@@ -443,6 +447,36 @@ def running_server(app: object, host: str = "127.0.0.1", timeout_s: float = 30.0
     finally:
         server.should_exit = True
         thread.join(timeout_s)
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a server in another process, which binds it itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "server exited"
+        try:
+            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("server did not become ready")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Ctrl-C (uvicorn's graceful shutdown), then kill if it has not exited within 15 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 class ClientThreads:

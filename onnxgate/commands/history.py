@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from modelstore.events import event_of
+from modelstore.overview import HISTORY_LIMIT, history
 from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
 from onnxgate.output import print_json, print_table
 
@@ -13,17 +14,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("name", nargs="?", help="only this model")
     parser.add_argument("--env", help="only this environment")
     parser.add_argument("--event", help="only entries of this lifecycle event, e.g. deployment_denied")
-    parser.add_argument("--limit", type=int, default=50, help="at most this many entries, newest (default 50)")
+    parser.add_argument("--limit", type=int, default=HISTORY_LIMIT,
+                        help=f"at most this many entries, newest (default {HISTORY_LIMIT})")
     add_store_argument(parser)
     add_json_argument(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    entries = [e for e in store_from(args).registry.audit.entries()
-               if (not args.name or e.get("model") == args.name) and (not args.env or e.get("environment") == args.env)
-               and (not args.event or event_of(e) == args.event)]
-    entries = entries[-args.limit:] if args.limit > 0 else entries
+    entries = history(store_from(args), model=args.name, environment=args.env, event=args.event, limit=args.limit)
     if args.json:
         print_json(entries)
         return 0

@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from modelstore.errors import StoreError
+from modelstore.overview import version_rows
 from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
 from onnxgate.output import print_json, print_table
 
-HEADLINE_METRICS = ("accuracy", "f1", "roc_auc", "r2", "mae")
 BROKEN_EXIT_CODE = 1
 
 
@@ -28,24 +27,7 @@ def run(args: argparse.Namespace) -> int:
     store = store_from(args)
     registry = store.registry.read().state
     names = [args.name] if args.name else store.list_models()
-    rows = []
-    for name in names:
-        versions = store.list_versions(name)
-        latest = versions[-1] if versions else None
-        for version in versions:
-            record = registry.models.get(name, {}).get(version)
-            serving = sorted(env for env, dep in registry.deployments.get(name, {}).items() if dep.version == version)
-            row = {"name": name, "version": version, "latest": version == latest,
-                   "status": record.status if record else "unregistered", "environments": serving}
-            try:
-                metadata = store.read_metadata(name, version)
-            except StoreError as exc:
-                rows.append({**row, "status": "broken", "error": str(exc), "framework": None, "task": None,
-                             "metrics": {}, "created_at": None})
-                continue
-            rows.append({**row, "framework": metadata.framework, "task": metadata.task,
-                         "metrics": {k: v for k, v in metadata.metrics.items() if k in HEADLINE_METRICS},
-                         "created_at": metadata.created_at})
+    rows = version_rows(store, registry, names)
     broken = [row["error"] for row in rows if row["status"] == "broken"]
     broken += [entry.describe() for entry in registry.invalid if not args.name or entry.name == args.name]
     if args.json:

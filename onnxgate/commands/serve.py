@@ -31,6 +31,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="the request header that carries the routing key, set by your proxy or auth layer (e.g. "
                         "X-User); without it no client header is trusted and the canary split is random, not sticky "
                         "(default: ONNXGATE_ROUTING_HEADER, else none)")
+    parser.add_argument("--admin-tokens", type=Path, metavar="FILE",
+                        help="serve the ops API at /admin/v1/ with the tokens of FILE (onnxgate token create); "
+                        "default: ONNXGATE_ADMIN_TOKENS, else no ops API")
+    parser.add_argument("--admin-port", type=int, metavar="N",
+                        help="also serve the ops API on this port (e.g. one only your operators' network reaches); "
+                        "needs --admin-tokens")
+    parser.add_argument("--admin-host", metavar="HOST", help="the address --admin-port listens on (default: --host)")
     add_store_argument(parser)
     parser.set_defaults(run=run)
 
@@ -55,7 +62,32 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
         if not 0 <= args.grpc_port <= 65535:
             raise UsageError(f"--grpc-port {args.grpc_port}: not a port number (0-65535)")
         variables["ONNXGATE_GRPC_PORT"] = str(args.grpc_port)
+    if args.admin_tokens is not None:
+        variables["ONNXGATE_ADMIN_TOKENS"] = str(args.admin_tokens.resolve())
+    if args.admin_port is not None:
+        if not 0 <= args.admin_port <= 65535:
+            raise UsageError(f"--admin-port {args.admin_port}: not a port number (0-65535)")
+        variables["ONNXGATE_ADMIN_PORT"] = str(args.admin_port)
+    if args.admin_host is not None:
+        variables["ONNXGATE_ADMIN_HOST"] = args.admin_host
     return variables
+
+
+def check_admin(variables: dict[str, str], workers: int) -> None:
+    """The ops API's options, checked before any worker starts: the tokens file valid, a port only with it."""
+    from gateway.admin.tokens import InvalidTokens, load_tokens
+
+    tokens = variables.get("ONNXGATE_ADMIN_TOKENS", os.environ.get("ONNXGATE_ADMIN_TOKENS", "")).strip()
+    port = variables.get("ONNXGATE_ADMIN_PORT", os.environ.get("ONNXGATE_ADMIN_PORT", "")).strip()
+    if port and not tokens:
+        raise UsageError("--admin-port needs --admin-tokens FILE (or ONNXGATE_ADMIN_TOKENS)")
+    if port == "0" and workers > 1:
+        raise UsageError("--admin-port 0 (any free port) would give each worker its own port; name one with --workers")
+    if tokens:
+        try:
+            load_tokens(Path(tokens))
+        except InvalidTokens as exc:
+            raise UsageError(str(exc)) from None
 
 
 GRPC_INSTALL_HINT = "pip install 'onnxgate[grpc]'"
@@ -116,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         require_grpc()
         if grpc_port == "0" and args.workers > 1:
             raise UsageError("--grpc-port 0 (any free port) would give each worker its own port; name one with --workers")
+    check_admin(variables, args.workers)
     os.environ.update(variables)
     created_metrics_dir = None
     if args.workers > 1 and not os.environ.get("ONNXGATE_METRICS_DIR"):

@@ -5,8 +5,8 @@ import argparse
 from collections.abc import Callable
 
 from modelstore.approvals import tally
-from modelstore.errors import InvalidPolicy, StoreError
-from modelstore.layout import Store
+from modelstore.errors import StoreError
+from modelstore.overview import required_approvals
 from modelstore.registry import VersionRecord
 from onnxgate.commands.common import add_json_argument, add_store_argument, store_from
 from onnxgate.output import print_json
@@ -68,20 +68,6 @@ def _reference_text(metadata) -> str:
     outputs = (f"outputs: {stats.prediction.kind} of {stats.prediction.output}" if stats.prediction is not None
                else "outputs: none")
     return f"{stats.rows} rows, {len(stats.features)} features ({kept}), {outputs}"
-
-
-def required_approvals(store: Store) -> Callable[[str], int | None]:
-    """Environment -> approvals its policy requires (None: the policy cannot be read)."""
-    try:
-        policy = store.read_policy()
-    except InvalidPolicy:
-        return lambda environment: None
-
-    def required(environment: str) -> int | None:
-        rules = policy.for_environment(environment) if policy else None
-        return rules.approvals if rules else 0
-
-    return required
 
 
 def registry_lines(record: VersionRecord | str | None, required: Callable[[str], int | None]) -> list[str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from modelstore.overview import snapshots
 from modelstore.snapshots import create_snapshot, restore_snapshot
 from onnxgate.commands.canary import print_outcome
 from onnxgate.commands.common import (
@@ -46,14 +47,13 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    snapshots = store_from(args).registry.read().state.snapshots
-    ordered = sorted(snapshots.items(), key=lambda item: (len(item[0]), item[0]))
+    ordered = snapshots(store_from(args).registry.read().state)
     if args.json:
-        print_json({snapshot_id: record.model_dump(mode="json") for snapshot_id, record in ordered})
+        print_json(dict(ordered))
         return 0
     print_table(["ID", "NAME", "CREATED", "ACTOR", "DEPLOYMENTS"],
-                [[snapshot_id, record.name or "-", record.created_at, record.actor,
-                  ", ".join(f"{model}@{env}={version}" for model, envs in sorted(record.deployments.items())
+                [[snapshot_id, record["name"] or "-", record["created_at"], record["actor"],
+                  ", ".join(f"{model}@{env}={version}" for model, envs in sorted(record["deployments"].items())
                             for env, version in sorted(envs.items())) or "-"] for snapshot_id, record in ordered])
     return 0
 

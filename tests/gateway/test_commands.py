@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ import pytest
 from modelstore.audit import AuditLog
 from modelstore.layout import Store
 from onnxgate.__main__ import main
-from tests.factories import publish_classifier
+from tests.factories import free_port, publish_classifier, stop_server, wait_ready
 
 ROW = [[5.1, 3.5, 1.4, 0.2]]
 
@@ -65,35 +63,6 @@ def test_status_table_and_json(two_versions: Store, capsys: pytest.CaptureFixtur
     assert main(["status", "--store", root, "--env", "staging", "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert row["version"] == "v2.0.0" and row["environment"] == "staging" and row["status"] == "active"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "server exited"
-        try:
-            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("server did not become ready")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    """Ctrl-C (uvicorn's graceful shutdown), then kill if it has not exited within 15 s."""
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 @pytest.mark.e2e

@@ -26,9 +26,17 @@ from modelstore.deployments import Change
 from modelstore.layout import Store
 from modelstore.rollout import start_shadow
 from onnxgate.__main__ import main
-from tests.factories import IDENTITY_DTYPES, classifier_expected, deploy_version, publish_identity, running_server
+from tests.factories import (
+    IDENTITY_DTYPES,
+    classifier_expected,
+    deploy_version,
+    free_port,
+    publish_identity,
+    running_server,
+    stop_server,
+    wait_ready,
+)
 from tests.gateway.conftest import MAX_BATCH_ROWS, MAX_BODY_BYTES, gateway_settings
-from tests.gateway.test_commands import free_port, stop_server, wait_ready
 from tests.gateway.test_health_metrics import sample
 from tests.gateway.test_v2 import echo_values
 from tests.rollout.gateway_fixtures import OTHER, STABLE, build_rollout_store, wait_until

@@ -19,8 +19,15 @@ import httpx
 import pytest
 
 from modelstore.layout import Store
-from tests.factories import deploy_version, make_store, publish_classifier, publish_text_classifier
-from tests.gateway.test_commands import free_port, stop_server, wait_ready
+from tests.factories import (
+    deploy_version,
+    free_port,
+    make_store,
+    publish_classifier,
+    publish_text_classifier,
+    stop_server,
+    wait_ready,
+)
 
 DEADLINE_S = 90
 ROW = [[5.1, 3.5, 1.4, 0.2]]

@@ -21,9 +21,8 @@ from gateway.app import create_app
 from gateway.metrics import GatewayMetrics
 from gateway.worker_metrics import flush_snapshots, merged_exposition, snapshot_path, write_snapshot
 from modelstore.layout import Store
-from tests.factories import deploy_version, make_store, publish_classifier
+from tests.factories import deploy_version, free_port, make_store, publish_classifier, stop_server, wait_ready
 from tests.gateway.conftest import gateway_settings
-from tests.gateway.test_commands import free_port, stop_server, wait_ready
 
 ROW = [[5.1, 3.5, 1.4, 0.2]]
 OTHER_PID = 1  # never this test process: its snapshot is always "another worker's"

@@ -24,8 +24,18 @@ from modelstore.layout import Store
 from modelstore.registry import Deployment
 from modelstore.rollout import start_canary
 from modelstore.slo import SloPolicy
-from tests.factories import ClientThreads, classifier_expected, deploy_version, make_store, poison, publish_classifier, slow_work
-from tests.gateway.test_commands import free_port, stop_server, wait_ready
+from tests.factories import (
+    ClientThreads,
+    classifier_expected,
+    deploy_version,
+    free_port,
+    make_store,
+    poison,
+    publish_classifier,
+    slow_work,
+    stop_server,
+    wait_ready,
+)
 
 STABLE, OTHER, SLOW, FLAKY = "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0"
 SLOW_ROUNDS = 3000  # ~13 ms per run here, against ~0.1-0.3 ms for stable

@@ -14,9 +14,9 @@ from starlette.testclient import TestClient
 from gateway.app import create_app
 from gateway.traffic import bucket, threshold
 from modelstore.deployments import Change
+from modelstore.overview import status_rows
 from modelstore.rollout import start_shadow
 from modelstore.slo import SloPolicy
-from onnxgate.commands.status import status_rows
 from tests.gateway.conftest import gateway_settings
 from tests.rollout.gateway_fixtures import (
     FLAKY,

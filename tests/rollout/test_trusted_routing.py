@@ -38,9 +38,8 @@ from modelstore.rollout import (
 )
 from modelstore.transitions import transition
 from onnxgate.__main__ import main
-from tests.factories import running_server
+from tests.factories import free_port, running_server, stop_server, wait_ready
 from tests.gateway.conftest import gateway_settings
-from tests.gateway.test_commands import free_port, stop_server, wait_ready
 from tests.rollout.gateway_fixtures import GOOD_ROW, OTHER, STABLE, RolloutStore, build_rollout_store
 
 DEADLINE_S = 90.0

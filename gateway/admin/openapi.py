@@ -1,0 +1,180 @@
+"""The ops API's part of the OpenAPI document: its paths (each behind the `bearer` security scheme), its bodies (the
+pydantic models of gateway/admin/requests.py, as JSON Schema) and its answers."""
+from __future__ import annotations
+
+from gateway.admin import requests
+from gateway.admin.routes import ADMIN_PREFIX, ENVIRONMENT_PATTERN, SNAPSHOT_ID_PATTERN
+from gateway.openapi import MODEL_NAME_PATTERN, VERSION_PATTERN
+
+SECURITY_SCHEMES = {"bearer": {"type": "http", "scheme": "bearer",
+                               "description": "a token from the tokens file (onnxgate token create); its role says "
+                                              "what it may do: read (GETs), deploy, approve, admin (all)"}}
+
+ERRORS = {
+    "400": "the body is not JSON or does not fit its schema, or a query parameter is invalid",
+    "401": "no bearer token, or not a valid one (WWW-Authenticate: Bearer)",
+    "403": "the token's role does not allow this operation",
+    "404": "unknown model, version, environment, snapshot or deployment",
+    "405": "method not allowed on this path",
+    "409": "a change the current state does not allow, or one the governance gates refused (`verdict`: every check "
+           "with its value and limit), or a version whose files fail their checks",
+    "413": "body over 64 KiB",
+    "422": "an SLO out of range",
+    "503": "the store cannot be read now (a corrupt registry, an unreadable policy)",
+}
+READ_ERRORS = ("401", "405", "503")
+CHANGE_ERRORS = ("400", "401", "403", "404", "405", "409", "413", "422", "503")
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _path(name: str, pattern: str, description: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", "pattern": pattern}}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+MODEL = _path("model", MODEL_NAME_PATTERN, "model name")
+ENVIRONMENT = _path("environment", ENVIRONMENT_PATTERN, "environment, e.g. production")
+VERSION = _path("version", VERSION_PATTERN, "a registered version, e.g. v1.2.0")
+SNAPSHOT = _path("snapshot_id", SNAPSHOT_ID_PATTERN, "snapshot id (GET /admin/v1/snapshots)")
+
+BODIES = {name: model.model_json_schema() for name, model in (
+    ("AdminDeploy", requests.DeployBody), ("AdminCanary", requests.CanaryBody), ("AdminPromote", requests.PromoteBody),
+    ("AdminRollback", requests.RollbackBody), ("AdminShadow", requests.ShadowBody),
+    ("AdminApproval", requests.ApprovalBody), ("AdminSnapshot", requests.SnapshotBody),
+    ("AdminRestore", requests.RestoreBody))}
+
+SCHEMAS: dict[str, dict] = {
+    **BODIES,
+    "AdminError": {"type": "object", "required": ["error"],
+                   "properties": {"error": {"type": "string"},
+                                  "verdict": {"type": "object", "description": "a gate's refusal: every check"}}},
+    "AdminOutcome": {
+        "type": "object", "required": ["action", "changed", "details", "checks", "dry_run"],
+        "description": "what the change did (or, with dry_run, would do), as `onnxgate ... --json` prints it",
+        "properties": {"action": {"type": "string"}, "model": {"type": ["string", "null"]},
+                       "environment": {"type": ["string", "null"]}, "changed": {"type": "boolean"},
+                       "before": {"type": ["string", "null"]}, "after": {"type": ["string", "null"]},
+                       "weight": {"type": ["number", "null"]}, "details": {"type": "object"},
+                       "event": {"type": ["string", "null"]},
+                       "checks": {"type": "array", "items": {"type": "object"},
+                                  "description": "the gates' figures for the change"},
+                       "dry_run": {"type": "boolean"}},
+    },
+    "AdminStatus": {
+        "type": "object", "required": ["served_environments", "deployments", "invalid"],
+        "properties": {"served_environments": {"type": "array", "items": {"type": "string"}},
+                       "deployments": {"type": "array", "items": {
+                           "type": "object", "required": ["model", "environment", "version", "status"],
+                           "properties": {"model": {"type": "string"}, "environment": {"type": "string"},
+                                          "version": {"type": "string"}, "deployed_at": {"type": "string"},
+                                          "status": {"type": "string"},
+                                          "canary": {"type": ["string", "null"]},
+                                          "shadow": {"type": ["string", "null"]},
+                                          "last_rollback": {"type": ["string", "null"]}}}},
+                       "invalid": {"type": "array", "items": {"type": "string"}},
+                       "gateway": {**_ref("Health"), "description": "what this gateway process serves now (its "
+                                   "/health report: loaded versions, each route's rollout state, problems)"}},
+    },
+    "AdminVersion": {
+        "type": "object", "required": ["name", "version", "latest", "status", "environments"],
+        "properties": {"name": {"type": "string"}, "version": {"type": "string"}, "latest": {"type": "boolean"},
+                       "status": {"type": "string"}, "environments": {"type": "array", "items": {"type": "string"}},
+                       "framework": {"type": ["string", "null"]}, "task": {"type": ["string", "null"]},
+                       "metrics": {"type": "object"}, "created_at": {"type": ["string", "null"]},
+                       "error": {"type": "string"}, "evaluation": {"type": ["object", "null"]},
+                       "approvals": {"type": "object"}},
+    },
+    "AdminModels": {"type": "object", "required": ["versions", "invalid"],
+                    "properties": {"versions": {"type": "array", "items": _ref("AdminVersion")},
+                                   "invalid": {"type": "array", "items": {"type": "string"}}}},
+    "AdminModel": {"type": "object", "required": ["name", "latest", "versions", "deployments"],
+                   "properties": {"name": {"type": "string"}, "latest": {"type": ["string", "null"]},
+                                  "versions": {"type": "array", "items": _ref("AdminVersion")},
+                                  "deployments": {"type": "object"}}},
+    "AdminHistory": {"type": "object", "required": ["entries"],
+                     "properties": {"entries": {"type": "array", "items": {
+                         "type": "object", "required": ["time", "action", "actor"],
+                         "properties": {"time": {"type": "string"}, "action": {"type": "string"},
+                                        "actor": {"type": "string"}, "reason": {"type": ["string", "null"]}}}}}},
+    "AdminSnapshots": {"type": "object", "required": ["snapshots"],
+                       "properties": {"snapshots": {"type": "array", "items": {
+                           "type": "object", "required": ["id", "created_at", "actor", "deployments"],
+                           "properties": {"id": {"type": "string"}, "name": {"type": ["string", "null"]},
+                                          "created_at": {"type": "string"}, "actor": {"type": "string"},
+                                          "deployments": {"type": "object"}}}}}},
+}
+
+
+def _errors(*statuses: str) -> dict:
+    return {status: _json(_ref("AdminError"), ERRORS[status]) for status in statuses}
+
+
+def _operation(summary: str, parameters: list[dict], ok: dict, errors: tuple[str, ...], body: str | None = None,
+               role: str = "read") -> dict:
+    operation = {"summary": f"{summary} (role: {role} or admin)" if role != "read" else f"{summary} (any role)",
+                 "parameters": parameters, "security": [{"bearer": []}],
+                 "responses": {"200": ok, **_errors(*errors)}}
+    if body is not None:
+        operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": _ref(body)}}}
+    return operation
+
+
+def _change(summary: str, parameters: list[dict], body: str, role: str = "deploy") -> dict:
+    return {"post": _operation(summary, parameters, _json(_ref("AdminOutcome"), "the outcome"), CHANGE_ERRORS, body,
+                               role)}
+
+
+HISTORY_QUERY = [
+    _query("model", {"type": "string", "maxLength": 64}, "only this model"),
+    _query("environment", {"type": "string", "maxLength": 64}, "only this environment"),
+    _query("event", {"type": "string", "maxLength": 64}, "only entries of this lifecycle event, e.g. "
+                                                          "deployment_denied"),
+    _query("limit", {"type": "string", "pattern": "^[0-9]{1,5}$"}, "at most this many entries, the newest (1 to "
+                                                                    "10000; default 50)"),
+]
+
+
+def admin_paths() -> dict:
+    target = [MODEL, ENVIRONMENT]
+    return {ADMIN_PREFIX + path: item for path, item in {
+        "/status": {"get": _operation("what every environment serves: stable, canary, shadow, last rollback", [],
+                                      _json(_ref("AdminStatus"), "the status"), READ_ERRORS)},
+        "/models": {"get": _operation("every model's versions with status, serving environments, headline metrics",
+                                      [], _json(_ref("AdminModels"), "the versions"), READ_ERRORS)},
+        "/models/{model}": {"get": _operation(
+            "one model: versions with metadata summary, evaluations and approvals; its deployments", [MODEL],
+            _json(_ref("AdminModel"), "the model"), (*READ_ERRORS, "404"))},
+        "/models/{model}/environments/{environment}/deploy": _change(
+            "make a version the environment's stable one (gates apply)", target, "AdminDeploy"),
+        "/models/{model}/environments/{environment}/canary": _change(
+            "start or re-weight a canary, with steps and SLO overrides (gates apply)", target, "AdminCanary"),
+        "/models/{model}/environments/{environment}/promote": _change(
+            "make the running canary stable (gates apply)", target, "AdminPromote"),
+        "/models/{model}/environments/{environment}/rollback": _change(
+            "roll back the canary, else the stable version (to its previous one or `to`)", target, "AdminRollback"),
+        "/models/{model}/environments/{environment}/shadow": _change(
+            "mirror a share of requests to a version (or stop: true)", target, "AdminShadow"),
+        "/models/{model}/versions/{version}/approvals": _change(
+            "approve (or reject) a version for an environment, as the token's name", [MODEL, VERSION],
+            "AdminApproval", role="approve"),
+        "/history": {"get": _operation("the audit log, oldest first, filtered", HISTORY_QUERY,
+                                       _json(_ref("AdminHistory"), "the entries"), ("400", *READ_ERRORS))},
+        "/snapshots": {
+            "get": _operation("every snapshot, oldest first", [], _json(_ref("AdminSnapshots"), "the snapshots"),
+                              READ_ERRORS),
+            **_change("save the stable version of every model in every environment", [], "AdminSnapshot")},
+        "/snapshots/{snapshot_id}/restore": _change(
+            "deploy every version the snapshot recorded (gates apply; dry_run shows the plan)", [SNAPSHOT],
+            "AdminRestore"),
+    }.items()}
