@@ -30,14 +30,16 @@ from onnxgate.__main__ import main
 from tests.factories import (
     WATCHED_FEATURES,
     deploy_version,
+    free_port,
     make_store,
     publish_classifier,
     publish_watched_classifier,
     running_server,
+    stop_server,
     training_rows,
+    wait_ready,
 )
 from tests.gateway.conftest import gateway_settings
-from tests.gateway.test_commands import free_port, stop_server, wait_ready
 
 DEADLINE_S = 60.0
 MIN_ROWS = 500
