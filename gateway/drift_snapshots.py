@@ -12,11 +12,8 @@ windows were kept per environment (an index of (model, version) rows): its block
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.drift_window import Block
+from modelstore.fileio import atomic_write
 
 log = logging.getLogger("onnxgate.gateway")
 
@@ -77,18 +75,9 @@ def decode(data: bytes) -> dict[WindowKey, list[Block]]:
 
 
 def write_snapshot(directory: Path, windows: Mapping[WindowKey, list[Block]], pid: int) -> None:
-    """Replace `pid`'s snapshot atomically: a reader sees the previous file or this one, never half of one."""
-    directory.mkdir(parents=True, exist_ok=True)
-    data = encode(windows)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".drift-{pid}-", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-        os.replace(temporary, snapshot_path(directory, pid))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    """Replace `pid`'s snapshot atomically: a reader sees the previous file or this one, never half of one. Not
+    fsynced: it is rewritten every flush."""
+    atomic_write(snapshot_path(directory, pid), encode(windows), durable=False)
 
 
 def read_snapshots(directory: Path, skip_pid: int) -> list[dict[WindowKey, list[Block]]]:

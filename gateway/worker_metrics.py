@@ -26,7 +26,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -34,6 +33,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
+
+from modelstore.fileio import atomic_write
 
 log = logging.getLogger("onnxgate.gateway")
 
@@ -68,18 +69,9 @@ def decode(data: bytes) -> list[Metric]:
 
 
 def write_snapshot(directory: Path, families: Iterable[Metric], pid: int) -> None:
-    """Replace `pid`'s snapshot atomically: a reader sees the previous file or this one, never half of one."""
-    directory.mkdir(parents=True, exist_ok=True)
-    data = encode(families)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".worker-{pid}-", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-        os.replace(temporary, snapshot_path(directory, pid))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    """Replace `pid`'s snapshot atomically: a reader sees the previous file or this one, never half of one. Not
+    fsynced: it is rewritten every flush."""
+    atomic_write(snapshot_path(directory, pid), encode(families), durable=False)
 
 
 def read_snapshots(directory: Path, skip_pid: int) -> list[list[Metric]]:

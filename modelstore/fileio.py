@@ -15,8 +15,9 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Write to a temp file in the same directory, fsync, rename over the target, fsync the directory.
+def atomic_write(path: Path, data: bytes, *, mode: int | None = None, durable: bool = True) -> None:
+    """Write to a temp file in the same directory, fsync, rename over the target, fsync the directory (not
+    `durable`: no fsync, for a file rewritten every second whose loss in a crash costs nothing).
 
     A reader sees either the old file or the new one, never a half-written one. The file gets `mode` if given, else the
     mode of the file it replaces (an operator's 0640 stays 0640), else 0644 less the umask, as `open` would give: the
@@ -30,14 +31,16 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
         os.fchmod(fd, mode if mode is not None else NEW_FILE_MODE & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 NEW_FILE_MODE = 0o644

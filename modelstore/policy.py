@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
-import tomllib
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from modelstore.errors import InvalidPolicy
+from modelstore.toml_model import parse_toml_model
 
 POLICY_FILE = "policy.toml"
 
@@ -86,24 +85,7 @@ class GovernancePolicy(_Strict):
 
 def parse_policy(raw: bytes, source: str) -> GovernancePolicy:
     """The policy in `raw`; InvalidPolicy names `source`, the line and the field of the first problem."""
-    try:
-        text = raw.decode("utf-8")
-        document = tomllib.loads(text)
-    except UnicodeDecodeError:
-        raise InvalidPolicy(f"{source}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidPolicy(f"{source}: not valid TOML: {exc}") from None
-    try:
-        return GovernancePolicy.model_validate(document)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        location = tuple(str(part) for part in error["loc"])
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown field" + _suggestion(location)
-        line = line_of(text, location)
-        where = f"line {line}: " if line else ""
-        raise InvalidPolicy(f"{source}: {where}{'.'.join(location)}: {message}") from None
+    return parse_toml_model(raw, source, GovernancePolicy, InvalidPolicy, _suggestion)
 
 
 def _suggestion(location: tuple[str, ...]) -> str:
@@ -123,33 +105,3 @@ def _suggestion(location: tuple[str, ...]) -> str:
         model = CanaryPlan if parents == ("canary",) else EnvironmentPolicy
     close = difflib.get_close_matches(location[-1], list(model.model_fields), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-_TABLE = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
-_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.\- "']+?)\s*=""")
-
-
-def line_of(text: str, location: tuple[str, ...]) -> int | None:
-    """The 1-based line that defines `location` (a pydantic error's path): the key's line (inside its table, or as a
-    dotted key), else the header of the table it names or is in; None when not found."""
-    table: tuple[str, ...] = ()
-    header_line: int | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = _TABLE.match(line)
-        if header:
-            table = _dotted(header.group(1))
-            if table[:len(location)] == location:
-                return number
-            if header_line is None and location[:len(table)] == table:
-                header_line = number
-            continue
-        key = _KEY.match(line)
-        if key:
-            path = table + _dotted(key.group(1))
-            if path[:len(location)] == location or (location[:len(path)] == path and len(path) > len(table)):
-                return number
-    return header_line
-
-
-def _dotted(name: str) -> tuple[str, ...]:
-    return tuple(part.strip().strip("\"'") for part in name.split("."))

@@ -8,15 +8,14 @@ field (InvalidRetrainConfig), as policy.toml is: a typo must never quietly turn 
 from __future__ import annotations
 
 import difflib
-import tomllib
 import typing
 from pathlib import Path
 from typing import Literal
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from modelstore.policy import line_of
+from modelstore.toml_model import parse_toml_model
 from monitoring.quality import InvalidDuration, parse_duration
 from retrain.errors import InvalidRetrainConfig
 
@@ -185,25 +184,7 @@ def read_config(store_root: Path) -> RetrainConfig:
 
 
 def parse_config(raw: bytes, source: str) -> RetrainConfig:
-    try:
-        text = raw.decode("utf-8")
-        document = tomllib.loads(text)
-    except UnicodeDecodeError:
-        raise InvalidRetrainConfig(f"{source}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidRetrainConfig(f"{source}: not valid TOML: {exc}") from None
-    try:
-        return RetrainConfig.model_validate(document)
-    except ValidationError as exc:
-        errors = exc.errors()  # a typo first: its "unknown field" explains the "field required" it causes
-        error = next((one for one in errors if one["type"] == "extra_forbidden"), errors[0])
-        location = tuple(str(part) for part in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field" + _suggestion(location)
-        line = line_of(text, location)
-        where = f"line {line}: " if line else ""
-        raise InvalidRetrainConfig(f"{source}: {where}{'.'.join(location)}: {message}") from None
+    return parse_toml_model(raw, source, RetrainConfig, InvalidRetrainConfig, _suggestion)
 
 
 def _suggestion(location: tuple[str, ...]) -> str:
