@@ -8,7 +8,7 @@ every row and a copy of stable right on every row; the judge sees each arm's mea
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,18 +70,19 @@ def rollout(tmp_path: Path) -> RolloutStore:
 
 
 @contextmanager
-def labelled_traffic(client: TestClient, answers: LabelledAnswers) -> Iterator[None]:
+def labelled_traffic(client: TestClient, on_answer: Callable[[np.ndarray, dict], None], seed: int = 3) -> Iterator[None]:
+    """Requests of 10 random rows from a thread, each answer handed to `on_answer(rows, answer)`, until the block ends."""
     stop = threading.Event()
 
     def send() -> None:
-        rng = np.random.default_rng(3)
+        rng = np.random.default_rng(seed)
         index = 0
         while not stop.is_set():
             rows = rng.normal(scale=3.0, size=(10, 4)).astype(np.float32)
             response = client.post("/predict/iris", json={"inputs": rows.tolist()},
                                    headers={"X-Routing-Key": f"user-{index}"})
             assert response.status_code == 200, response.text
-            answers.add(rows, response.json())
+            on_answer(rows, response.json())
             index += 1
 
     sender = threading.Thread(target=send, daemon=True)
@@ -102,7 +103,7 @@ def app_for(rollout: RolloutStore, answers: LabelledAnswers) -> TestClient:
 def test_a_canary_less_accurate_than_stable_is_rolled_back_for_quality(rollout: RolloutStore):
     answers = LabelledAnswers(rollout.weights[STABLE])
     rollout.canary(RELABELLED, 50, **SLO)
-    with app_for(rollout, answers) as client, labelled_traffic(client, answers):
+    with app_for(rollout, answers) as client, labelled_traffic(client, answers.add):
         wait_until(lambda: rollout.deployment().canary is None, DEADLINE_S, "the rollback for quality")
         wait_until(lambda: "last_rollback" in (client.get("/health").json()["models"][0].get("rollout") or {}),
                    DEADLINE_S, "/health to show the rollback")
@@ -126,7 +127,7 @@ def test_a_canary_as_accurate_as_stable_is_judged_on_its_quality_and_kept(rollou
     answers = LabelledAnswers(rollout.weights[STABLE])
     judged: list[dict] = []
     rollout.canary(SAME, 50, **SLO)
-    with app_for(rollout, answers) as client, labelled_traffic(client, answers):
+    with app_for(rollout, answers) as client, labelled_traffic(client, answers.add):
         def compared() -> bool:
             verdict = (client.get("/health").json()["models"][0].get("rollout") or {}).get("last_verdict")
             if (verdict is not None and verdict["figures"].get("quality_drop") is not None
@@ -148,30 +149,15 @@ def test_labels_sent_to_feedback_roll_a_less_accurate_canary_back(rollout: Rollo
     rollout.canary(RELABELLED, 50, **SLO)
     settings = gateway_settings(rollout.store, "production", rollout_tick_s=0.05, quality_refresh_s=0.2,
                                 routing_header="X-Routing-Key", capture_rate=1.0)
-    stop = threading.Event()
 
-    def send(client: TestClient) -> None:
-        rng = np.random.default_rng(5)
-        index = 0
-        while not stop.is_set():
-            rows = rng.normal(scale=3.0, size=(10, 4)).astype(np.float32)
-            response = client.post("/predict/iris", json={"inputs": rows.tolist()},
-                                   headers={"X-Routing-Key": f"user-{index}"})
-            assert response.status_code == 200, response.text
-            answer = response.json()
+    with TestClient(create_app(settings, metrics_registry=CollectorRegistry())) as client:
+        def send_labels(rows: np.ndarray, answer: dict) -> None:
             truth = np.asarray(IRIS_LABELS)[classifier_expected(rollout.weights[STABLE], rows)[0]]
             feedback = client.post("/feedback/iris", json=[{"id": answer["id"], "label": truth.tolist()}])
             assert feedback.status_code == 200, feedback.text
-            index += 1
 
-    with TestClient(create_app(settings, metrics_registry=CollectorRegistry())) as client:
-        sender = threading.Thread(target=send, args=(client,), daemon=True)
-        sender.start()
-        try:
+        with labelled_traffic(client, send_labels, seed=5):
             wait_until(lambda: rollout.deployment().canary is None, DEADLINE_S * 2, "the rollback for quality")
-        finally:
-            stop.set()
-            sender.join(30)
         quality = client.get("/quality/iris?since=1h")
     record = rollout.deployment()
     assert record.version == STABLE and record.last_rollback["causes"] == ["quality"]
