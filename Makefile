@@ -15,7 +15,7 @@ VERSION ?= v1.0.0
 export ONNXGATE_STORE := $(STORE)
 export ONNXRUNTIME_NODE_INSTALL_CUDA := skip
 
-.PHONY: install install-node demo demo-build export-examples serve test clean bench retrain-demo
+.PHONY: install install-node install-browser demo demo-build export-examples serve test clean bench retrain-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,18 @@ node/node_modules/.installed: node/package.json node/package-lock.json
 	cd node && npm ci --no-audit --no-fund
 	touch $@
 
-install: $(VENV)/.installed install-node
+install: $(VENV)/.installed install-node install-browser
 
 install-node: node/node_modules/.installed
+
+# The dashboard's browser test (tests/ui/test_dashboard_browser.py) drives Debian's chromium through Playwright (never
+# `playwright install`, which downloads its own browsers): installed here when missing and run as root with apt-get;
+# otherwise that test skips, saying why.
+install-browser:
+	if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y --no-install-recommends chromium \
+	    || { apt-get update && apt-get install -y --no-install-recommends chromium; }; \
+	fi
 
 # The main job: train the example models, export them to ONNX (with parity and Node checks), measure the classifier
 # on its held-out rows, package and verify them, deploy to staging and, through the gates of ml/examples/policy.toml

@@ -27,6 +27,9 @@ from gateway.openapi import openapi_route
 from gateway.quality_feed import QualityFeed, QualitySource, live_quality_source
 from gateway.service import Service
 from gateway.settings import GatewaySettings
+from gateway.ui.auth import UiAccess
+from gateway.ui.panels import Dashboard
+from gateway.ui.routes import UiEndpoints
 from gateway.watcher import StoreWatcher
 from gateway.worker_metrics import flush_snapshots
 from modelstore.backends import ModelRepository
@@ -65,11 +68,17 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     endpoints = Endpoints(service, registry, controller.describe)
     # The ops API, when its tokens file is configured: read (and refused if invalid) here, at start-up.
     admin_routes = []
+    tokens = None
     if settings.admin_tokens is not None:
         tokens = TokenTable(tuple(load_tokens(settings.admin_tokens).tokens))
         admin_routes = AdminEndpoints(store, tokens, settings.environments,
                                       lambda: gateway_health(service.pools, service.environments,
-                                                             controller.describe)).routes()
+                                                             controller.describe), controller.rollouts).routes()
+    # The dashboard: where the ops API is (or, made public, on the gateway's port), absent otherwise.
+    if tokens is not None or settings.ui_public:
+        dashboard = Dashboard(store, settings.store, settings.environments, rollouts=controller.rollouts,
+                              drift=lambda: service.drift.figures, drift_enabled=settings.drift_enabled)
+        admin_routes += UiEndpoints(dashboard, UiAccess(tokens, public=settings.ui_public)).routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -158,3 +158,17 @@ class RolloutController:
         if deployment.last_rollback:
             report["last_rollback"] = deployment.last_rollback
         return report or None
+
+    def rollouts(self) -> list[dict]:
+        """Every served route: what it serves, its rollout report (as in /health) and the windows its judge read
+        lately, oldest first (GET /admin/v1/rollouts and the dashboard). This worker's view: each worker judges the
+        traffic it served."""
+        pool = self.pools.pool
+        rows = []
+        for environment, routes in sorted(pool.routes.items()):
+            for model, route in sorted(routes.items()):
+                state = self.pools.rollouts.get((model, environment))
+                rows.append({"model": model, "environment": environment, "version": route.deployment.version,
+                             "loaded": route.stable is not None, "rollout": self.describe(route) or {},
+                             "windows": [window.as_json() for window in state.judge.recent] if state else []})
+        return rows

@@ -9,6 +9,7 @@ that several workers reaching the same decision apply it once.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -131,6 +132,34 @@ class Decision:
 
 KEEP = Decision("keep")
 
+RECENT_WINDOWS = 30
+"""Judged windows each RolloutJudge keeps for the dashboard: five minutes at the default 10 s window."""
+
+
+@dataclass(frozen=True)
+class JudgedWindow:
+    """One window the judge read: each arm's figures, the limits they were held to, and the verdict (None for a
+    stable version's window read with nothing to judge against it, only kept as the reference)."""
+
+    at: float
+    arms: dict[str, WindowSummary]
+    limits: SloLimits
+    verdict: Verdict | None = None
+
+    def as_json(self) -> dict:
+        figures = self.verdict.figures if self.verdict is not None else {}
+        return {
+            "at": self.at,
+            "verdict": self.verdict.kind if self.verdict is not None else None,
+            "arms": {arm: {"version": summary.version, "requests": summary.requests, "errors": summary.errors,
+                           "error_rate": _rounded(summary.error_rate), "latency_ms": _rounded(summary.latency_ms)}
+                     for arm, summary in self.arms.items()},
+            "quantile": self.limits.latency_quantile,
+            "max_error_rate": self.limits.max_error_rate,
+            "max_latency_ms": self.limits.max_latency_ms,
+            "latency_limit_ms": figures.get("latency_limit_ms"),
+        }
+
 
 class RolloutJudge:
     """The rollout state machine of one model in one environment (one instance per gateway worker).
@@ -148,6 +177,7 @@ class RolloutJudge:
         self.environment = environment
         self.defaults = defaults
         self.last_verdict: Verdict | None = None
+        self.recent: deque[JudgedWindow] = deque(maxlen=RECENT_WINDOWS)  # kept across subjects: what led to a rollback
         self._subject: tuple | None = None
         self._breaches = 0
         self._last_breach_at: float | None = None
@@ -164,7 +194,8 @@ class RolloutJudge:
             return self._judge_bake(deployment, windows, now, limits)
         self._follow(("stable", deployment.version), now)
         if self._due(now, limits):
-            self._keep_baseline(deployment, windows, now, limits)
+            stable = self._keep_baseline(deployment, windows, now, limits)
+            self.recent.append(JudgedWindow(now, {"stable": stable}, limits))
         return KEEP
 
     def _follow(self, subject: tuple, now: float) -> None:
@@ -209,7 +240,9 @@ class RolloutJudge:
             return KEEP
         stable = self._keep_baseline(deployment, windows, now, limits)
         pair = QualityPair(quality.get((canary.version, "canary")), quality.get((deployment.version, "stable")))
-        verdict = judge(self._summary(windows, "canary", canary.version, now, limits), stable, limits, pair)
+        candidate = self._summary(windows, "canary", canary.version, now, limits)
+        verdict = judge(candidate, stable, limits, pair)
+        self.recent.append(JudgedWindow(now, {"stable": stable, "canary": candidate}, limits, verdict))
         if self._count(verdict, now, limits):
             return Decision("rollback_canary", verdict, canary.version, canary.weight)
         target = next_step(canary)
@@ -228,7 +261,9 @@ class RolloutJudge:
         reference = self._baseline
         if reference is None or reference.version != bake.previous_version:
             reference = WindowSummary(quantile=limits.latency_quantile, version=bake.previous_version)
-        verdict = judge(self._summary(windows, "stable", deployment.version, now, limits), reference, limits)
+        baked = self._summary(windows, "stable", deployment.version, now, limits)
+        verdict = judge(baked, reference, limits)
+        self.recent.append(JudgedWindow(now, {"stable": baked}, limits, verdict))
         if self._count(verdict, now, limits):
             return Decision("rollback_bake", verdict, deployment.version)
         return Decision("keep", verdict, deployment.version)

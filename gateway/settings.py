@@ -34,6 +34,9 @@ class GatewaySettings(BaseSettings):
                                    "(a second server in the same process); 0: any free port; needs admin_tokens")
     admin_host: str | None = Field(default=None, description="the address the ops API's own port listens on "
                                    "(default: host)")
+    ui_public: bool = Field(default=False, description="serve the dashboard (/ui) to anyone who reaches it, without "
+                            "a token: only for a private network. Otherwise /ui needs a token with the read role (or "
+                            "more), and exists only when admin_tokens is set")
     workers: int = Field(default=1, ge=1)
     access_log: bool = False
     max_body_bytes: int = Field(default=8 * MIB, gt=0)

@@ -102,6 +102,26 @@ SCHEMAS: dict[str, dict] = {
                    "properties": {"name": {"type": "string"}, "latest": {"type": ["string", "null"]},
                                   "versions": {"type": "array", "items": _ref("AdminVersion")},
                                   "deployments": {"type": "object"}}},
+    "AdminRollouts": {"type": "object", "required": ["rollouts"],
+                      "properties": {"rollouts": {"type": "array", "items": {
+                          "type": "object", "required": ["model", "environment", "version", "loaded", "rollout",
+                                                         "windows"],
+                          "properties": {
+                              "model": {"type": "string"}, "environment": {"type": "string"},
+                              "version": {"type": "string"}, "loaded": {"type": "boolean"},
+                              "rollout": {"type": "object", "description": "canary, shadow, bake, last_verdict, "
+                                          "last_rollback, as in /health"},
+                              "windows": {"type": "array", "description": "the windows the judge read lately, oldest "
+                                          "first: each arm's requests, error rate and latency quantile, the limits, "
+                                          "the verdict", "items": {
+                                              "type": "object", "required": ["at", "arms", "max_error_rate"],
+                                              "properties": {"at": {"type": "number"},
+                                                             "verdict": {"type": ["string", "null"]},
+                                                             "arms": {"type": "object"},
+                                                             "quantile": {"type": "number"},
+                                                             "max_error_rate": {"type": "number"},
+                                                             "max_latency_ms": {"type": ["number", "null"]},
+                                                             "latency_limit_ms": {"type": ["number", "null"]}}}}}}}}},
     "AdminHistory": {"type": "object", "required": ["entries"],
                      "properties": {"entries": {"type": "array", "items": {
                          "type": "object", "required": ["time", "action", "actor"],
@@ -168,6 +188,9 @@ def admin_paths() -> dict:
         "/models/{model}/versions/{version}/approvals": _change(
             "approve (or reject) a version for an environment, as the token's name", [MODEL, VERSION],
             "AdminApproval", role="approve"),
+        "/rollouts": {"get": _operation("each route this gateway process serves: its rollout state and the windows "
+                                        "its SLO judge read lately, per arm", [],
+                                        _json(_ref("AdminRollouts"), "the rollouts"), READ_ERRORS)},
         "/history": {"get": _operation("the audit log, oldest first, filtered", HISTORY_QUERY,
                                        _json(_ref("AdminHistory"), "the entries"), ("400", *READ_ERRORS))},
         "/snapshots": {

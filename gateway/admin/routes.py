@@ -68,12 +68,15 @@ def checked_environment(environment: str) -> str:
 
 class AdminEndpoints:
     def __init__(self, store: ModelRepository, tokens: TokenTable, environments: list[str],
-                 serving: Callable[[], dict] | None = None) -> None:
-        """`serving`: what this gateway process serves now (its /health report, rollout state included)."""
+                 serving: Callable[[], dict] | None = None, rollouts: Callable[[], list[dict]] | None = None) -> None:
+        """`serving`: what this gateway process serves now (its /health report, rollout state included);
+        `rollouts`: each served route's rollout report with the windows its judge read lately
+        (gateway.controller.RolloutController.rollouts)."""
         self.store = store
         self.tokens = tokens
         self.environments = environments
         self.serving = serving
+        self.rollouts = rollouts
 
     # -- plumbing ------------------------------------------------------------------------------------------------
 
@@ -88,6 +91,7 @@ class AdminEndpoints:
             ("/models/{model}/environments/{environment}/rollback", "POST", "deploy", self.rollback),
             ("/models/{model}/environments/{environment}/shadow", "POST", "deploy", self.shadow),
             ("/models/{model}/versions/{version}/approvals", "POST", "approve", self.approval),
+            ("/rollouts", "GET", "read", self.rollout_windows),
             ("/history", "GET", "read", self.history),
             ("/snapshots", "GET", "read", self.snapshots),
             ("/snapshots", "POST", "deploy", self.snapshot_create),
@@ -145,6 +149,9 @@ class AdminEndpoints:
 
     async def model(self, request: Request) -> Response:
         return json_response(await run_in_threadpool(overview.model_detail, self.store, request.path_params["model"]))
+
+    async def rollout_windows(self, request: Request) -> Response:
+        return json_response({"rollouts": self.rollouts() if self.rollouts is not None else []})
 
     async def history(self, request: Request) -> Response:
         query = request.query_params

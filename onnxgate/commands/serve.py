@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="also serve the ops API on this port (e.g. one only your operators' network reaches); "
                         "needs --admin-tokens")
     parser.add_argument("--admin-host", metavar="HOST", help="the address --admin-port listens on (default: --host)")
+    parser.add_argument("--ui-public", action="store_true",
+                        help="serve the dashboard at /ui without a token (a private network only); without it /ui "
+                        "needs a token with the read role and exists only with --admin-tokens")
     add_store_argument(parser)
     parser.set_defaults(run=run)
 
@@ -70,6 +73,8 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
         variables["ONNXGATE_ADMIN_PORT"] = str(args.admin_port)
     if args.admin_host is not None:
         variables["ONNXGATE_ADMIN_HOST"] = args.admin_host
+    if args.ui_public:
+        variables["ONNXGATE_UI_PUBLIC"] = "true"
     return variables
 
 

@@ -62,7 +62,7 @@ def call(client: httpx.Client, method: str, path: str, **headers: str) -> httpx.
 @pytest.mark.e2e
 def test_every_admin_route_needs_a_valid_token(ops: OpsGateway, tmp_path) -> None:
     operations = admin_operations(tmp_path)
-    assert len(operations) == 13, operations
+    assert len(operations) == 14, operations
     before = ops.store.registry.read().revision
     for admin_port in (False, True):
         with ops.client(admin_port=admin_port) as client:
