@@ -77,7 +77,8 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     # The dashboard: where the ops API is (or, made public, on the gateway's port), absent otherwise.
     if tokens is not None or settings.ui_public:
         dashboard = Dashboard(store, settings.store, settings.environments, rollouts=controller.rollouts,
-                              drift=lambda: service.drift.figures, drift_enabled=settings.drift_enabled)
+                              drift=lambda: service.drift.figures, drift_enabled=settings.drift_enabled,
+                              drift_thresholds=settings.drift_thresholds)
         admin_routes += UiEndpoints(dashboard, UiAccess(tokens, public=settings.ui_public)).routes()
 
     @contextlib.asynccontextmanager

@@ -37,14 +37,27 @@ def _points(values: list[float | None], top: float) -> str:
 
 
 def _panel(title: str, windows: list[dict], value: Callable[[dict], float | None],
-           limit: Callable[[dict], float | None], text: Callable[[float], str], floor: float) -> Panel:
+           limit: Callable[[dict], float | None], text: Callable[[float], str], floor: float,
+           limit_cap: float | None = None) -> Panel:
+    """`limit_cap`: the scale stops at this many times the highest figure measured, even when the limit is higher
+    (a latency limit far above what was measured would flatten the lines); the limit is then drawn along the top edge
+    and its value is in the caption."""
     series = {arm: [value(w["arms"][arm]) if arm in w["arms"] else None for w in windows] for arm in ARMS}
     limits = [limit(w) for w in windows]
-    seen = [v for values in (*series.values(), limits) for v in values if v is not None]
-    top = max([floor, *seen]) * 1.15
-    lines = [("limit", _points(limits, top))] if any(v is not None for v in limits) else []
+    measured = [v for values in series.values() for v in values if v is not None]
+    set_limits = [v for v in limits if v is not None]
+    highest = max([floor, *measured])
+    highest_limit = max(set_limits, default=0.0)
+    top = max(highest, highest_limit if limit_cap is None else min(highest_limit, limit_cap * highest)) * 1.15
+    lines = []
+    if len(set_limits) == 1:  # one point draws no line: the limit across the chart
+        lines.append(("limit", f"{PAD},{_y(set_limits[0], top):.1f} {WIDTH - PAD},{_y(set_limits[0], top):.1f}"))
+    elif set_limits:
+        lines.append(("limit", _points(limits, top)))
     lines += [(arm, _points(values, top)) for arm, values in series.items() if any(v is not None for v in values)]
     latest = {arm: text(values[-1]) for arm, values in series.items() if values and values[-1] is not None}
+    if set_limits:
+        latest["limit"] = text(set_limits[-1])
     breaches = [_x(i, len(windows)) for i, w in enumerate(windows) if w.get("verdict") == "breach"]
     dots = [(arm, _x(i, len(values)), _y(values[i], top)) for arm, values in series.items()
             for i in [max((i for i, v in enumerate(values) if v is not None), default=-1)] if i >= 0]
@@ -59,7 +72,7 @@ def window_charts(windows: list[dict]) -> list[Panel]:
     return [
         _panel(f"{quantile} latency (ms)", windows, lambda arm: arm["latency_ms"],
                lambda w: w["latency_limit_ms"] if w["latency_limit_ms"] is not None else w["max_latency_ms"],
-               lambda v: f"{v:.2f}", floor=0.01),
+               lambda v: f"{v:.2f}", floor=0.01, limit_cap=4.0),
         _panel("error rate", windows, lambda arm: arm["error_rate"], lambda w: w["max_error_rate"],
                lambda v: f"{v:.1%}", floor=0.001),
     ]

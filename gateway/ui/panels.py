@@ -21,6 +21,7 @@ from modelstore.clock import utc_now
 from modelstore.errors import StoreError, VersionNotFound
 from modelstore.registry import Deployment, RegistryData
 from modelstore.versions import shown
+from monitoring.drift import DriftThresholds
 from monitoring.quality import live_quality
 
 AUDIT_TAIL = 15
@@ -39,13 +40,14 @@ class LiveState:
 class Dashboard:
     def __init__(self, store: ModelRepository, store_root: Path, environments: list[str], *,
                  rollouts: Callable[[], list[dict]] = list, drift: Callable[[], list[DriftFigures]] = list,
-                 drift_enabled: bool = False) -> None:
+                 drift_enabled: bool = False, drift_thresholds: DriftThresholds | None = None) -> None:
         self.store = store
         self.store_root = Path(store_root)
         self.environments = environments
         self._rollouts = rollouts
         self._drift = drift
         self.drift_enabled = drift_enabled
+        self.drift_thresholds = drift_thresholds or DriftThresholds()
 
     def live(self) -> LiveState:
         """Event loop only."""
@@ -65,7 +67,9 @@ class Dashboard:
                               "rows": self.deployment_rows(registry, env, served)} for env in environments],
             "invalid": overview.invalid_deployments(registry),
             "drift_enabled": self.drift_enabled,
-            "drift": [drift_row(figures) for figures in sorted(live.drift, key=lambda f: (f.model, f.environment))],
+            "drift": [drift_row(figures, self.drift_thresholds)
+                      for figures in sorted(live.drift, key=lambda f: (f.model, f.environment))],
+            "drift_thresholds": self.drift_thresholds.model_dump(),
             "quality": self.quality_rows(live.rollouts),
             "jobs": recent_jobs(self.store_root, JOBS_SHOWN),
             "audit": list(reversed(overview.history(self.store, limit=AUDIT_TAIL))),
@@ -161,8 +165,12 @@ def deployment_row(model: str, deployment: Deployment, served: dict | None) -> d
             "charts": window_charts(served["windows"]) if served else []}
 
 
-def drift_row(figures: DriftFigures) -> dict:
+def drift_row(figures: DriftFigures, thresholds: DriftThresholds) -> dict:
+    """One route's live drift; a feature is `over` when its PSI or KS statistic is above its threshold (what
+    monitoring.drift counts as drifted)."""
     return {"model": figures.model, "environment": figures.environment, "status": figures.status,
             "window_rows": figures.window_rows, "drifted_share": figures.drifted_share,
             "prediction_psi": figures.prediction_psi,
-            "features": [{"name": name, "psi": psi, "ks": ks} for name, psi, ks in figures.features]}
+            "features": [{"name": name, "psi": psi, "ks": ks,
+                          "over": (psi is not None and psi > thresholds.psi) or (ks is not None and ks > thresholds.ks)}
+                         for name, psi, ks in figures.features]}

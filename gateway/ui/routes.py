@@ -41,7 +41,13 @@ def template_environment() -> jinja2.Environment:
                                      trim_blocks=True, lstrip_blocks=True)
     environment.filters["percent"] = lambda value, digits=1: "–" if value is None else f"{value:.{digits}%}"
     environment.filters["number"] = lambda value, digits=3: "–" if value is None else f"{value:.{digits}g}"
+    environment.filters["when"] = short_time
     return environment
+
+
+def short_time(value: object) -> str:
+    """'2026-01-31T12:00:00Z' as '2026-01-31 12:00:00' (UTC throughout the dashboard)."""
+    return str(value).replace("T", " ").removesuffix("Z") if value else "–"
 
 
 def secure(request: Request) -> bool:

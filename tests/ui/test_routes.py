@@ -14,8 +14,12 @@ from starlette.routing import Route
 
 from gateway.admin.tokens import secret_digest
 from gateway.app import create_app
+from modelstore.capture_rate import set_capture_rate
+from modelstore.transitions import Change
+from monitoring.capture import read_captures
+from retrain.records import JobRecord, JobStore, TriggerFigures
 from tests.admin.conftest import DEADLINE_S, OpsGateway, build_ops_store
-from tests.factories import running_server
+from tests.factories import deploy_version, publish_watched_classifier, running_server, training_rows
 from tests.gateway.conftest import gateway_settings
 from tests.ui.conftest import traffic, ui_gateway
 
@@ -158,7 +162,8 @@ def wait_for(condition, what: str):
 def test_the_judges_windows_are_served_and_charted(tmp_path) -> None:
     with ui_gateway(tmp_path) as ops:
         started = ops.client("deploy").post("/admin/v1/models/iris/environments/production/canary",
-                                            json={"version": "v2.0.0", "weight": 50, "reason": "half"})
+                                            json={"version": "v2.0.0", "weight": 50, "reason": "half",
+                                                  "slo": {"max_latency_ratio": 50, "breaches_to_rollback": 1000}})
         assert started.status_code == 200, started.text
         with traffic(ops.url), ops.client("read") as client:
             def canary_windows() -> list[dict]:
@@ -189,3 +194,43 @@ def test_no_ui_without_tokens_and_an_open_one_when_public(tmp_path) -> None:
             else:
                 assert page.status_code == 404 and "error" in page.json()
                 assert httpx.get(url + "/ui/login", timeout=DEADLINE_S).status_code == 404
+
+
+def test_the_overview_shows_drift_live_quality_and_retraining_jobs(tmp_path) -> None:
+    store = build_ops_store(tmp_path / "models")
+    publish_watched_classifier(store, "watched")
+    deploy_version(store, "watched", "v1.0.0", "production")
+    set_capture_rate(store, "iris", "production", 1.0, Change(actor="tests"))
+    job = JobRecord(id="watched-20260101-000000-abc123", model="watched", status="rejected", started_epoch=time.time(),
+                    trigger=TriggerFigures(trigger="drift", fires=True, reason="2 of 4 features drifted"),
+                    reason="the challenger's accuracy 0.81 is below the champion's 0.9")
+    JobStore(store.root).write(job)
+    with ui_gateway(tmp_path, store=store, drift_enabled=True, drift_flush_s=0.2) as ops, ops.client("read") as client:
+        rows = training_rows(seed=7, rows=1000)
+        for feature in (0, 2):  # half the features drift: over the default 30% share
+            rows[:, feature] += 3 * rows[:, feature].std()
+        with httpx.Client(base_url=ops.url, timeout=DEADLINE_S) as data:
+            for start in range(0, len(rows), 100):
+                assert data.post("/predict/watched", json={"inputs": rows[start:start + 100].tolist()}).status_code == 200
+            answers = [data.post("/predict/iris", json={"inputs": [[5.1, 3.5, 1.4, float(i)]]}).json() for i in range(4)]
+            ids = [answer["id"] for answer in answers]
+            wait_for(lambda: set(ids) <= {r["id"] for r in read_captures(store.root, "iris", "production")},
+                     "the captured answers")
+            labels = [{"id": answer["id"], "label": answer["outputs"]["label"][0] if i else "nonsense-class"}
+                      for i, answer in enumerate(answers)]
+            assert data.post("/feedback/iris", json=labels).status_code == 200
+
+        def drift_row() -> str | None:
+            fragment = client.get("/ui/fragments/overview").text
+            return fragment if 'class="drift-drift"' in fragment else None
+
+        fragment = wait_for(drift_row, "the drift panel to show the watched model drifting")
+        drift = fragment[fragment.index('id="drift"'):fragment.index('id="quality"')]
+        assert "<td>watched</td><td>production</td><td>drift</td><td>1000</td>" in drift
+        assert '<span class="feature over"' in drift and drift.count("feature over") == 2
+        assert ">length " in drift and ">width " in drift and ">depth " in drift and "Prediction PSI" in drift
+        quality = fragment[fragment.index('id="quality"'):fragment.index('id="retrain"')]
+        assert "<td>iris</td><td>production</td>" in quality
+        assert "v1.0.0 (stable): 4 rows, accuracy 75.0%" in quality
+        retrain = fragment[fragment.index('id="retrain"'):fragment.index('id="audit"')]
+        assert job.id in retrain and "rejected" in retrain and "below the champion" in retrain
