@@ -1,5 +1,6 @@
 """The dashboard's routes, HTTP only: pages and the overview's fragment behind a UiGuard, the login form, the static
-files (public: they hold no data). Store reads run on a worker thread.
+files (public: they hold no data). Store reads run on a worker thread. HTML, not API: left out of /openapi.json (the
+README documents them).
 
     GET  /ui                                     the overview (refreshes itself from the fragment every few seconds)
     GET  /ui/fragments/overview                  the overview's panels, as HTML
@@ -80,11 +81,11 @@ class UiEndpoints:
         ]
         return [
             *[Route(UI_PREFIX + path, UiGuard(request_response(self.answering(handler)), self.access, refusal),
-                    methods=["GET"]) for path, handler, refusal in guarded],
-            Route(UI_PREFIX + "/login", self.login_form, methods=["GET"]),
-            Route(UI_PREFIX + "/login", self.answering(self.login), methods=["POST"]),
-            Route(UI_PREFIX + "/logout", self.logout, methods=["POST"]),
-            Route(UI_PREFIX + "/static/{name}", self.static, methods=["GET"]),
+                    methods=["GET"], include_in_schema=False) for path, handler, refusal in guarded],
+            Route(UI_PREFIX + "/login", self.login_form, methods=["GET"], include_in_schema=False),
+            Route(UI_PREFIX + "/login", self.answering(self.login), methods=["POST"], include_in_schema=False),
+            Route(UI_PREFIX + "/logout", self.logout, methods=["POST"], include_in_schema=False),
+            Route(UI_PREFIX + "/static/{name}", self.static, methods=["GET"], include_in_schema=False),
         ]
 
     def render(self, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
