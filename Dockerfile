@@ -1,4 +1,4 @@
-# The serving image: the lean install only (no torch, no scikit-learn, no onnx).
+# The serving image: the lean install (no torch, no scikit-learn, no onnx) and the shared backends' clients.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,11 +8,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+# every package pyproject.toml lists: the CLI imports governance's and retrain's errors, the gateway monitoring
 COPY modelstore ./modelstore
+COPY monitoring ./monitoring
 COPY gateway ./gateway
 COPY exporters ./exporters
+COPY governance ./governance
+COPY retrain ./retrain
 COPY onnxgate ./onnxgate
-RUN pip install . && useradd --system --uid 10001 onnxgate
+# the shared backends (issue 16): the registry in PostgreSQL, artifacts in an S3-compatible bucket
+ARG EXTRAS=postgres,s3
+RUN pip install ".[${EXTRAS}]" && useradd --system --uid 10001 onnxgate
 
 USER onnxgate
 EXPOSE 8000

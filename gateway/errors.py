@@ -65,6 +65,13 @@ class UnknownEnvironment(GatewayError):
     outcome = "not_found"
 
 
+class UnknownFile(GatewayError):
+    """A file the version's metadata.json does not list: the ops API serves no other file of a version directory."""
+
+    status_code = 404
+    outcome = "not_found"
+
+
 class Unauthorized(GatewayError):
     """An ops API request without a valid bearer token (answered with WWW-Authenticate: Bearer)."""
 

@@ -4,6 +4,8 @@ import type { InferenceSession } from 'onnxruntime-node';
 
 export type ErrorCode =
   | 'STORE_NOT_FOUND'
+  | 'STORE_UNAVAILABLE'
+  | 'UNAUTHORIZED'
   | 'MODEL_NOT_FOUND'
   | 'VERSION_NOT_FOUND'
   | 'NOT_DEPLOYED'
@@ -131,6 +133,32 @@ export declare class Store {
   close(): Promise<void>;
 }
 
+export interface RemoteStoreOptions {
+  /** a bearer token of the gateway's ops API (any role: reads only) */
+  token?: string;
+  /** per request; default 60000 */
+  timeoutMs?: number;
+}
+
+/** A store read through a gateway's ops API (`https://gateway/admin/v1`): the Store's methods, all asynchronous. */
+export declare class RemoteStore {
+  readonly root: string;
+  constructor(url: string, options?: RemoteStoreOptions);
+  listModels(): Promise<string[]>;
+  listVersions(name: string): Promise<string[]>;
+  isAvailable(name: string, spec?: VersionSpec): Promise<boolean>;
+  resolve(name: string, spec?: VersionSpec): Promise<string>;
+  deployment(name: string, environment: string): Promise<Deployment>;
+  route(name: string, environment: string, routingKey?: string | null): Promise<string>;
+  /** every file checked against the listing and metadata.json's sha256 before loading; cached per (name, version) */
+  load(name: string, spec?: VersionSpec): Promise<Model>;
+  /** drop cached models whose version is gone or whose metadata.json changed */
+  reload(): Promise<{ dropped: string[] }>;
+  close(): Promise<void>;
+}
+
+/** A directory (ml/models) gives a Store; an http(s) URL of an ops API gives a RemoteStore. */
+export declare function openStore(url: `http://${string}` | `https://${string}`, options?: RemoteStoreOptions): RemoteStore;
 export declare function openStore(root: string): Store;
 
 export interface PackageOptions {
@@ -170,6 +198,7 @@ declare const loader: {
   CODES: typeof CODES;
   LoaderError: typeof LoaderError;
   Model: typeof Model;
+  RemoteStore: typeof RemoteStore;
   Store: typeof Store;
   bucketOf: typeof bucketOf;
   canaryThreshold: typeof canaryThreshold;

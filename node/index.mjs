@@ -5,6 +5,7 @@ export const {
   CODES,
   LoaderError,
   Model,
+  RemoteStore,
   Store,
   bucketOf,
   canaryThreshold,

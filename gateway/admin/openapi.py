@@ -6,6 +6,8 @@ from gateway.admin import requests
 from gateway.admin.routes import ADMIN_PREFIX, ENVIRONMENT_PATTERN, SNAPSHOT_ID_PATTERN
 from gateway.openapi import MODEL_NAME_PATTERN, VERSION_PATTERN
 
+FILE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+
 SECURITY_SCHEMES = {"bearer": {"type": "http", "scheme": "bearer",
                                "description": "a token from the tokens file (onnxgate token create); its role says "
                                               "what it may do: read (GETs), deploy, approve, admin (all)"}}
@@ -47,6 +49,7 @@ MODEL = _path("model", MODEL_NAME_PATTERN, "model name")
 ENVIRONMENT = _path("environment", ENVIRONMENT_PATTERN, "environment, e.g. production")
 VERSION = _path("version", VERSION_PATTERN, "a registered version, e.g. v1.2.0")
 SNAPSHOT = _path("snapshot_id", SNAPSHOT_ID_PATTERN, "snapshot id (GET /admin/v1/snapshots)")
+FILE = _path("file", FILE_NAME_PATTERN, "metadata.json or a file it lists (the model file, a tokenizer, ...)")
 
 BODIES = {name: model.model_json_schema() for name, model in (
     ("AdminDeploy", requests.DeployBody), ("AdminCanary", requests.CanaryBody), ("AdminPromote", requests.PromoteBody),
@@ -122,6 +125,21 @@ SCHEMAS: dict[str, dict] = {
                                                              "max_error_rate": {"type": "number"},
                                                              "max_latency_ms": {"type": ["number", "null"]},
                                                              "latency_limit_ms": {"type": ["number", "null"]}}}}}}}}},
+    "AdminVersionFiles": {
+        "type": "object", "required": ["version"],
+        "description": "one version and what a client checks its downloads against; `error` instead when its "
+                       "metadata.json cannot be read",
+        "properties": {"version": {"type": "string"}, "error": {"type": "string"},
+                       "metadata": {"type": "object", "required": ["sha256", "size"],
+                                    "description": "metadata.json's own sha256 and size",
+                                    "properties": {"sha256": {"type": "string"}, "size": {"type": "integer"}}},
+                       "model_file": {"type": "string"}, "model_size": {"type": "integer"},
+                       "files": {"type": "object", "additionalProperties": {"type": "string"},
+                                 "description": "file name -> sha256, as metadata.json records them"}},
+    },
+    "AdminVersions": {"type": "object", "required": ["model", "latest", "versions"],
+                      "properties": {"model": {"type": "string"}, "latest": {"type": ["string", "null"]},
+                                     "versions": {"type": "array", "items": _ref("AdminVersionFiles")}}},
     "AdminHistory": {"type": "object", "required": ["entries"],
                      "properties": {"entries": {"type": "array", "items": {
                          "type": "object", "required": ["time", "action", "actor"],
@@ -175,6 +193,15 @@ def admin_paths() -> dict:
         "/models/{model}": {"get": _operation(
             "one model: versions with metadata summary, evaluations and approvals; its deployments", [MODEL],
             _json(_ref("AdminModel"), "the model"), (*READ_ERRORS, "404"))},
+        "/models/{model}/versions": {"get": _operation(
+            "every version of a model, oldest first, with metadata.json's sha256 and the file digests it records",
+            [MODEL], _json(_ref("AdminVersions"), "the versions"), (*READ_ERRORS, "404"))},
+        "/models/{model}/versions/{version}/files/{file}": {"get": _operation(
+            "the stored bytes of metadata.json or a file it lists (404 for any other file); the client checks them "
+            "against the sha256 metadata.json records", [MODEL, VERSION, FILE],
+            {"description": "the file's bytes",
+             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+            (*READ_ERRORS, "404", "409"))},
         "/models/{model}/environments/{environment}/deploy": _change(
             "make a version the environment's stable one (gates apply)", target, "AdminDeploy"),
         "/models/{model}/environments/{environment}/canary": _change(

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, request_response
 
+from gateway.admin.artifacts import version_file, version_listing
 from gateway.admin.auth import Guard, Permission, TokenTable, token_of
 from gateway.admin.requests import (
     MAX_BODY_BYTES,
@@ -47,6 +48,7 @@ ENVIRONMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SNAPSHOT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_HISTORY_LIMIT = 10_000
 JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -85,6 +87,9 @@ class AdminEndpoints:
             ("/status", "GET", "read", self.status),
             ("/models", "GET", "read", self.models),
             ("/models/{model}", "GET", "read", self.model),
+            # a version's files for remote loaders (gateway/admin/artifacts.py)
+            ("/models/{model}/versions", "GET", "read", self.versions),
+            ("/models/{model}/versions/{version}/files/{file}", "GET", "read", self.version_file),
             ("/models/{model}/environments/{environment}/deploy", "POST", "deploy", self.deploy),
             ("/models/{model}/environments/{environment}/canary", "POST", "deploy", self.canary),
             ("/models/{model}/environments/{environment}/promote", "POST", "deploy", self.promote),
@@ -152,6 +157,13 @@ class AdminEndpoints:
 
     async def rollout_windows(self, request: Request) -> Response:
         return json_response({"rollouts": self.rollouts() if self.rollouts is not None else []})
+    async def versions(self, request: Request) -> Response:
+        return json_response(await run_in_threadpool(version_listing, self.store, request.path_params["model"]))
+
+    async def version_file(self, request: Request) -> Response:
+        params = request.path_params
+        data = await run_in_threadpool(version_file, self.store, params["model"], params["version"], params["file"])
+        return Response(data, media_type=OCTET_STREAM)
 
     async def history(self, request: Request) -> Response:
         query = request.query_params

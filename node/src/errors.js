@@ -2,10 +2,13 @@
 
 /**
  * Every error the loader throws: an Error with a stable `code` and a one-line message. The codes mirror
- * modelstore/errors.py so a Node service can branch on the same failures the Python gateway reports.
+ * modelstore/errors.py so a Node service can branch on the same failures the Python gateway reports; a remote store
+ * (src/remote.js) adds STORE_UNAVAILABLE (the ops API cannot be reached or answers 5xx) and UNAUTHORIZED (401/403).
  */
 const CODES = Object.freeze({
   STORE_NOT_FOUND: 'STORE_NOT_FOUND',
+  STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',
+  UNAUTHORIZED: 'UNAUTHORIZED',
   MODEL_NOT_FOUND: 'MODEL_NOT_FOUND',
   VERSION_NOT_FOUND: 'VERSION_NOT_FOUND',
   NOT_DEPLOYED: 'NOT_DEPLOYED',

@@ -5,6 +5,7 @@ const { CODES, LoaderError } = require('./errors');
 const { Store, openStore } = require('./store');
 const { loadPackage, readPackage } = require('./package');
 const { Model } = require('./model');
+const { RemoteStore } = require('./remote');
 const { bucketOf, canaryThreshold, chooseVersion } = require('./routing');
 const { compareVersions, sortVersions } = require('./versions');
 const { formatOutputs } = require('./outputs');
@@ -13,6 +14,7 @@ module.exports = {
   CODES,
   LoaderError,
   Model,
+  RemoteStore,
   Store,
   bucketOf,
   canaryThreshold,

@@ -13,6 +13,7 @@ const { parseMetadata } = require('./metadata');
 const { readRegistry } = require('./registry');
 const { chooseVersion } = require('./routing');
 const { createModel } = require('./model');
+const { RemoteStore, isRemote } = require('./remote');
 
 const METADATA_FILE = 'metadata.json';
 const REGISTRY_FILE = 'registry.json';
@@ -231,8 +232,12 @@ class Store {
   }
 }
 
-/** Open a store directory (ml/models); throws STORE_NOT_FOUND when it is not there. */
-function openStore(root) {
+/**
+ * Open a store directory (ml/models), throwing STORE_NOT_FOUND when it is not there; or, for an http(s) URL of a
+ * gateway's ops API (`https://gateway/admin/v1`, with `{token}`), a RemoteStore whose methods are all asynchronous.
+ */
+function openStore(root, options = {}) {
+  if (isRemote(root)) return new RemoteStore(root, options);
   const store = new Store(root);
   store.requireRoot();
   return store;

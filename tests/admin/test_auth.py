@@ -17,7 +17,8 @@ from tests.admin.conftest import DEADLINE_S, OpsGateway, build_ops_store
 from tests.factories import make_store, running_server
 from tests.gateway.conftest import gateway_settings
 
-PATH_VALUES = {"model": "iris", "environment": "production", "version": "v2.0.0", "snapshot_id": "1"}
+PATH_VALUES = {"model": "iris", "environment": "production", "version": "v2.0.0", "snapshot_id": "1",
+               "file": "model.onnx"}
 # What each role may do, written out as the README's table says it (independently of gateway/admin/auth.py).
 ALLOWED = {"read": {"read"}, "deploy": {"read", "deploy"}, "approve": {"read", "approve"},
            "admin": {"read", "deploy", "approve"}}
@@ -62,7 +63,7 @@ def call(client: httpx.Client, method: str, path: str, **headers: str) -> httpx.
 @pytest.mark.e2e
 def test_every_admin_route_needs_a_valid_token(ops: OpsGateway, tmp_path) -> None:
     operations = admin_operations(tmp_path)
-    assert len(operations) == 14, operations
+    assert len(operations) == 16, operations
     before = ops.store.registry.read().revision
     for admin_port in (False, True):
         with ops.client(admin_port=admin_port) as client:

@@ -26,7 +26,7 @@ from tests.gateway.conftest import gateway_settings
 
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 15}
 REAL_EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 10}
-REAL_NAMES = {"model": "iris", "environment": "production", "version": "v2.0.0", "snapshot_id": "1"}
+REAL_NAMES = {"model": "iris", "environment": "production", "version": "v2.0.0", "snapshot_id": "1", "file": "model.onnx"}
 ADMIN = [(path, method.upper(), operation) for path, item in openapi_document(admin=True)["paths"].items()
          if path.startswith("/admin/") for method, operation in item.items()]
 CASES = sorted((path, method, mode) for path, method, operation in ADMIN for mode in EXAMPLES
