@@ -1,12 +1,13 @@
 """The application: routes, middleware, exception handlers, and a lifespan that loads the pool and starts the
-store watcher (and, with settings.grpc_port, the gRPC server, on the same Service in the same event loop; with
-settings.admin_port, the ops API's own server, in the same event loop). Built by a
-factory from settings; nothing happens at import time."""
+store watcher and the event sender (and, with settings.grpc_port, the gRPC server, on the same Service in the same
+event loop; with settings.admin_port, the ops API's own server, in the same event loop). Built by a factory from
+settings; nothing happens at import time."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
+import threading
 from collections.abc import AsyncIterator
 
 from prometheus_client import CollectorRegistry
@@ -31,6 +32,7 @@ from gateway.watcher import StoreWatcher
 from gateway.worker_metrics import flush_snapshots
 from modelstore.backends import ModelRepository
 from modelstore.layout import open_store
+from webhooks.sender import EventSender
 
 
 class GatewayApp(Starlette):
@@ -88,6 +90,9 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
             tasks.append(asyncio.create_task(
                 flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing)))
         tasks.append(asyncio.create_task(service.drift.run(service.watched, stop_flushing)))
+        stop_sending = threading.Event()
+        if settings.events_enabled:  # on a thread: its POSTs and file writes block
+            tasks.append(asyncio.create_task(asyncio.to_thread(EventSender(settings.store).run, stop_sending)))
         grpc_server = admin_server = None
         try:
             if settings.grpc_port is not None:
@@ -107,6 +112,7 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
                 await grpc_server.stop()
             stop_judging.set()
             stop_flushing.set()
+            stop_sending.set()
             watcher.stop()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
