@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from gateway.admin.auth import TokenTable
+from gateway.admin.operations import Retraining
 from gateway.admin.routes import AdminEndpoints
 from gateway.admin.server import AdminServer
 from gateway.admin.tokens import load_tokens
@@ -52,10 +53,12 @@ class GatewayApp(Starlette):
 
 
 def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry | None = None,
-               store: ModelRepository | None = None, quality_source: QualitySource | None = None) -> GatewayApp:
+               store: ModelRepository | None = None, quality_source: QualitySource | None = None,
+               retraining: Retraining | None = None) -> GatewayApp:
     """`store`: the repository to serve (default: the one settings.store names), e.g. one carrying policy checks.
     `quality_source`: live quality figures for the SLO's quality check (gateway/quality_feed.py; default: the
-    store's captured predictions joined with their labels)."""
+    store's captured predictions joined with their labels). `retraining`: what the ops API's retraining routes
+    call (retrain/ops.py, which `onnxgate serve` gives; closed at shutdown)."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     store = store if store is not None else open_store(settings.store, relative_paths=True)
     metrics = GatewayMetrics(registry)
@@ -69,9 +72,9 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     admin_routes = []
     if settings.admin_tokens is not None:
         tokens = TokenTable(tuple(load_tokens(settings.admin_tokens).tokens))
-        admin_routes = AdminEndpoints(store, tokens, settings.environments,
-                                      lambda: gateway_health(service.pools, service.environments,
-                                                             controller.describe)).routes()
+        admin_routes = AdminEndpoints(store, tokens, settings.environments, endpoints,
+                                      lambda: gateway_health(service.pools, service.environments, controller.describe),
+                                      retraining).routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -118,6 +121,8 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             service.close()
+            if retraining is not None:
+                await asyncio.to_thread(retraining.close)
 
     app = GatewayApp(
         endpoints.data_plane,
