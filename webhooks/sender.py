@@ -65,6 +65,14 @@ class AuditTail:
             return []
         return [line for line in raw.split(b"\n") if line.strip()]
 
+    def stamp(self) -> tuple[int, int] | None:
+        """The log's size and modification time: unchanged, it holds no new entry."""
+        try:
+            stat = os.stat(self.store.audit_path)
+        except FileNotFoundError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
+
     def committed_revision(self) -> int | None:
         try:
             return self.store.registry.read().state.revision
@@ -89,6 +97,7 @@ class EventSender:
         self.poster = poster
         self._config: EventsConfig | None = None
         self._config_error: str | None = None
+        self._idle_at: tuple | None = None
 
     # -- running ---------------------------------------------------------------------------------------------------
 
@@ -177,7 +186,13 @@ class EventSender:
     # -- delivering ------------------------------------------------------------------------------------------------
 
     def deliver(self, config: EventsConfig, stop: threading.Event, *, once: bool) -> float | None:
-        """Every subscriber's pending events; returns the earliest time a subscriber in backoff may be tried again."""
+        """Every subscriber's pending events; returns the earliest time a subscriber in backoff may be tried again.
+        A pass that left every subscriber at the end of the log is not repeated until the log or events.toml change
+        (the log is not read every poll)."""
+        idle_key = (self.tail.stamp(), config.model_dump_json())
+        if not once and idle_key == self._idle_at:
+            return None
+        self._idle_at = None
         lines = self.tail.lines()
         committed = self.tail.committed_revision()
         next_tries = []
@@ -187,6 +202,10 @@ class EventSender:
             next_try = self.deliver_to(subscriber, config.sender, lines, committed, stop, once)
             if next_try is not None:
                 next_tries.append(next_try)
+        if not next_tries and not stop.is_set() and all(
+                (self.cursors.read(subscriber.name) or Cursor()).position >= len(lines)
+                for subscriber in config.subscribers):
+            self._idle_at = idle_key
         return min(next_tries, default=None)
 
     def deliver_to(self, subscriber: Subscriber, settings: SenderSettings, lines: list[bytes], committed: int | None,
