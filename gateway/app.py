@@ -1,12 +1,13 @@
 """The application: routes, middleware, exception handlers, and a lifespan that loads the pool and starts the
-store watcher (and, with settings.grpc_port, the gRPC server, on the same Service in the same event loop; with
-settings.admin_port, the ops API's own server, in the same event loop). Built by a
-factory from settings; nothing happens at import time."""
+store watcher and the event sender (and, with settings.grpc_port, the gRPC server, on the same Service in the same
+event loop; with settings.admin_port, the ops API's own server, in the same event loop). Built by a factory from
+settings; nothing happens at import time."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
+import threading
 from collections.abc import AsyncIterator
 
 from prometheus_client import CollectorRegistry
@@ -14,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from gateway.admin.auth import TokenTable
+from gateway.admin.operations import Retraining
 from gateway.admin.routes import AdminEndpoints
 from gateway.admin.server import AdminServer
 from gateway.admin.tokens import load_tokens
@@ -34,6 +36,7 @@ from gateway.watcher import StoreWatcher
 from gateway.worker_metrics import flush_snapshots
 from modelstore.backends import ModelRepository
 from modelstore.layout import open_store
+from webhooks.sender import EventSender
 
 
 class GatewayApp(Starlette):
@@ -53,10 +56,12 @@ class GatewayApp(Starlette):
 
 
 def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry | None = None,
-               store: ModelRepository | None = None, quality_source: QualitySource | None = None) -> GatewayApp:
+               store: ModelRepository | None = None, quality_source: QualitySource | None = None,
+               retraining: Retraining | None = None) -> GatewayApp:
     """`store`: the repository to serve (default: the one settings.store names), e.g. one carrying policy checks.
     `quality_source`: live quality figures for the SLO's quality check (gateway/quality_feed.py; default: the
-    store's captured predictions joined with their labels)."""
+    store's captured predictions joined with their labels). `retraining`: what the ops API's retraining routes
+    call (retrain/ops.py, which `onnxgate serve` gives; closed at shutdown)."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     store = store if store is not None else open_store(settings.store, relative_paths=True)
     metrics = GatewayMetrics(registry)
@@ -71,9 +76,9 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     tokens = None
     if settings.admin_tokens is not None:
         tokens = TokenTable(tuple(load_tokens(settings.admin_tokens).tokens))
-        admin_routes = AdminEndpoints(store, tokens, settings.environments,
-                                      lambda: gateway_health(service.pools, service.environments,
-                                                             controller.describe), controller.rollouts).routes()
+        admin_routes = AdminEndpoints(store, tokens, settings.environments, endpoints,
+                                      lambda: gateway_health(service.pools, service.environments, controller.describe),
+                                      retraining, controller.rollouts).routes()
     # The dashboard: where the ops API is (or, made public, on the gateway's port), absent otherwise.
     if tokens is not None or settings.ui_public:
         dashboard = Dashboard(store, settings.store, settings.environments, rollouts=controller.rollouts,
@@ -98,6 +103,9 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
             tasks.append(asyncio.create_task(
                 flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing)))
         tasks.append(asyncio.create_task(service.drift.run(service.watched, stop_flushing)))
+        stop_sending = threading.Event()
+        if settings.events_enabled:  # on a thread: its POSTs and file writes block
+            tasks.append(asyncio.create_task(asyncio.to_thread(EventSender(settings.store).run, stop_sending)))
         grpc_server = admin_server = None
         try:
             if settings.grpc_port is not None:
@@ -117,11 +125,14 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
                 await grpc_server.stop()
             stop_judging.set()
             stop_flushing.set()
+            stop_sending.set()
             watcher.stop()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             service.close()
+            if retraining is not None:
+                await asyncio.to_thread(retraining.close)
 
     app = GatewayApp(
         endpoints.data_plane,

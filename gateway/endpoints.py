@@ -157,10 +157,18 @@ class Endpoints:
 
     async def drift(self, request: Request) -> Response:
         """The live drift report of the environment's stable version, or of the version ?version= names."""
-        model = request.path_params["model"]
         environment = self.service.environment(request.headers.get(ENVIRONMENT_HEADER))
-        metadata = await self.service.drift_metadata(model, environment, request.query_params.get("version"))
-        return json_response(await self.service.drift.report(metadata, environment))
+        return json_response(await self.drift_report(request.path_params["model"], environment,
+                                                     request.query_params.get("version")))
+
+    async def drift_report(self, model: str, environment: str, version: str | None) -> dict:
+        """GET /drift's report (and the ops API's), for an environment this gateway serves."""
+        environment = self.service.environment(environment)
+        metadata = await self.service.drift_metadata(model, environment, version)
+        return await self.service.drift.report(metadata, environment)
+
+    async def quality_report(self, model: str, environment: str, since: str | None) -> dict:
+        return await self.feedback.quality_report(model, self.service.environment(environment), since)
 
     async def v2_server(self, request: Request) -> Response:
         return json_response(self.server)

@@ -19,6 +19,7 @@ from modelstore.errors import (
     InvalidTransition,
     ModelNotFound,
     NotDeployed,
+    NotFound,
     RevisionConflict,
     SnapshotNotFound,
     StoreError,
@@ -119,6 +120,7 @@ STORE_STATUS: tuple[tuple[type[StoreError], int], ...] = (
     (ModelNotFound, 404),
     (VersionNotFound, 404),
     (InvalidName, 404),  # a name that cannot exist is an unknown name
+    (NotFound, 404),
     (NotDeployed, 503),
     (IntegrityError, 503),
     (InvalidMetadata, 503),
@@ -134,10 +136,11 @@ ADMIN_STORE_STATUS: tuple[tuple[type[StoreError], int], ...] = (
     (VersionNotFound, 404),
     (InvalidName, 404),
     (NotDeployed, 404),
+    (NotFound, 404),  # a retraining job, a model retrain.toml does not configure
     (SnapshotNotFound, 404),
     (InvalidSloPolicy, 422),
     (ChangeRefused, 409),  # GateRefused among them: its verdict goes into the body
-    (InvalidTransition, 409),
+    (InvalidTransition, 409),  # a retraining job of the model already running among them
     (RevisionConflict, 409),
     (DuplicateVersion, 409),
     (IntegrityError, 409),

@@ -39,9 +39,12 @@ class FeedbackEndpoints:
     def model_and_environment(self, request: Request) -> tuple[str, str]:
         model = request.path_params["model"]
         environment = self.service.environment(request.headers.get(ENVIRONMENT_HEADER))
+        self.check_model(model)
+        return model, environment
+
+    def check_model(self, model: str) -> None:
         if model not in self.service.pools.pool.registry.models:
             raise ModelNotFound(f"model {shown(model)} not found")
-        return model, environment
 
     async def feedback(self, request: Request) -> Response:
         model, environment = self.model_and_environment(request)
@@ -72,9 +75,15 @@ class FeedbackEndpoints:
 
     async def quality(self, request: Request) -> Response:
         model, environment = self.model_and_environment(request)
+        report = await self.quality_report(model, environment, request.query_params.get("since"))
+        return Response(orjson.dumps(report), media_type="application/json")
+
+    async def quality_report(self, model: str, environment: str, since: str | None) -> dict:
+        """GET /quality's report (and the ops API's), over `since` (default 7d)."""
+        self.check_model(model)
         try:
-            since_s = parse_duration(request.query_params.get("since", DEFAULT_SINCE))
+            since_s = parse_duration(since if since is not None else DEFAULT_SINCE)
         except InvalidDuration as exc:
             raise InvalidInput(f"query parameter since: {exc}") from None
         report = await anyio.to_thread.run_sync(live_quality, self.store_root, model, environment, since_s)
-        return Response(orjson.dumps(report.as_json()), media_type="application/json")
+        return report.as_json()

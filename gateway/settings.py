@@ -74,6 +74,9 @@ class GatewaySettings(BaseSettings):
     metrics_dir: Path | None = Field(default=None, description="several workers: where each writes its metrics snapshot "
                                      "and reads the others' (gateway/worker_metrics.py); onnxgate serve sets it")
     metrics_flush_s: float = Field(default=1.0, gt=0, description="how often a worker writes its metrics snapshot")
+    events_enabled: bool = Field(default=True, description="run the store's event sender (webhooks/: the audit events "
+                                 "POSTed to the subscribers of events.toml); one process per store sends, the others "
+                                 "wait on its lock")
     # Live drift (gateway/drift_monitor.py): every served row of a version with reference statistics, in a window
     drift_enabled: bool = Field(default=False, description="count served rows of versions with reference statistics "
                                 "into a live drift window (GET /drift/{model}, drift_* gauges). Off by default: on, it "

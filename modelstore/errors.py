@@ -18,6 +18,15 @@ class VersionNotFound(StoreError):
     """The model exists but not in that version."""
 
 
+class NotFound(StoreError):
+    """A named record other than a model or version does not exist: a retraining job, a model retrain.toml does not
+    configure."""
+
+
+class Unavailable(StoreError):
+    """A feature this installation cannot provide (an optional extra not installed)."""
+
+
 class DuplicateVersion(StoreError):
     """The version already exists and --force was not given."""
 

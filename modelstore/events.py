@@ -40,6 +40,8 @@ EVENT_BY_ACTION = {
 }
 """An entry's event when its operation does not name one (an approval is approved or rejected; a canary rolled back
 by hand is rolled back, by the judge it failed)."""
+LIFECYCLE_EVENTS: frozenset[str] = frozenset({*EVENT_BY_ACTION.values(), "deployment_approved", "deployment_rejected"})
+"""Every event an audit entry can carry (the names events.toml subscribes to)."""
 
 
 def event_of(entry: dict) -> str | None:

@@ -11,22 +11,24 @@ from pathlib import Path
 from watchfiles import Change, DefaultFilter, awatch
 
 from modelstore.backends import RegistryBackend, Revision
-from modelstore.layout import MONITORING_DIR, RETRAIN_DIR
+from modelstore.layout import EVENTS_DIR, MONITORING_DIR, RETRAIN_DIR
 
 log = logging.getLogger("onnxgate.store")
+PRIVATE_DIRS = (MONITORING_DIR, RETRAIN_DIR, EVENTS_DIR)
 
 
 class StoreFilter(DefaultFilter):
     """Changes that can alter what is served: not lock files, the audit log, writers' temp files, or the gateway's own
     monitoring files (captured requests, labels: MONITORING_DIR), which it appends to all the time, nor retraining
-    jobs' files (RETRAIN_DIR: a job's new version arrives through the registry like any other)."""
+    jobs' files (RETRAIN_DIR: a job's new version arrives through the registry like any other), nor the event
+    sender's cursors (EVENTS_DIR)."""
 
     ignored_suffixes = (".lock", ".tmp", ".log")
 
     def __call__(self, change: Change, path: str) -> bool:
         name = Path(path).name
         if (name.endswith(self.ignored_suffixes) or "/.tmp-" in path or "/.old-" in path
-                or any(f"/{private}/" in path or path.endswith(f"/{private}") for private in (MONITORING_DIR, RETRAIN_DIR))):
+                or any(f"/{private}/" in path or path.endswith(f"/{private}") for private in PRIVATE_DIRS)):
             return False
         return super().__call__(change, path)
 

@@ -29,6 +29,9 @@ never listed as a model, and ignored by the change feed."""
 RETRAIN_DIR = ".retrain"
 """Retraining jobs (records, logs, training outputs) and their per-model lock files (retrain/): ignored like
 MONITORING_DIR."""
+EVENTS_DIR = ".events"
+"""The event sender's cursors (one per subscriber of events.toml) and its lock (webhooks/): ignored like
+MONITORING_DIR."""
 
 
 def resolve_store_root(cli_value: str | os.PathLike | None = None) -> Path:

@@ -40,6 +40,7 @@ def parse_toml_model(raw: bytes, source: str, model: type[Model], error: type[Ex
 
 
 _TABLE = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
+_ARRAY_TABLE = re.compile(r"^\s*\[\[\s*([^\]]+?)\s*\]\]")
 _KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.\- "']+?)\s*=""")
 
 
@@ -48,10 +49,15 @@ def line_of(text: str, location: tuple[str, ...]) -> int | None:
     dotted key), else the header of the table it names or is in; None when not found."""
     table: tuple[str, ...] = ()
     header_line: int | None = None
+    array_counts: dict[tuple[str, ...], int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
-        header = _TABLE.match(line)
+        array_header = _ARRAY_TABLE.match(line)
+        header = array_header or _TABLE.match(line)
         if header:
             table = _dotted(header.group(1))
+            if array_header:  # [[name]]: the n-th one is element n of the array, as pydantic's path names it
+                index = array_counts[table] = array_counts.get(table, -1) + 1
+                table = (*table, str(index))
             if table[:len(location)] == location:
                 return number
             if header_line is None and location[:len(table)] == table:

@@ -30,6 +30,7 @@ from onnxgate.commands import (
     deploy,
     drift,
     evaluate,
+    events,
     export,
     history,
     import_package,
@@ -51,10 +52,11 @@ from onnxgate.commands import (
 )
 from onnxgate.errors import UsageError
 from retrain.errors import InvalidRetrainConfig, JobBusy, JobFailed, JobNotFound, JobRejected
+from webhooks.errors import InvalidEventsConfig, SenderBusy
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
             canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy, capture, quality, drift,
-            retrain, token)
+            retrain, events, token)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
@@ -78,6 +80,8 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidRetrainConfig, 12),
     (JobBusy, 13),
     (JobNotFound, 3),
+    (InvalidEventsConfig, 14),
+    (SenderBusy, 13),
     (StoreError, 1),
 )
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from modelstore.toml_model import parse_toml_model
 from monitoring.quality import InvalidDuration, parse_duration
-from retrain.errors import InvalidRetrainConfig
+from retrain.errors import InvalidRetrainConfig, RetrainNotConfigured
 
 CONFIG_FILE = "retrain.toml"
 
@@ -168,7 +168,7 @@ class RetrainConfig(_Strict):
         found = self.models.get(name)
         if found is None:
             known = ", ".join(sorted(self.models)) or "none"
-            raise InvalidRetrainConfig(f"{CONFIG_FILE} has no [models.{name}] table (models: {known})")
+            raise RetrainNotConfigured(f"{CONFIG_FILE} has no [models.{name}] table (models: {known})")
         return found
 
 
@@ -177,7 +177,7 @@ def read_config(store_root: Path) -> RetrainConfig:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise InvalidRetrainConfig(f"{path}: no such file; retraining is configured there") from None
+        raise RetrainNotConfigured(f"{path}: no such file; retraining is configured there") from None
     except OSError as exc:
         raise InvalidRetrainConfig(f"{path}: cannot be read ({exc.strerror})") from None
     return parse_config(raw, str(path))

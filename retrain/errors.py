@@ -1,7 +1,7 @@
 """Errors of retraining. They are StoreErrors, so the CLI maps them in its one table (onnxgate/__main__.py)."""
 from __future__ import annotations
 
-from modelstore.errors import StoreError
+from modelstore.errors import InvalidTransition, NotFound, StoreError
 
 
 class InvalidRetrainConfig(StoreError):
@@ -17,9 +17,14 @@ class JobRejected(StoreError):
     """A retraining job's new version did not beat the champion, or the gates refused its canary."""
 
 
-class JobBusy(StoreError):
-    """Another process holds the model's retraining lock (a job is running)."""
+class RetrainNotConfigured(InvalidRetrainConfig, NotFound):
+    """The store has no retrain.toml, or it has no table for the model."""
 
 
-class JobNotFound(StoreError):
+class JobBusy(InvalidTransition):
+    """Another process holds the model's retraining lock (a job is running): a conflict with the job already
+    running."""
+
+
+class JobNotFound(NotFound):
     """No job record with that id."""

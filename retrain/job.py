@@ -45,6 +45,7 @@ class JobContext:
     stop: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = time.time
     actor: str = ACTOR
+    job_id: str | None = None  # given by a caller that answers with it before the job starts (the ops API)
 
 
 def run_job(context: JobContext, decide: Callable[[JobRecord | None], TriggerFigures | None]) -> JobRecord | None:
@@ -63,7 +64,7 @@ class _Job:
         self.context = context
         self.jobs = jobs
         now = context.clock()
-        job_id = jobs.new_id(context.name, now)
+        job_id = context.job_id or jobs.new_id(context.name, now)
         self.record = JobRecord(id=job_id, model=context.name, status="pending", trigger=trigger, started_epoch=now,
                                 workdir=str(context.settings.workdir_path()), output=str(jobs.output_dir(job_id)),
                                 log=str(jobs.log_path(job_id)))

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
 
@@ -507,3 +508,82 @@ class ClientThreads:
         self._stop.set()
         for thread in self._threads:
             thread.join(self.join_s)
+
+
+# -- a real webhook receiver ----------------------------------------------------------------------------------------
+
+class WebhookReceiver:
+    """A tiny real HTTP server on loopback (http.server, in a thread) that records every POST: path, headers, body.
+    `statuses[path]`: answers to give, in order, before 200; `hold`: cleared, requests wait for it to be set again.
+    Started on `port` (default: a free one) by `start`; `stop` closes it, and a `start` later reopens the same port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        self.statuses: dict[str, list[int]] = {}
+        self.hold = threading.Event()
+        self.hold.set()
+        self.waiting = threading.Event()  # a request is held at `hold`
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> Self:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if not receiver.hold.is_set():
+                    receiver.waiting.set()
+                    receiver.hold.wait(60)
+                with receiver._lock:
+                    queued = receiver.statuses.get(self.path) or []
+                    status = queued.pop(0) if queued else 200
+                    if status == 200:
+                        receiver.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self.hold.set()
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(10)
+            self._server = None
+
+    def bodies(self, path: str) -> list[dict]:
+        with self._lock:
+            return [json.loads(body) for got, _, body in self.received if got == path]
+
+    def requests(self, path: str) -> list[tuple[dict[str, str], bytes]]:
+        with self._lock:
+            return [(headers, body) for got, headers, body in self.received if got == path]
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 60.0, what: str = "the condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.02)

@@ -3,8 +3,8 @@ pydantic models of gateway/admin/requests.py, as JSON Schema) and its answers.""
 from __future__ import annotations
 
 from gateway.admin import requests
-from gateway.admin.routes import ADMIN_PREFIX, ENVIRONMENT_PATTERN, SNAPSHOT_ID_PATTERN
-from gateway.openapi import MODEL_NAME_PATTERN, VERSION_PATTERN
+from gateway.admin.routes import ADMIN_PREFIX, ENVIRONMENT_PATTERN, JOB_ID_PATTERN, SNAPSHOT_ID_PATTERN
+from gateway.openapi import DRIFT_VERSION, MODEL_NAME_PATTERN, SINCE, VERSION_PATTERN
 
 FILE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 
@@ -16,13 +16,15 @@ ERRORS = {
     "400": "the body is not JSON or does not fit its schema, or a query parameter is invalid",
     "401": "no bearer token, or not a valid one (WWW-Authenticate: Bearer)",
     "403": "the token's role does not allow this operation",
-    "404": "unknown model, version, environment, snapshot or deployment",
+    "404": "unknown model, version, environment, snapshot, deployment or retraining job, or a model retrain.toml does "
+           "not configure",
     "405": "method not allowed on this path",
     "409": "a change the current state does not allow, or one the governance gates refused (`verdict`: every check "
            "with its value and limit), or a version whose files fail their checks",
     "413": "body over 64 KiB",
     "422": "an SLO out of range",
-    "503": "the store cannot be read now (a corrupt registry, an unreadable policy)",
+    "503": "the store cannot be read now (a corrupt registry, an unreadable policy), the model cannot be served, or "
+           "retraining is not available in this gateway",
 }
 READ_ERRORS = ("401", "405", "503")
 CHANGE_ERRORS = ("400", "401", "403", "404", "405", "409", "413", "422", "503")
@@ -50,12 +52,17 @@ ENVIRONMENT = _path("environment", ENVIRONMENT_PATTERN, "environment, e.g. produ
 VERSION = _path("version", VERSION_PATTERN, "a registered version, e.g. v1.2.0")
 SNAPSHOT = _path("snapshot_id", SNAPSHOT_ID_PATTERN, "snapshot id (GET /admin/v1/snapshots)")
 FILE = _path("file", FILE_NAME_PATTERN, "metadata.json or a file it lists (the model file, a tokenizer, ...)")
+JOB = _path("job", JOB_ID_PATTERN, "retraining job id (GET /admin/v1/retrain/jobs)")
 
 BODIES = {name: model.model_json_schema() for name, model in (
     ("AdminDeploy", requests.DeployBody), ("AdminCanary", requests.CanaryBody), ("AdminPromote", requests.PromoteBody),
     ("AdminRollback", requests.RollbackBody), ("AdminShadow", requests.ShadowBody),
     ("AdminApproval", requests.ApprovalBody), ("AdminSnapshot", requests.SnapshotBody),
-    ("AdminRestore", requests.RestoreBody))}
+    ("AdminRestore", requests.RestoreBody), ("AdminRetrainCheckRequest", requests.RetrainCheckBody),
+    ("AdminRetrainRun", requests.RetrainRunBody))}
+_TRIGGER = {"type": "object", "required": ["trigger", "fires", "reason"],
+            "properties": {"trigger": {"type": "string"}, "fires": {"type": "boolean"}, "reason": {"type": "string"},
+                           "figures": {"type": "object"}}}
 
 SCHEMAS: dict[str, dict] = {
     **BODIES,
@@ -145,6 +152,25 @@ SCHEMAS: dict[str, dict] = {
                          "type": "object", "required": ["time", "action", "actor"],
                          "properties": {"time": {"type": "string"}, "action": {"type": "string"},
                                         "actor": {"type": "string"}, "reason": {"type": ["string", "null"]}}}}}},
+    "AdminRetrainJob": {
+        "type": "object", "required": ["id", "model", "status", "trigger", "history", "started_epoch"],
+        "description": "a retraining job's record, as `onnxgate retrain show --json` prints it",
+        "properties": {"id": {"type": "string"}, "model": {"type": "string"},
+                       "status": {"type": "string", "enum": ["pending", "running", "validation", "deploying",
+                                                             "completed", "rejected", "failed", "abandoned"]},
+                       "trigger": _TRIGGER,
+                       "history": {"type": "array", "items": {"type": "object", "required": ["status", "time"]}},
+                       "started_epoch": {"type": "number"}, "version": {"type": ["string", "null"]},
+                       "reason": {"type": ["string", "null"]}, "validation": {"type": ["object", "null"]},
+                       "decision": {"type": ["object", "null"]}}},
+    "AdminRetrainJobs": {"type": "object", "required": ["jobs"],
+                         "properties": {"jobs": {"type": "array", "items": _ref("AdminRetrainJob")}}},
+    "AdminRetrainCheck": {
+        "type": "object", "required": ["model", "fires", "triggers"],
+        "description": "which triggers fire now and why, as `onnxgate retrain check --json` prints it",
+        "properties": {"model": {"type": "string"}, "fires": {"type": ["string", "null"]},
+                       "cooldown_until": {"type": ["string", "null"]}, "last_job": {"type": ["string", "null"]},
+                       "canary": {"type": ["string", "null"]}, "triggers": {"type": "array", "items": _TRIGGER}}},
     "AdminSnapshots": {"type": "object", "required": ["snapshots"],
                        "properties": {"snapshots": {"type": "array", "items": {
                            "type": "object", "required": ["id", "created_at", "actor", "deployments"],
@@ -181,6 +207,17 @@ HISTORY_QUERY = [
     _query("limit", {"type": "string", "pattern": "^[0-9]{1,5}$"}, "at most this many entries, the newest (1 to "
                                                                     "10000; default 50)"),
 ]
+
+
+def _retrain_run() -> dict:
+    operation = _operation("start a retraining job now, as `onnxgate retrain run` does; it runs on in the background",
+                           [MODEL], {}, CHANGE_ERRORS, "AdminRetrainRun", role="deploy")
+    responses = operation["responses"]
+    del responses["200"]
+    responses["202"] = {**_json(_ref("AdminRetrainJob"), "the job's first record (GET its Location to follow it)"),
+                        "headers": {"Location": {"schema": {"type": "string"}, "description": "the job's URL"}}}
+    operation["responses"] = {"202": responses.pop("202"), **responses}
+    return operation
 
 
 def admin_paths() -> dict:
@@ -224,6 +261,25 @@ def admin_paths() -> dict:
             "get": _operation("every snapshot, oldest first", [], _json(_ref("AdminSnapshots"), "the snapshots"),
                               READ_ERRORS),
             **_change("save the stable version of every model in every environment", [], "AdminSnapshot")},
+        "/models/{model}/environments/{environment}/drift": {"get": _operation(
+            "live drift of the environment's stable version (or of ?version=), as GET /drift/{model} answers",
+            [*target, DRIFT_VERSION], _json({"anyOf": [_ref("DriftReport"), _ref("DriftUnavailable")]},
+                                            "the drift report, or status unavailable with the reason"),
+            ("404", *READ_ERRORS))},
+        "/models/{model}/environments/{environment}/quality": {"get": _operation(
+            "live quality per version and arm, as GET /quality/{model} answers", [*target, SINCE],
+            _json(_ref("QualityReport"), "the quality report"), ("400", "404", *READ_ERRORS))},
+        "/retrain/jobs": {"get": _operation(
+            "retraining jobs, newest first", [_query("model", {"type": "string", "maxLength": 64}, "only this model")],
+            _json(_ref("AdminRetrainJobs"), "the jobs"), ("404", *READ_ERRORS))},
+        "/retrain/jobs/{job}": {"get": _operation("one retraining job's record", [JOB],
+                                                  _json(_ref("AdminRetrainJob"), "the record"),
+                                                  ("404", *READ_ERRORS))},
+        "/models/{model}/retrain/check": {"post": _operation(
+            "which retraining triggers of retrain.toml fire now, and why (changes nothing)", [MODEL],
+            _json(_ref("AdminRetrainCheck"), "the triggers"), ("400", "404", "413", *READ_ERRORS),
+            "AdminRetrainCheckRequest")},
+        "/models/{model}/retrain/run": {"post": _retrain_run()},
         "/snapshots/{snapshot_id}/restore": _change(
             "deploy every version the snapshot recorded (gates apply; dry_run shows the plan)", [SNAPSHOT],
             "AdminRestore"),

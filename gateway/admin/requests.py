@@ -81,6 +81,14 @@ class RestoreBody(DryRunBody):
     pass
 
 
+class RetrainCheckBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetrainRunBody(Body):
+    pass
+
+
 B = TypeVar("B", bound=BaseModel)
 
 

@@ -19,6 +19,7 @@ from starlette.routing import Route, request_response
 
 from gateway.admin.artifacts import version_file, version_listing
 from gateway.admin.auth import Guard, Permission, TokenTable, token_of
+from gateway.admin.operations import Monitoring, NoRetraining, Retraining
 from gateway.admin.requests import (
     MAX_BODY_BYTES,
     ApprovalBody,
@@ -27,6 +28,8 @@ from gateway.admin.requests import (
     DeployBody,
     PromoteBody,
     RestoreBody,
+    RetrainCheckBody,
+    RetrainRunBody,
     RollbackBody,
     ShadowBody,
     SnapshotBody,
@@ -46,6 +49,7 @@ from modelstore.versions import shown
 ADMIN_PREFIX = "/admin/v1"
 ENVIRONMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SNAPSHOT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 MAX_HISTORY_LIMIT = 10_000
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
@@ -69,16 +73,20 @@ def checked_environment(environment: str) -> str:
 
 
 class AdminEndpoints:
-    def __init__(self, store: ModelRepository, tokens: TokenTable, environments: list[str],
-                 serving: Callable[[], dict] | None = None, rollouts: Callable[[], list[dict]] | None = None) -> None:
+    def __init__(self, store: ModelRepository, tokens: TokenTable, environments: list[str], monitoring: Monitoring,
+                 serving: Callable[[], dict] | None = None, retraining: Retraining | None = None,
+                 rollouts: Callable[[], list[dict]] | None = None) -> None:
         """`serving`: what this gateway process serves now (its /health report, rollout state included);
-        `rollouts`: each served route's rollout report with the windows its judge read lately
-        (gateway.controller.RolloutController.rollouts)."""
+        `monitoring`: the gateway's live drift and quality; `retraining`: retrain/ops.py, given by `onnxgate serve`
+        (without it the retraining routes answer 503); `rollouts`: each served route's rollout report with the
+        windows its judge read lately (gateway.controller.RolloutController.rollouts)."""
         self.store = store
         self.tokens = tokens
         self.environments = environments
+        self.monitoring = monitoring
         self.serving = serving
         self.rollouts = rollouts
+        self.retraining: Retraining = retraining if retraining is not None else NoRetraining()
 
     # -- plumbing ------------------------------------------------------------------------------------------------
 
@@ -101,6 +109,12 @@ class AdminEndpoints:
             ("/snapshots", "GET", "read", self.snapshots),
             ("/snapshots", "POST", "deploy", self.snapshot_create),
             ("/snapshots/{snapshot_id}/restore", "POST", "deploy", self.snapshot_restore),
+            ("/models/{model}/environments/{environment}/drift", "GET", "read", self.drift),
+            ("/models/{model}/environments/{environment}/quality", "GET", "read", self.quality),
+            ("/retrain/jobs", "GET", "read", self.retrain_jobs),
+            ("/retrain/jobs/{job}", "GET", "read", self.retrain_job),
+            ("/models/{model}/retrain/check", "POST", "read", self.retrain_check),
+            ("/models/{model}/retrain/run", "POST", "deploy", self.retrain_run),
         ]
         return [Route(ADMIN_PREFIX + path, Guard(request_response(self.answering(handler)), permission, self.tokens),
                       methods=[method]) for path, method, permission, handler in table]
@@ -181,6 +195,38 @@ class AdminEndpoints:
                     for snapshot_id, record in overview.snapshots(self.store.registry.read().state)]
 
         return json_response({"snapshots": await run_in_threadpool(read)})
+
+    # -- monitoring and retraining ----------------------------------------------------------------------------------
+
+    async def drift(self, request: Request) -> Response:
+        model, environment = self.target(request)
+        return json_response(await self.monitoring.drift_report(model, environment,
+                                                                request.query_params.get("version")))
+
+    async def quality(self, request: Request) -> Response:
+        model, environment = self.target(request)
+        return json_response(await self.monitoring.quality_report(model, environment,
+                                                                  request.query_params.get("since")))
+
+    async def retrain_jobs(self, request: Request) -> Response:
+        model = request.query_params.get("model") or None
+        return json_response({"jobs": await run_in_threadpool(self.retraining.jobs, model)})
+
+    async def retrain_job(self, request: Request) -> Response:
+        return json_response(await run_in_threadpool(self.retraining.job, request.path_params["job"]))
+
+    async def retrain_check(self, request: Request) -> Response:
+        await self.body(request, RetrainCheckBody)
+        return json_response(await run_in_threadpool(self.retraining.check, request.path_params["model"]))
+
+    async def retrain_run(self, request: Request) -> Response:
+        """202: the job runs on in the background (GET /retrain/jobs/{job} follows it)."""
+        body = await self.body(request, RetrainRunBody)
+        record = await run_in_threadpool(self.retraining.start, request.path_params["model"],
+                                         token_of(request.scope).name, body.reason)
+        response = json_response(record, status=202)
+        response.headers["Location"] = f"{ADMIN_PREFIX}/retrain/jobs/{record['id']}"
+        return response
 
     # -- changes -------------------------------------------------------------------------------------------------
 

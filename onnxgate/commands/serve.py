@@ -138,6 +138,17 @@ def read_slo_file(path: Path) -> dict:
     return policy.checked().given()
 
 
+def app_from_env() -> object:
+    """Each worker's application (uvicorn --factory): settings from ONNXGATE_* vars, and the ops API's retraining
+    routes backed by retrain/ (which the gateway cannot import)."""
+    from gateway.app import create_app
+    from gateway.settings import GatewaySettings
+    from retrain.ops import RetrainOperations
+
+    settings = GatewaySettings()
+    return create_app(settings, retraining=RetrainOperations(settings.store))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -146,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.server import uvicorn_options
     from gateway.settings import GatewaySettings
+    from retrain.ops import RetrainOperations  # its retrain.toml parts load on first use: serving needs no croniter
 
     variables = settings_environment(args)
     grpc_port = variables.get("ONNXGATE_GRPC_PORT", os.environ.get("ONNXGATE_GRPC_PORT", "")).strip()
@@ -161,10 +173,10 @@ def run(args: argparse.Namespace) -> int:
         created_metrics_dir = os.environ["ONNXGATE_METRICS_DIR"] = tempfile.mkdtemp(prefix="onnxgate-metrics-")
     settings = GatewaySettings()
     if args.workers == 1:
-        app: object = create_app(settings)
+        app: object = create_app(settings, retraining=RetrainOperations(settings.store))
         factory = False
     else:
-        app, factory = "gateway.app:app_from_env", True
+        app, factory = "onnxgate.commands.serve:app_from_env", True
     try:
         uvicorn.run(app, factory=factory, host=args.host, port=args.port, workers=args.workers,
                     access_log=args.access_log, log_level="info", timeout_graceful_shutdown=10,

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from gateway.admin.tokens import ROLES, create_token
 from gateway.app import create_app
 from modelstore.layout import Store
+from retrain.ops import RetrainOperations
 from tests.factories import deploy_version, make_store, publish_classifier, running_server
 from tests.gateway.conftest import gateway_settings
 
@@ -50,12 +51,12 @@ def build_ops_store(root: Path) -> Store:
 @contextlib.contextmanager
 def ops_gateway(root: Path, store: Store | None = None, **overrides: object) -> Iterator[OpsGateway]:
     """A gateway over `store` (default: build_ops_store) serving production and staging, with the ops API on its own
-    port too; its tokens file holds one token per role."""
+    port too, and retraining as `onnxgate serve` provides it; its tokens file holds one token per role."""
     store = store if store is not None else build_ops_store(root / "models")
     tokens = root / "tokens.toml"
     secrets = make_tokens(tokens)
     settings = gateway_settings(store, "production", "staging", admin_tokens=tokens, admin_port=0, **overrides)
-    app = create_app(settings, metrics_registry=CollectorRegistry())
+    app = create_app(settings, metrics_registry=CollectorRegistry(), retraining=RetrainOperations(store.root))
     with running_server(app) as url:
         admin_url = f"http://127.0.0.1:{app.state.admin_port}"
         yield OpsGateway(url, admin_url, store, secrets)

@@ -19,10 +19,12 @@ from schemathesis import GenerationMode
 from gateway.admin.tokens import create_token
 from gateway.app import create_app
 from gateway.openapi import openapi_document
+from retrain.ops import RetrainOperations
 from tests.adversarial.conftest import DEADLINE_S, LiveGateway, build_served_store, count_answer, count_cases
 from tests.adversarial.test_schemathesis import CHECKS
 from tests.factories import publish_classifier, running_server
 from tests.gateway.conftest import gateway_settings
+from tests.retrain.conftest import write_config
 
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 15}
 REAL_EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 10}
@@ -41,10 +43,12 @@ def ops_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveGat
     root = tmp_path_factory.mktemp("admin-schemathesis")
     store, weights = build_served_store(root / "models")
     publish_classifier(store, "iris", "v3.0.0", seed=3)
+    (root / "work" / "data").mkdir(parents=True)  # generated retrain runs start real jobs, which fail at once
+    write_config(store, root / "work", command='{python} -c "import sys; sys.exit(3)"', name="iris")
     tokens = root / "tokens.toml"
     secrets = {role: create_token(tokens, f"fuzz-{role}", role) for role in ROLES}
     app = create_app(gateway_settings(store, "production", "staging", admin_tokens=tokens),
-                     metrics_registry=CollectorRegistry())
+                     metrics_registry=CollectorRegistry(), retraining=RetrainOperations(store.root))
     with running_server(app) as url:
         yield LiveGateway(url, store, weights), secrets
 
