@@ -55,7 +55,8 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     `quality_source`: live quality figures for the SLO's quality check (gateway/quality_feed.py; default: the
     store's captured predictions joined with their labels)."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
-    store = store if store is not None else open_store(settings.store, relative_paths=True)
+    owned = open_store(settings.store, relative_paths=True, registry_url=settings.registry_url) if store is None else None
+    store = store if store is not None else owned
     metrics = GatewayMetrics(registry)
     service = Service(settings, metrics, store)
     metrics.export_drift(lambda: service.drift.figures, settings.drift_max_feature_labels)
@@ -112,6 +113,8 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             service.close()
+            if owned is not None:
+                owned.close()
 
     app = GatewayApp(
         endpoints.data_plane,
