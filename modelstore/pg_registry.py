@@ -15,6 +15,7 @@ UNAVAILABLE instead, which differs from every good revision.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from modelstore.audit import (
     AUDIT_KEY_ENV,
@@ -47,6 +48,10 @@ from modelstore.errors import (
 from modelstore.fileio import sha256_bytes
 from modelstore.pg_schema import CHANGE_CHANNEL, migrate
 from modelstore.registry import RegistryData, parse_registry, registry_bytes_with_head
+
+# The pool logs every failed reconnection attempt; without a handler of the application's own, Python's last-resort
+# handler would print each to stderr. RegistryUnavailable (and the gateway's health) say what is wrong instead.
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 UNAVAILABLE = "unavailable"
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -133,7 +138,7 @@ class PgRegistry:
 
     def revision(self) -> Revision:
         try:
-            with self._connection() as conn:
+            with self._connection(explain=False) as conn:
                 row = conn.execute("SELECT revision FROM onnxgate_registry WHERE id = 1").fetchone()
         except StoreError:
             return UNAVAILABLE
@@ -203,14 +208,27 @@ class PgRegistry:
         conn.execute("SELECT pg_notify(%s, %s)", (CHANGE_CHANNEL, str(revision)))
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection, the schema migrated on first use; a lost database is RegistryUnavailable."""
+    def _connection(self, *, explain: bool = True) -> Iterator[psycopg.Connection]:
+        """A pooled connection, the schema migrated on first use; a lost database is RegistryUnavailable, whose
+        message says why when `explain` (the pool's own timeout says only that no connection came)."""
         try:
             self._ensure_open()
             with self._pool.connection() as conn:
                 yield conn
+        except PoolTimeout:
+            reason = self._why_no_connection() if explain else None
+            raise RegistryUnavailable(f"{self.display} cannot be reached: "
+                                      f"{reason or f'no connection within {self.timeout_s:g} s'}") from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise RegistryUnavailable(f"{self.display} cannot be reached: {_first_line(exc)}") from None
+
+    def _why_no_connection(self) -> str | None:
+        """One direct connection attempt, for its error message; None if it connects (the pool was only busy)."""
+        try:
+            with psycopg.connect(self.url, connect_timeout=max(1, round(self.timeout_s))):
+                return None
+        except psycopg.Error as exc:
+            return _first_line(exc).removeprefix("connection failed: ")
 
     def _ensure_open(self) -> None:
         with self._open_lock:
