@@ -39,8 +39,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def migrate(conn: psycopg.Connection, where: str) -> int:
     """Bring the database to SCHEMA_VERSION; return the version it had. Raises RegistrySchemaTooNew naming `where`."""
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))  # first: CREATE ... IF NOT EXISTS races
         conn.execute("CREATE TABLE IF NOT EXISTS onnxgate_schema_version (version integer NOT NULL)")
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         found = current_version(conn)
         if found > SCHEMA_VERSION:
             raise RegistrySchemaTooNew(f"{where}: the registry's schema is at version {found}, newer than this "

@@ -4,6 +4,7 @@ database has: its schema's version, a lost server, a row edited behind onnxgate'
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -97,6 +98,19 @@ def test_schema_is_created_once_and_a_newer_one_is_refused(registry_url: str):
     finally:
         first.close()
         second.close()
+
+
+def test_registries_opening_a_new_database_at_once_migrate_it_once(registry_url: str):
+    registries = [PgRegistry(registry_url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(registries)) as pool:
+            revisions = list(pool.map(lambda registry: registry.read().revision, registries))
+        assert revisions == ["0"] * len(registries)
+        with psycopg.connect(registry_url, autocommit=True) as conn:
+            assert conn.execute("SELECT version FROM onnxgate_schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    finally:
+        for registry in registries:
+            registry.close()
 
 
 def test_an_unreachable_database_is_unavailable_and_its_revision_matches_no_good_one():
