@@ -42,6 +42,8 @@ def test_a_rollout_through_the_cli_is_recorded_in_postgres(pg_store: Store, regi
     assert verified.returncode == 0, verified.stderr
     report = json.loads(verified.stdout)
     assert report["ok"] and report["anchored"] and report["lines"] == report["anchored_lines"] == len(actions)
+    replayed = onnxgate("audit", "replay", "--json", *where)
+    assert replayed.returncode == 0 and json.loads(replayed.stdout)["ok"], replayed.stderr
     assert not (pg_store.root / REGISTRY_FILE).exists() and not (pg_store.root / AUDIT_FILE).exists()
 
 

@@ -12,11 +12,18 @@ import pytest
 
 from modelstore.audit import AuditHead
 from modelstore.backends import RegistryBackend
-from modelstore.errors import AuditChainBroken, RegistrySchemaTooNew, RegistryUnavailable, RevisionConflict
+from modelstore.errors import (
+    AuditChainBroken,
+    RegistrySchemaTooNew,
+    RegistryUnavailable,
+    RevisionConflict,
+    SignatureError,
+)
 from modelstore.file_registry import FileRegistry
 from modelstore.pg_registry import UNAVAILABLE, PgRegistry
 from modelstore.pg_schema import SCHEMA_VERSION
 from modelstore.registry import RegistryData, VersionRecord
+from modelstore.signing import generate_keypair
 from tests.factories import free_port
 
 
@@ -143,5 +150,24 @@ def test_an_audit_row_edited_in_the_database_breaks_the_chain(registry_url: str)
             conn.execute("DELETE FROM onnxgate_audit WHERE position >= 2")
         with pytest.raises(AuditChainBroken, match="lines were removed"):
             registry.verify_audit()
+    finally:
+        registry.close()
+
+
+def test_a_signed_head_verifies_and_a_state_edited_in_the_database_does_not(registry_url: str, tmp_path: Path):
+    private_pem, public_pem = generate_keypair()
+    key = tmp_path / "audit.key"
+    key.write_bytes(private_pem)
+    registry = PgRegistry(registry_url, audit_key=key)
+    try:
+        snapshot = registry.read()
+        state = snapshot.state.model_copy(deep=True)
+        register(state, "iris", "v1.0.0")
+        registry.commit(snapshot.revision, state, [entry("register", "iris", "v1.0.0")])
+        assert registry.verify_audit(public_pem).signature_checked
+        with psycopg.connect(registry_url, autocommit=True) as conn:
+            conn.execute("UPDATE onnxgate_registry SET document = replace(document, 'v1.0.0', 'v6.6.6')")
+        with pytest.raises(SignatureError, match="audit_head's signature"):
+            registry.verify_audit(public_pem)
     finally:
         registry.close()
