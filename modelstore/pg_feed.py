@@ -59,10 +59,12 @@ class PgChangeFeed:
         while not self._stop.is_set():
             try:
                 await self._listen(served_revision)
-            except psycopg.Error as exc:
+            except (psycopg.Error, OSError) as exc:
                 if self.listening:
                     log.warning("lost the registry's change feed (%s); polling its revision every %g s until it is "
                                 "back", str(exc).strip().splitlines()[0] if str(exc).strip() else exc, self.poll_s)
+            except Exception:  # a bug here must not end the feed: the gateway would stop following the registry
+                log.exception("the registry's change feed failed; polling, and listening again")
             self.listening = False
             await self._check(served_revision)
             with contextlib.suppress(TimeoutError):
