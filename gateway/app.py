@@ -63,7 +63,8 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     store's captured predictions joined with their labels). `retraining`: what the ops API's retraining routes
     call (retrain/ops.py, which `onnxgate serve` gives; closed at shutdown)."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
-    store = store if store is not None else open_store(settings.store, relative_paths=True)
+    owned = open_store(settings.store, relative_paths=True, registry_url=settings.registry_url) if store is None else None
+    store = store if store is not None else owned
     metrics = GatewayMetrics(registry)
     service = Service(settings, metrics, store)
     metrics.export_drift(lambda: service.drift.figures, settings.drift_max_feature_labels)
@@ -133,6 +134,8 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
             service.close()
             if retraining is not None:
                 await asyncio.to_thread(retraining.close)
+            if owned is not None:
+                owned.close()
 
     app = GatewayApp(
         endpoints.data_plane,

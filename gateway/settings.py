@@ -21,6 +21,9 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ONNXGATE_", extra="ignore")
 
     store: Path = Field(default_factory=lambda: resolve_store_root(None))
+    registry_url: str | None = Field(default=None, description="the registry and audit log in this PostgreSQL database "
+                                     "(postgresql://...; modelstore/pg_registry.py), followed by LISTEN/NOTIFY; unset: "
+                                     "registry.json under `store`. The versions' files stay under `store` either way")
     environments: list[str] = Field(default_factory=lambda: ["production"], min_length=1,
                                     description="served environments; the first answers requests without X-Environment")
     host: str = "127.0.0.1"

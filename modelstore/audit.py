@@ -11,18 +11,24 @@ import getpass
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelstore.errors import AuditChainBroken
+from modelstore.errors import AuditChainBroken, CorruptRegistry, SignatureError
 from modelstore.fileio import exclusive_lock, sha256_bytes
 from modelstore.metadata import utc_now
+from modelstore.registry import AUDIT_HEAD_FIELD, RegistryData, registry_json, state_sha256
+from modelstore.signing import load_signer, verify_signature
 
 GENESIS = "0" * 64
 ABORTED = "aborted"
 """The action of an entry that withdraws the entries of a revision whose registry write failed (modelstore.replay
 skips both)."""
 
+
+AUDIT_KEY_ENV = "ONNXGATE_AUDIT_KEY"
+"""The path of the Ed25519 private key (PEM) that signs the audit head at every commit; unset: heads are unsigned."""
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
 _TEXT_OR_NULL = (str, type(None))
@@ -53,6 +59,74 @@ class AuditHead:
         return cls(value["count"], value["sha256"])
 
 
+@dataclass(frozen=True)
+class AuditStatus:
+    """What `verify_anchored` found: `lines` checked; `head` the registry records (None: not anchored yet);
+    `registry_found`; `signature_checked` when a public key was given and the head's signature verified."""
+
+    lines: int
+    head: AuditHead | None
+    registry_found: bool
+    signature_checked: bool
+
+
+def head_message(head: AuditHead, state_digest: str) -> bytes:
+    """What an audit head's signature covers: the log's line count and last hash, and the state written with it."""
+    fields = {"audit_count": head.count, "audit_sha256": head.sha256, "registry_sha256": state_digest}
+    return b"onnxgate audit head v1\n" + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def load_head_signer(key_path: Path | None) -> Callable[[bytes], bytes] | None:
+    """The signer of audit heads from the private key at `key_path` (None: heads are unsigned). A key that cannot be
+    used refuses the commit before anything is written."""
+    if key_path is None:
+        return None
+    try:
+        pem = key_path.read_bytes()
+    except OSError as exc:
+        raise SignatureError(f"cannot read the audit signing key {key_path} (${AUDIT_KEY_ENV}): "
+                             f"{exc.strerror}; nothing was written") from None
+    try:
+        return load_signer(pem)
+    except SignatureError as exc:
+        raise SignatureError(f"audit signing key {key_path} (${AUDIT_KEY_ENV}): {exc}; nothing was written") from None
+
+
+def recorded_head(head: AuditHead, state: RegistryData, signer: Callable[[bytes], bytes] | None) -> dict:
+    """The `audit_head` a registry records beside `state`: signed, with the state's digest, when there is a signer."""
+    recorded = head.to_json()
+    if signer is not None:
+        recorded["signature"] = signer(head_message(head, state_sha256(registry_json(state)))).decode()
+    return recorded
+
+
+def verify_anchored(raw_registry: bytes | None, log: bytes, registry_display: str, audit_display: str,
+                    public_key: bytes | None = None) -> AuditStatus:
+    """Check a log (`verify_log`) against the head its registry (`raw_registry`, as one commit left both; None: no
+    registry) records; with `public_key`, also the head's signature, which must be there. Raises AuditChainBroken or
+    SignatureError."""
+    payload = None
+    if raw_registry is not None:
+        try:
+            payload = json.loads(raw_registry)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptRegistry(f"{registry_display}: registry is not valid JSON ({exc})") from None
+        if not isinstance(payload, dict):
+            raise CorruptRegistry(f"{registry_display}: registry is invalid at (root): expected a JSON object")
+    recorded = payload.get(AUDIT_HEAD_FIELD) if payload is not None else None
+    head = AuditHead.from_json(recorded, registry_display) if recorded is not None else None
+    lines = verify_log(log, audit_display, head)
+    if public_key is not None:
+        if head is None:
+            raise SignatureError(f"{registry_display} records no audit_head, so there is no signature to check")
+        signature = recorded.get("signature")
+        if not isinstance(signature, str):
+            raise SignatureError(f"{registry_display}: audit_head is not signed")
+        verify_signature(public_key, head_message(head, state_sha256(payload)), signature.encode(),
+                         where=registry_display, what="audit_head's signature")
+    return AuditStatus(lines, head, raw_registry is not None, public_key is not None)
+
+
 def default_actor() -> str:
     try:
         return getpass.getuser()
@@ -67,29 +141,10 @@ class AuditLog:
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.display = display or str(self.path)
 
-    def append(self, action: str, *, actor: str | None = None, reason: str | None = None, model: str | None = None,
-               environment: str | None = None, before: str | None = None, after: str | None = None,
-               details: dict | None = None, revision: int | None = None, time: str | None = None,
-               event: str | None = None) -> dict:
-        """Append one entry; `revision` is the registry revision the change produced, `time` when it was made,
-        `event` what it means in the deployment lifecycle (modelstore.events)."""
+    def append(self, action: str, **fields: object) -> dict:
+        """Append one entry (the fields of `new_entry`)."""
         with exclusive_lock(self.lock_path):
-            last = _last_line(self.path)
-            entry = {
-                "time": time or utc_now(),
-                "action": action,
-                **({"event": event} if event is not None else {}),
-                "actor": actor or default_actor(),
-                "reason": reason,
-                "model": model,
-                "environment": environment,
-                "before": before,
-                "after": after,
-                "details": details or {},
-                **({"revision": revision} if revision is not None else {}),
-                "prev_sha256": sha256_bytes(last) if last else GENESIS,
-            }
-            line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+            entry, line = new_entry(_last_line(self.path), action, **fields)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(fd, line)
@@ -100,16 +155,7 @@ class AuditLog:
 
     def entries(self) -> list[dict]:
         """Every entry, oldest first; a line that is not a JSON object is reported with its number."""
-        entries = []
-        for number, line in enumerate(_split_lines(self.read_bytes()), start=1):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                entry = None
-            if not isinstance(entry, dict):
-                raise AuditChainBroken(f"{self.display}: line {number} is not a valid audit entry")
-            entries.append(entry)
-        return entries
+        return parse_entries(self.read_bytes(), self.display)
 
     def read_bytes(self) -> bytes:
         try:
@@ -120,12 +166,50 @@ class AuditLog:
             raise AuditChainBroken(f"{self.display}: cannot be read ({exc.strerror})") from None
 
     def head(self) -> AuditHead:
-        return head_of(_split_lines(self.read_bytes()))
+        return head_of(split_lines(self.read_bytes()))
 
     def verify(self, head: AuditHead | None = None) -> int:
         """Return the number of lines checked; raise AuditChainBroken naming the first bad line. `head`: the one the
         registry records, which the log must end at (see `verify_log`)."""
         return verify_log(self.read_bytes(), self.display, head)
+
+
+def new_entry(previous_line: bytes | None, action: str, *, actor: str | None = None, reason: str | None = None,
+              model: str | None = None, environment: str | None = None, before: str | None = None,
+              after: str | None = None, details: dict | None = None, revision: int | None = None,
+              time: str | None = None, event: str | None = None) -> tuple[dict, bytes]:
+    """The entry that follows `previous_line` (None: the first), and its line (newline-terminated) as every backend
+    stores it; `revision` is the registry revision the change produced, `time` when it was made, `event` what it means
+    in the deployment lifecycle (modelstore.events)."""
+    entry = {
+        "time": time or utc_now(),
+        "action": action,
+        **({"event": event} if event is not None else {}),
+        "actor": actor or default_actor(),
+        "reason": reason,
+        "model": model,
+        "environment": environment,
+        "before": before,
+        "after": after,
+        "details": details or {},
+        **({"revision": revision} if revision is not None else {}),
+        "prev_sha256": sha256_bytes(previous_line) if previous_line else GENESIS,
+    }
+    return entry, json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def parse_entries(raw: bytes, display: str) -> list[dict]:
+    """Every entry of a log's bytes, oldest first; a line that is not a JSON object is reported with its number."""
+    entries = []
+    for number, line in enumerate(split_lines(raw), start=1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            raise AuditChainBroken(f"{display}: line {number} is not a valid audit entry")
+        entries.append(entry)
+    return entries
 
 
 def head_of(lines: list[bytes]) -> AuditHead:
@@ -138,7 +222,7 @@ def verify_log(raw: bytes, display: str, head: AuditHead | None = None) -> int:
     that hashes otherwise, means lines were removed or the log rewritten. Lines after the head are accepted only when
     an `aborted` entry withdraws them (a registry write that failed after its entry was logged cannot move the head).
     Returns the number of lines; raises AuditChainBroken naming the first bad line, 1-based."""
-    lines = _split_lines(raw)
+    lines = split_lines(raw)
     entries = []
     previous = None
     for number, line in enumerate(lines, start=1):
@@ -195,7 +279,7 @@ def crashed_revision(raw: bytes, head: AuditHead, registry_revision: int, displa
     registry's `head` that no `aborted` entry withdraws, when they are all entries of the revision that registry.json
     would have had next. None when there are no such lines. Any other line there was not written by a commit (added
     by hand): AuditChainBroken naming it, so that no commit anchors it under a head."""
-    lines = _split_lines(raw)
+    lines = split_lines(raw)
     tail = [_entry(line, f"{display}: line {number}") for number, line in enumerate(lines[head.count:],
                                                                                      start=head.count + 1)]
     withdrawn = withdrawn_positions(tail)
@@ -221,7 +305,7 @@ def withdrawn_positions(entries: list[dict]) -> set[int]:
     return withdrawn
 
 
-def _split_lines(raw: bytes) -> list[bytes]:
+def split_lines(raw: bytes) -> list[bytes]:
     return [line for line in raw.split(b"\n") if line.strip()]
 
 

@@ -51,6 +51,15 @@ class RegistryBackend(Protocol):
         registry is still at `expected`; else raise RevisionConflict and write nothing. Returns the new revision."""
 
 
+class SharedRegistry(RegistryBackend, Protocol):
+    """A registry that does not live under the store's root (a database): it says itself when it changes, and holds
+    resources (connections) to release."""
+
+    def change_feed(self, *, poll_s: float, debounce_ms: int) -> ChangeFeed: ...
+
+    def close(self) -> None: ...
+
+
 class ArtifactStore(Protocol):
     """The versions' files, by model name, version and file name."""
 

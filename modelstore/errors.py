@@ -102,3 +102,11 @@ class GateRefused(ChangeRefused):
     def __init__(self, message: str, verdict: dict) -> None:
         super().__init__(message)
         self.verdict = verdict
+
+
+class RegistryUnavailable(StoreError):
+    """The registry's database cannot be reached (down, refused, timed out): nothing was read or written."""
+
+
+class RegistrySchemaTooNew(StoreError):
+    """The registry's database was migrated by a newer onnxgate: this one refuses to read or write it."""

@@ -20,10 +20,19 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from modelstore.audit import ABORTED, AuditHead, AuditLog, crashed_revision, verify_log
+from modelstore.audit import (
+    ABORTED,
+    AUDIT_KEY_ENV,
+    AuditHead,
+    AuditLog,
+    AuditStatus,
+    crashed_revision,
+    load_head_signer,
+    recorded_head,
+    verify_anchored,
+)
 from modelstore.backends import Revision, Snapshot
 from modelstore.errors import (
     AuditChainBroken,
@@ -31,7 +40,6 @@ from modelstore.errors import (
     InvalidTransition,
     RegistryMissing,
     RevisionConflict,
-    SignatureError,
 )
 from modelstore.fileio import atomic_write, exclusive_lock, sha256_bytes
 from modelstore.registry import (
@@ -39,33 +47,10 @@ from modelstore.registry import (
     RegistryData,
     parse_registry,
     registry_bytes_with_head,
-    registry_json,
-    state_sha256,
 )
-from modelstore.signing import load_signer, verify_signature
 
 EMPTY = "empty"
 MISSING = "missing"
-AUDIT_KEY_ENV = "ONNXGATE_AUDIT_KEY"
-"""The path of the Ed25519 private key (PEM) that signs the audit head at every commit; unset: heads are unsigned."""
-
-
-def head_message(head: AuditHead, state_digest: str) -> bytes:
-    """What an audit head's signature covers: the log's line count and last hash, and the state written with it."""
-    fields = {"audit_count": head.count, "audit_sha256": head.sha256, "registry_sha256": state_digest}
-    return b"onnxgate audit head v1\n" + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-
-
-@dataclass(frozen=True)
-class AuditStatus:
-    """What `verify_audit` found: `lines` checked; `head` the registry records (None: not anchored yet);
-    `registry_found`; `signature_checked` when a public key was given and the head's signature verified."""
-
-    lines: int
-    head: AuditHead | None
-    registry_found: bool
-    signature_checked: bool
-
 
 
 class FileRegistry:
@@ -154,26 +139,7 @@ class FileRegistry:
         """Check the audit log (modelstore.audit.verify_log) against the head registry.json records; with
         `public_key`, also the head's signature, which must be there. Raises AuditChainBroken or SignatureError."""
         raw, log = self._read_registry_and_log()
-        payload = None
-        if raw is not None:
-            try:
-                payload = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise CorruptRegistry(f"{self.display}: registry is not valid JSON ({exc})") from None
-            if not isinstance(payload, dict):
-                raise CorruptRegistry(f"{self.display}: registry is invalid at (root): expected a JSON object")
-        recorded = payload.get(AUDIT_HEAD_FIELD) if payload is not None else None
-        head = AuditHead.from_json(recorded, self.display) if recorded is not None else None
-        lines = verify_log(log, self._audit.display, head)
-        if public_key is not None:
-            if head is None:
-                raise SignatureError(f"{self.display} records no audit_head, so there is no signature to check")
-            signature = recorded.get("signature")
-            if not isinstance(signature, str):
-                raise SignatureError(f"{self.display}: audit_head is not signed")
-            verify_signature(public_key, head_message(head, state_sha256(payload)), signature.encode(),
-                             where=self.display, what="audit_head's signature")
-        return AuditStatus(lines, head, raw is not None, public_key is not None)
+        return verify_anchored(raw, log, self.display, self._audit.display, public_key)
 
     def _read_registry_and_log(self) -> tuple[bytes | None, bytes]:
         """Both files as one commit left them: under the lock, so no commit is half seen. A reader who may not take
@@ -193,26 +159,11 @@ class FileRegistry:
             raise CorruptRegistry(f"{self.display} cannot be read ({exc.strerror})") from None
 
     def _signer(self) -> Callable[[bytes], bytes] | None:
-        if self.audit_key is None:
-            return None
-        try:
-            pem = self.audit_key.read_bytes()
-        except OSError as exc:
-            raise SignatureError(f"cannot read the audit signing key {self.audit_key} (${AUDIT_KEY_ENV}): "
-                                 f"{exc.strerror}; nothing was written") from None
-        try:
-            return load_signer(pem)
-        except SignatureError as exc:
-            raise SignatureError(f"audit signing key {self.audit_key} (${AUDIT_KEY_ENV}): {exc}; nothing was "
-                                 "written") from None
+        return load_head_signer(self.audit_key)
 
     def _registry_bytes(self, state: RegistryData, signer: Callable[[bytes], bytes] | None) -> bytes:
         """The state with the head of the log as it stands now (the caller holds the lock, its entries appended)."""
-        head = self._audit.head()
-        recorded = head.to_json()
-        if signer is not None:
-            recorded["signature"] = signer(head_message(head, state_sha256(registry_json(state)))).decode()
-        return registry_bytes_with_head(state, recorded)
+        return registry_bytes_with_head(state, recorded_head(self._audit.head(), state, signer))
 
     def _read_bytes(self, *, locked: bool = False) -> bytes | None:
         """registry.json's bytes; None for a store that never had one. A store whose audit log records changes had

@@ -8,8 +8,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelstore.backends import ChangeFeed, Check
-from modelstore.errors import ArtifactUnreadable, IntegrityError, InvalidPolicy, ModelNotFound, VersionNotFound
+from modelstore.backends import ChangeFeed, Check, RegistryBackend, SharedRegistry
+from modelstore.errors import (
+    ArtifactUnreadable,
+    IntegrityError,
+    InvalidPolicy,
+    ModelNotFound,
+    StoreError,
+    VersionNotFound,
+)
 from modelstore.file_registry import FileRegistry
 from modelstore.fileio import fsync_dir, sha256_bytes
 from modelstore.gates import enforce_policy
@@ -23,6 +30,7 @@ LATEST_LINK = "latest"
 REGISTRY_FILE = "registry.json"
 AUDIT_FILE = "audit.log"
 DEFAULT_ROOT = Path("ml/models")
+REGISTRY_URL_ENV = "ONNXGATE_REGISTRY_URL"
 MONITORING_DIR = ".monitoring"
 """Captured requests and labels (monitoring/capture.py, monitoring/feedback.py), under the store root: a dot name, so
 never listed as a model, and ignored by the change feed."""
@@ -46,11 +54,15 @@ def resolve_store_root(cli_value: str | os.PathLike | None = None) -> Path:
 class Store:
     """`relative_paths`: errors name files relative to the root (`iris/v1.0.0/model.onnx`), as a server answering
     clients should; by default they carry the whole path, as a command line should. `checks`: the policies every
-    deployment change must pass (modelstore.transitions); by default the governance gates of policy.toml."""
+    deployment change must pass (modelstore.transitions); by default the governance gates of policy.toml.
+    `registry_backend`: where the registry and its audit log live when not in registry.json and audit.log under the
+    root (a database shared by several machines, modelstore.pg_registry); it brings its own change feed. Artifacts,
+    policy.toml, .monitoring and .retrain stay under the root either way."""
 
     root: Path
     relative_paths: bool = False
     checks: tuple[Check, ...] = (enforce_policy,)
+    registry_backend: SharedRegistry | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -74,14 +86,23 @@ class Store:
         return self.root / AUDIT_FILE
 
     @property
-    def registry(self) -> FileRegistry:
+    def registry(self) -> RegistryBackend:
+        if self.registry_backend is not None:
+            return self.registry_backend
         return FileRegistry(self.registry_path, self.audit_path, display=self.describe(self.registry_path),
                             audit_display=self.describe(self.audit_path))
 
     def change_feed(self, *, poll_s: float, debounce_ms: int) -> ChangeFeed:
+        if self.registry_backend is not None:
+            return self.registry_backend.change_feed(poll_s=poll_s, debounce_ms=debounce_ms)
         from modelstore.file_feed import FileChangeFeed  # watchfiles: only a server watching the store needs it
 
         return FileChangeFeed(self.root, self.registry, poll_s=poll_s, debounce_ms=debounce_ms)
+
+    def close(self) -> None:
+        """Release what the registry backend holds (a database's connections); the file store holds nothing."""
+        if self.registry_backend is not None:
+            self.registry_backend.close()
 
     @property
     def policy_path(self) -> Path:
@@ -212,6 +233,22 @@ def check_sha256(data: bytes, digest: str, where: str) -> bytes:
     return data
 
 
-def open_store(location: str | os.PathLike, *, relative_paths: bool = False) -> Store:
-    """The store at `location`. A directory today; the database and object-store backends plug in here."""
-    return Store(Path(location), relative_paths=relative_paths)
+def open_store(location: str | os.PathLike, *, relative_paths: bool = False, registry_url: str | None = None) -> Store:
+    """The store at `location`, its registry in the database `registry_url` names when one is given (else
+    registry.json and audit.log under `location`)."""
+    backend = open_registry(registry_url) if registry_url else None
+    return Store(Path(location), relative_paths=relative_paths, registry_backend=backend)
+
+
+def open_registry(url: str) -> SharedRegistry:
+    """The registry backend a URL names: postgresql://... (the postgres extra)."""
+    try:
+        from modelstore.pg_registry import PgRegistry, is_registry_url
+    except ImportError as exc:
+        if exc.name not in ("psycopg", "psycopg_pool"):
+            raise
+        raise StoreError(f"a registry in PostgreSQL needs the postgres extra ({exc.name} is not installed): "
+                         "pip install 'onnxgate[postgres]'") from None
+    if not is_registry_url(url):
+        raise StoreError(f"registry URL {url.split('://')[0]}://...: not supported (use postgresql://...)")
+    return PgRegistry(url)

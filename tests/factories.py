@@ -50,6 +50,14 @@ def make_store(root: Path) -> Store:
     return Store(root)
 
 
+def make_pg_store(root: Path, registry_url: str) -> Store:
+    """A store with its artifacts under `root` and its registry in the PostgreSQL database at `registry_url`."""
+    from modelstore.pg_registry import PgRegistry  # the postgres extra
+
+    root.mkdir(parents=True, exist_ok=True)
+    return Store(root, registry_backend=PgRegistry(registry_url))
+
+
 def model_bytes(graph: onnx.GraphProto) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tests.factories")
     model.ir_version = IR_VERSION

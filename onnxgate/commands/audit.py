@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from modelstore.audit import AuditStatus
 from modelstore.errors import RegistryMissing
-from modelstore.file_registry import AuditStatus
 from modelstore.registry import registry_json
 from modelstore.replay import replay, same_registry
 from onnxgate.commands.common import add_json_argument, add_store_argument, read_input_file, store_from
@@ -40,17 +40,17 @@ def run_verify(args: argparse.Namespace) -> int:
     status = registry.verify_audit(key)
     warning = _unanchored(status, registry.display)
     if args.json:
-        print_json({"ok": True, "lines": status.lines, "path": str(registry.audit.path), "anchored": status.head is not None,
+        print_json({"ok": True, "lines": status.lines, "path": registry.audit.display, "anchored": status.head is not None,
                     "anchored_lines": status.head.count if status.head else None,
                     "signature_verified": status.signature_checked, **({"warning": warning} if warning else {})})
         return 0
     signed = ", signature verified" if status.signature_checked else ""
     if status.head is None:
-        print(f"OK {registry.audit.path}: hash chain holds over {status.lines} line(s)")
+        print(f"OK {registry.audit.display}: hash chain holds over {status.lines} line(s)")
     else:
         extra = status.lines - status.head.count
         after = f" (+{extra} withdrawn by an aborted write)" if extra else ""
-        print(f"OK {registry.audit.path}: hash chain holds over {status.lines} line(s), ending at the head "
+        print(f"OK {registry.audit.display}: hash chain holds over {status.lines} line(s), ending at the head "
               f"{registry.display} records{after}{signed}")
     if warning:
         print(f"onnxgate audit: warning: {warning}", file=sys.stderr)

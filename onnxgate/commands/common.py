@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
-from modelstore.layout import Store, resolve_store_root
+from modelstore.layout import REGISTRY_URL_ENV, Store, open_store, resolve_store_root
 from modelstore.transitions import Change
 from onnxgate.errors import UsageError
 
@@ -13,6 +14,10 @@ from onnxgate.errors import UsageError
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="DIR",
                         help="model store root (default: $ONNXGATE_STORE, else $MODELS_DIR, else ml/models)")
+    parser.add_argument("--registry", metavar="URL",
+                        help="keep the registry and audit log in this PostgreSQL database (postgresql://...) instead "
+                        f"of the store root's registry.json and audit.log (default: ${REGISTRY_URL_ENV}, else the "
+                        "store root); the versions' files, policy.toml and snapshots stay under the store root")
 
 
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +35,12 @@ def add_dry_run_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def store_from(args: argparse.Namespace) -> Store:
-    return Store(resolve_store_root(args.store))
+    return open_store(resolve_store_root(args.store), registry_url=registry_url_from(args))
+
+
+def registry_url_from(args: argparse.Namespace) -> str | None:
+    """--registry, else $ONNXGATE_REGISTRY_URL, else None (the file registry)."""
+    return getattr(args, "registry", None) or os.environ.get(REGISTRY_URL_ENV) or None
 
 
 def change_from(args: argparse.Namespace) -> Change:

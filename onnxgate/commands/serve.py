@@ -57,6 +57,8 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
         "ONNXGATE_WORKERS": str(args.workers),
         "ONNXGATE_ACCESS_LOG": "true" if args.access_log else "false",
     }
+    if args.registry:
+        variables["ONNXGATE_REGISTRY_URL"] = checked_registry_url(args.registry)
     if args.slo_file is not None:
         variables["ONNXGATE_SLO"] = json.dumps(read_slo_file(args.slo_file))
     if args.routing_header is not None:
@@ -107,6 +109,19 @@ def require_grpc() -> None:
             raise
         raise UsageError(f"--grpc-port needs grpcio and tritonclient[grpc] ({exc.name} is not installed): "
                          f"{GRPC_INSTALL_HINT}") from None
+
+
+def checked_registry_url(url: str) -> str:
+    """A registry URL onnxgate can use (its scheme, the postgres extra installed), checked before any worker starts;
+    whether the database answers is the gateway's to report (/health), as it is when the database goes away later."""
+    from modelstore.errors import StoreError
+    from modelstore.layout import open_registry
+
+    try:
+        open_registry(url).close()
+    except StoreError as exc:
+        raise UsageError(f"--registry: {exc}") from None
+    return url
 
 
 def checked_routing_header(name: str) -> str:
