@@ -55,7 +55,8 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     `quality_source`: live quality figures for the SLO's quality check (gateway/quality_feed.py; default: the
     store's captured predictions joined with their labels)."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
-    store = store if store is not None else open_store(settings.store, relative_paths=True)
+    store = store if store is not None else open_store(settings.store, relative_paths=True,
+                                                          artifacts_url=settings.artifacts_url)
     metrics = GatewayMetrics(registry)
     service = Service(settings, metrics, store)
     metrics.export_drift(lambda: service.drift.figures, settings.drift_max_feature_labels)

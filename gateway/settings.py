@@ -21,6 +21,9 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ONNXGATE_", extra="ignore")
 
     store: Path = Field(default_factory=lambda: resolve_store_root(None))
+    artifacts_url: str | None = Field(default=None, description="versions' files in an object store, "
+                                      "s3://bucket/prefix (modelstore/s3_artifacts.py; needs onnxgate[s3]); endpoint "
+                                      "and credentials from the AWS_* variables; None: in the store directory")
     environments: list[str] = Field(default_factory=lambda: ["production"], min_length=1,
                                     description="served environments; the first answers requests without X-Environment")
     host: str = "127.0.0.1"

@@ -8,6 +8,7 @@ revision (the registry) and by a per-version stamp (the artifacts), never by pat
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from modelstore.metadata import ModelMetadata
@@ -56,7 +57,11 @@ class ArtifactStore(Protocol):
 
     def list_models(self) -> list[str]: ...
 
-    def list_versions(self, name: str) -> list[str]: ...
+    def list_versions(self, name: str) -> list[str]:
+        """The versions whose metadata.json is there (it is written last), oldest first; ModelNotFound if none."""
+
+    def resolve_version(self, name: str, version: str) -> str:
+        """'latest' or a concrete version -> a concrete version that exists (ModelNotFound, VersionNotFound)."""
 
     def read_metadata(self, name: str, version: str) -> ModelMetadata:
         """A version's metadata ('latest' resolves to the newest version)."""
@@ -70,6 +75,10 @@ class ArtifactStore(Protocol):
 
     def verify_version(self, name: str, version: str) -> ModelMetadata:
         """Check every file of the version against metadata's sha256; return the metadata."""
+
+    def publish_version(self, metadata: ModelMetadata, directory: Path) -> None:
+        """Make the version a writer staged in `directory` (modelstore.writer) readable here, each file verified and
+        metadata.json last, so that the version appears whole; IntegrityError if a copy does not verify."""
 
 
 class ChangeFeed(Protocol):

@@ -93,3 +93,8 @@ class GateRefused(ChangeRefused):
     def __init__(self, message: str, verdict: dict) -> None:
         super().__init__(message)
         self.verdict = verdict
+
+
+class InvalidLocation(StoreError):
+    """A store location that cannot be used: an artifacts URL that is not s3://bucket[/prefix], or an object store
+    backend whose library is not installed."""

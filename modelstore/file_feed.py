@@ -11,30 +11,38 @@ from pathlib import Path
 from watchfiles import Change, DefaultFilter, awatch
 
 from modelstore.backends import RegistryBackend, Revision
-from modelstore.layout import MONITORING_DIR, RETRAIN_DIR
+from modelstore.layout import CACHE_DIR, MONITORING_DIR, RETRAIN_DIR
 
 log = logging.getLogger("onnxgate.store")
+PRIVATE_DIRS = (MONITORING_DIR, RETRAIN_DIR, CACHE_DIR)
 
 
 class StoreFilter(DefaultFilter):
     """Changes that can alter what is served: not lock files, the audit log, writers' temp files, or the gateway's own
     monitoring files (captured requests, labels: MONITORING_DIR), which it appends to all the time, nor retraining
-    jobs' files (RETRAIN_DIR: a job's new version arrives through the registry like any other)."""
+    jobs' files (RETRAIN_DIR: a job's new version arrives through the registry like any other), nor the cache of an
+    object store's files (CACHE_DIR), which loading writes."""
 
     ignored_suffixes = (".lock", ".tmp", ".log")
 
     def __call__(self, change: Change, path: str) -> bool:
         name = Path(path).name
         if (name.endswith(self.ignored_suffixes) or "/.tmp-" in path or "/.old-" in path
-                or any(f"/{private}/" in path or path.endswith(f"/{private}") for private in (MONITORING_DIR, RETRAIN_DIR))):
+                or any(f"/{private}/" in path or path.endswith(f"/{private}") for private in PRIVATE_DIRS)):
             return False
         return super().__call__(change, path)
 
 
 class FileChangeFeed:
-    def __init__(self, root: Path, registry: RegistryBackend, *, poll_s: float, debounce_ms: int) -> None:
+    """`artifacts_stamp`: a digest of an object store's listing (modelstore.s3_artifacts), polled with the registry's
+    revision: a version's files changed in the bucket (replaced, tampered with) wake the gateway as a registry change
+    does."""
+
+    def __init__(self, root: Path, registry: RegistryBackend, *, poll_s: float, debounce_ms: int,
+                 artifacts_stamp: Callable[[], str] | None = None) -> None:
         self.root = root
         self.registry = registry
+        self.artifacts_stamp = artifacts_stamp
         self.poll_s = poll_s
         self.debounce_ms = debounce_ms
         self._stop = asyncio.Event()
@@ -73,8 +81,14 @@ class FileChangeFeed:
     async def _poll(self, served_revision: Callable[[], Revision | None]) -> None:
         """Compare with the revision being served, not one seen earlier: a change landing between a worker's first
         load and this feed's start would otherwise be missed."""
+        seen_artifacts = await asyncio.to_thread(self.artifacts_stamp) if self.artifacts_stamp else None
         while not self._stop.is_set():
             if await asyncio.to_thread(self.registry.revision) != served_revision():
                 self._changed.set()
+            if self.artifacts_stamp is not None:
+                stamp = await asyncio.to_thread(self.artifacts_stamp)
+                if stamp != seen_artifacts:
+                    seen_artifacts = stamp
+                    self._changed.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.poll_s)

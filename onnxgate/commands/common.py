@@ -5,7 +5,7 @@ import argparse
 import math
 from pathlib import Path
 
-from modelstore.layout import Store, resolve_store_root
+from modelstore.layout import Store, open_store, resolve_artifacts_url, resolve_store_root
 from modelstore.transitions import Change
 from onnxgate.errors import UsageError
 
@@ -13,6 +13,10 @@ from onnxgate.errors import UsageError
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="DIR",
                         help="model store root (default: $ONNXGATE_STORE, else $MODELS_DIR, else ml/models)")
+    parser.add_argument("--artifacts", metavar="URL",
+                        help="keep versions' files in an object store, s3://bucket/prefix (default: "
+                             "$ONNXGATE_ARTIFACTS_URL, else in the store directory); endpoint and credentials from "
+                             "the AWS_* variables")
 
 
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +34,7 @@ def add_dry_run_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def store_from(args: argparse.Namespace) -> Store:
-    return Store(resolve_store_root(args.store))
+    return open_store(resolve_store_root(args.store), artifacts_url=resolve_artifacts_url(getattr(args, "artifacts", None)))
 
 
 def change_from(args: argparse.Namespace) -> Change:

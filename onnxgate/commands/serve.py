@@ -54,6 +54,8 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
         "ONNXGATE_WORKERS": str(args.workers),
         "ONNXGATE_ACCESS_LOG": "true" if args.access_log else "false",
     }
+    if args.artifacts:
+        variables["ONNXGATE_ARTIFACTS_URL"] = args.artifacts
     if args.slo_file is not None:
         variables["ONNXGATE_SLO"] = json.dumps(read_slo_file(args.slo_file))
     if args.routing_header is not None:
