@@ -55,8 +55,9 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     `quality_source`: live quality figures for the SLO's quality check (gateway/quality_feed.py; default: the
     store's captured predictions joined with their labels)."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
-    store = store if store is not None else open_store(settings.store, relative_paths=True,
-                                                          artifacts_url=settings.artifacts_url)
+    if store is None:
+        store = open_store(settings.store, relative_paths=True, artifacts_url=settings.artifacts_url,
+                           artifacts_poll_s=settings.artifacts_poll_s)
     metrics = GatewayMetrics(registry)
     service = Service(settings, metrics, store)
     metrics.export_drift(lambda: service.drift.figures, settings.drift_max_feature_labels)

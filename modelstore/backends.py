@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from modelstore.metadata import ModelMetadata
 from modelstore.policy import GovernancePolicy
@@ -79,6 +79,16 @@ class ArtifactStore(Protocol):
     def publish_version(self, metadata: ModelMetadata, directory: Path) -> None:
         """Make the version a writer staged in `directory` (modelstore.writer) readable here, each file verified and
         metadata.json last, so that the version appears whole; IntegrityError if a copy does not verify."""
+
+
+@runtime_checkable
+class PolledArtifacts(Protocol):
+    """An artifact store no file watcher sees (an object store): the change feed compares its listing every poll_s."""
+
+    poll_s: float
+
+    def listing_stamp(self) -> str:
+        """A digest of every object's name and ETag; never raises (an unreachable store has a stamp of its own)."""
 
 
 class ChangeFeed(Protocol):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from watchfiles import Change, DefaultFilter, awatch
 
-from modelstore.backends import RegistryBackend, Revision
+from modelstore.backends import PolledArtifacts, RegistryBackend, Revision
 from modelstore.layout import CACHE_DIR, MONITORING_DIR, RETRAIN_DIR
 
 log = logging.getLogger("onnxgate.store")
@@ -34,15 +34,14 @@ class StoreFilter(DefaultFilter):
 
 
 class FileChangeFeed:
-    """`artifacts_stamp`: a digest of an object store's listing (modelstore.s3_artifacts), polled with the registry's
-    revision: a version's files changed in the bucket (replaced, tampered with) wake the gateway as a registry change
-    does."""
+    """`artifacts`: an object store (modelstore.s3_artifacts) whose listing is polled every `artifacts.poll_s`: a
+    version's files changed in the bucket (replaced, tampered with) wake the gateway as a registry change does."""
 
     def __init__(self, root: Path, registry: RegistryBackend, *, poll_s: float, debounce_ms: int,
-                 artifacts_stamp: Callable[[], str] | None = None) -> None:
+                 artifacts: PolledArtifacts | None = None) -> None:
         self.root = root
         self.registry = registry
-        self.artifacts_stamp = artifacts_stamp
+        self.artifacts = artifacts
         self.poll_s = poll_s
         self.debounce_ms = debounce_ms
         self._stop = asyncio.Event()
@@ -54,6 +53,8 @@ class FileChangeFeed:
 
     async def changes(self, served_revision: Callable[[], Revision | None]) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._poll(served_revision))]
+        if self.artifacts is not None:
+            tasks.append(asyncio.create_task(self._poll_artifacts(self.artifacts)))
         try:
             while not self._stop.is_set():
                 await self._changed.wait()
@@ -81,14 +82,18 @@ class FileChangeFeed:
     async def _poll(self, served_revision: Callable[[], Revision | None]) -> None:
         """Compare with the revision being served, not one seen earlier: a change landing between a worker's first
         load and this feed's start would otherwise be missed."""
-        seen_artifacts = await asyncio.to_thread(self.artifacts_stamp) if self.artifacts_stamp else None
         while not self._stop.is_set():
             if await asyncio.to_thread(self.registry.revision) != served_revision():
                 self._changed.set()
-            if self.artifacts_stamp is not None:
-                stamp = await asyncio.to_thread(self.artifacts_stamp)
-                if stamp != seen_artifacts:
-                    seen_artifacts = stamp
-                    self._changed.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.poll_s)
+
+    async def _poll_artifacts(self, artifacts: PolledArtifacts) -> None:
+        seen = await asyncio.to_thread(artifacts.listing_stamp)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=artifacts.poll_s)
+            stamp = await asyncio.to_thread(artifacts.listing_stamp)
+            if stamp != seen:
+                seen = stamp
+                self._changed.set()

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelstore.backends import ArtifactStore, ChangeFeed, Check
+from modelstore.backends import ArtifactStore, ChangeFeed, Check, PolledArtifacts
 from modelstore.errors import InvalidPolicy
 from modelstore.file_artifacts import LATEST_LINK, METADATA_FILE, MODEL_FILE, FileArtifacts, check_sha256, describe_path
 from modelstore.file_registry import FileRegistry
@@ -83,9 +83,8 @@ class Store:
     def change_feed(self, *, poll_s: float, debounce_ms: int) -> ChangeFeed:
         from modelstore.file_feed import FileChangeFeed  # watchfiles: only a server watching the store needs it
 
-        artifacts_stamp = getattr(self.artifacts, "listing_stamp", None)  # a remote store is polled, not watched
-        return FileChangeFeed(self.root, self.registry, poll_s=poll_s, debounce_ms=debounce_ms,
-                              artifacts_stamp=artifacts_stamp)
+        polled = self.artifacts if isinstance(self.artifacts, PolledArtifacts) else None  # not watched: polled
+        return FileChangeFeed(self.root, self.registry, poll_s=poll_s, debounce_ms=debounce_ms, artifacts=polled)
 
     @property
     def policy_path(self) -> Path:
@@ -174,15 +173,17 @@ class Store:
         return newest
 
 
-def open_store(location: str | os.PathLike, *, relative_paths: bool = False, artifacts_url: str | None = None) -> Store:
+def open_store(location: str | os.PathLike, *, relative_paths: bool = False, artifacts_url: str | None = None,
+               artifacts_poll_s: float = 5.0) -> Store:
     """The store at `location`, its versions' files in the object store `artifacts_url` names (s3://bucket/prefix)
-    when one is given; the database backend plugs in here."""
+    when one is given, its listing compared every `artifacts_poll_s` by a change feed; the database backend plugs in
+    here."""
     root = Path(location)
     artifacts = None
     if artifacts_url:
         from modelstore.s3_artifacts import open_artifacts  # boto3: only a store with an object store needs it
 
-        artifacts = open_artifacts(artifacts_url, cache_dir=artifacts_cache_dir(root))
+        artifacts = open_artifacts(artifacts_url, cache_dir=artifacts_cache_dir(root), poll_s=artifacts_poll_s)
     return Store(root, relative_paths=relative_paths, artifacts=artifacts)
 
 

@@ -66,16 +66,18 @@ def s3_client(**overrides: object):
     return boto3.session.Session().client("s3", config=config, **overrides)
 
 
-def open_artifacts(url: str, *, cache_dir: Path) -> S3Artifacts:
-    return S3Artifacts(S3Location.parse(url), s3_client(), ArtifactCache(cache_dir))
+def open_artifacts(url: str, *, cache_dir: Path, poll_s: float = 5.0) -> S3Artifacts:
+    return S3Artifacts(S3Location.parse(url), s3_client(), ArtifactCache(cache_dir), poll_s=poll_s)
 
 
 class S3Artifacts:
-    """`multipart_threshold`: files at least this large are uploaded in parts (boto3's managed transfer)."""
+    """`multipart_threshold`: files at least this large are uploaded in parts (boto3's managed transfer). `poll_s`:
+    how often a change feed compares the listing (modelstore.backends.PolledArtifacts)."""
 
     def __init__(self, location: S3Location, client: object, cache: ArtifactCache, *,
-                 multipart_threshold: int = 64 << 20, multipart_chunksize: int = 16 << 20) -> None:
+                 multipart_threshold: int = 64 << 20, multipart_chunksize: int = 16 << 20, poll_s: float = 5.0) -> None:
         self.location = location
+        self.poll_s = poll_s
         self.client = client
         self.cache = cache
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize)
