@@ -4,9 +4,13 @@ reads only the object's head when the object is unchanged."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-from modelstore.fileio import atomic_write, sha256_bytes
+from modelstore.fileio import NEW_FILE_MODE, atomic_write, current_umask, sha256_bytes
 
 ETAG_SUFFIX = ".etag"
 
@@ -35,11 +39,28 @@ class ArtifactCache:
             return None
         return data
 
-    def put(self, sha256: str, etag: str, data: bytes) -> None:
-        """Keep verified bytes: the caller has checked that `data` hashes to `sha256`."""
+    def fill(self, sha256: str, etag: str, chunks: Iterable[bytes]) -> tuple[bytes, str]:
+        """(the bytes, their sha256), written to a temp file as they arrive (the disk works while the network does)
+        and kept under `sha256` only if that is what they hash to; otherwise nothing is kept."""
         path = self.path(sha256)
-        atomic_write(path, data, durable=False)
-        atomic_write(path.with_name(path.name + ETAG_SUFFIX), etag.encode(), durable=False)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=f".{sha256}.", suffix=".tmp")
+        try:
+            digest, parts = hashlib.sha256(), []
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), NEW_FILE_MODE & ~current_umask())
+                for chunk in chunks:
+                    digest.update(chunk)
+                    handle.write(chunk)
+                    parts.append(chunk)
+            actual = digest.hexdigest()
+            if actual == sha256:
+                os.replace(tmp_name, path)
+                atomic_write(path.with_name(path.name + ETAG_SUFFIX), etag.encode(), durable=False)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+        return b"".join(parts), actual
 
     def discard(self, sha256: str) -> None:
         path = self.path(sha256)

@@ -153,8 +153,9 @@ class S3Artifacts:
         cached = self.cache.get(digest, etag)
         if cached is not None:
             return cached
-        data = check_sha256(self._get(key, IfMatch=etag), digest, self.location.url(key))
-        self.cache.put(digest, etag, data)
+        data, actual = self.cache.fill(digest, etag, self._chunks(key, IfMatch=etag))
+        if actual != digest:  # not cached: the same refusal as the loader's
+            check_sha256(data, digest, self.location.url(key))
         return data
 
     def verify_version(self, name: str, version: str) -> ModelMetadata:
@@ -219,14 +220,17 @@ class S3Artifacts:
         except (BotoCoreError, OSError) as exc:
             raise ArtifactUnreadable(f"{self.location.url(key)}: reading failed ({exc})") from None
 
-    def _stream_sha256(self, key: str) -> str:
-        body = self._call("get_object", Bucket=self.location.bucket, Key=key)["Body"]
-        digest = hashlib.sha256()
+    def _chunks(self, key: str, **conditions: str) -> Iterator[bytes]:
+        body = self._call("get_object", Bucket=self.location.bucket, Key=key, **conditions)["Body"]
         try:
-            for chunk in body.iter_chunks(READ_CHUNK_BYTES):
-                digest.update(chunk)
+            yield from body.iter_chunks(READ_CHUNK_BYTES)
         except (BotoCoreError, OSError) as exc:
             raise ArtifactUnreadable(f"{self.location.url(key)}: reading failed ({exc})") from None
+
+    def _stream_sha256(self, key: str) -> str:
+        digest = hashlib.sha256()
+        for chunk in self._chunks(key):
+            digest.update(chunk)
         return digest.hexdigest()
 
     def _pages(self, **kwargs: str) -> Iterator[dict]:
