@@ -62,7 +62,7 @@ class S3Location:
 def s3_client(**overrides: object):
     """An S3 client configured as every S3-compatible server accepts it: path-style addressing, standard retries."""
     config = Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 4},
-                    max_pool_connections=16)
+                    connect_timeout=5, read_timeout=60, max_pool_connections=16)
     return boto3.session.Session().client("s3", config=config, **overrides)
 
 

@@ -148,3 +148,11 @@ def test_an_imported_package_is_uploaded_before_it_is_registered(tmp_path: Path,
     # and back out of the bucket: a package built from it is the same archive, byte for byte
     rebuilt = build_package(reader, "iris", "v1.0.0", tmp_path / "rebuilt")
     assert rebuilt.read_bytes() == package.read_bytes()
+
+
+def test_the_cli_names_a_bad_artifacts_url_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from onnxgate.__main__ import main
+
+    assert main(["list", "--store", str(tmp_path), "--artifacts", "https://bucket/models"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "https://bucket/models" in error and "s3://bucket" in error and "\n" not in error
