@@ -317,7 +317,7 @@ def _check_target(store: Store, name: str, version: str, options: PublishOptions
     check_name(name)
     check_version(version)
     check_metrics(options.metrics, f"{name} {version}")
-    if not options.force and store.version_dir(name, version).exists():
+    if not options.force and store.has_version(name, version):
         raise DuplicateVersion(f"{name} {version} already exists in {store.root} (use --force to replace it)")
 
 

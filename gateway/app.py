@@ -63,8 +63,10 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     store's captured predictions joined with their labels). `retraining`: what the ops API's retraining routes
     call (retrain/ops.py, which `onnxgate serve` gives; closed at shutdown)."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
-    owned = open_store(settings.store, relative_paths=True, registry_url=settings.registry_url) if store is None else None
-    store = store if store is not None else owned
+    owned = None
+    if store is None:
+        store = owned = open_store(settings.store, relative_paths=True, registry_url=settings.registry_url,
+                                   artifacts_url=settings.artifacts_url, artifacts_poll_s=settings.artifacts_poll_s)
     metrics = GatewayMetrics(registry)
     service = Service(settings, metrics, store)
     metrics.export_drift(lambda: service.drift.figures, settings.drift_max_feature_labels)

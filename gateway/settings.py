@@ -24,6 +24,12 @@ class GatewaySettings(BaseSettings):
     registry_url: str | None = Field(default=None, description="the registry and audit log in this PostgreSQL database "
                                      "(postgresql://...; modelstore/pg_registry.py), followed by LISTEN/NOTIFY; unset: "
                                      "registry.json under `store`. The versions' files stay under `store` either way")
+    artifacts_url: str | None = Field(default=None, description="versions' files in an object store, "
+                                      "s3://bucket/prefix (modelstore/s3_artifacts.py; needs onnxgate[s3]); endpoint "
+                                      "and credentials from the AWS_* variables; None: in the store directory")
+    artifacts_poll_s: float = Field(default=5.0, gt=0, description="with artifacts_url: compare the bucket's listing "
+                                    "(names, ETags) this often, so a changed object is noticed without a registry "
+                                    "change (each poll is one LIST request per 1000 objects)")
     environments: list[str] = Field(default_factory=lambda: ["production"], min_length=1,
                                     description="served environments; the first answers requests without X-Environment")
     host: str = "127.0.0.1"

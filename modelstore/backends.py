@@ -8,7 +8,8 @@ revision (the registry) and by a per-version stamp (the artifacts), never by pat
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import NamedTuple, Protocol
+from pathlib import Path
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from modelstore.metadata import ModelMetadata
 from modelstore.policy import GovernancePolicy
@@ -55,7 +56,8 @@ class SharedRegistry(RegistryBackend, Protocol):
     """A registry that does not live under the store's root (a database): it says itself when it changes, and holds
     resources (connections) to release."""
 
-    def change_feed(self, *, poll_s: float, debounce_ms: int) -> ChangeFeed: ...
+    def change_feed(self, *, poll_s: float, debounce_ms: int, artifacts: PolledArtifacts | None = None) -> ChangeFeed:
+        """`artifacts`: an object store whose listing the feed polls too (modelstore.artifact_poll)."""
 
     def close(self) -> None: ...
 
@@ -65,7 +67,11 @@ class ArtifactStore(Protocol):
 
     def list_models(self) -> list[str]: ...
 
-    def list_versions(self, name: str) -> list[str]: ...
+    def list_versions(self, name: str) -> list[str]:
+        """The versions whose metadata.json is there (it is written last), oldest first; ModelNotFound if none."""
+
+    def resolve_version(self, name: str, version: str) -> str:
+        """'latest' or a concrete version -> a concrete version that exists (ModelNotFound, VersionNotFound)."""
 
     def read_metadata(self, name: str, version: str) -> ModelMetadata:
         """A version's metadata ('latest' resolves to the newest version)."""
@@ -79,6 +85,20 @@ class ArtifactStore(Protocol):
 
     def verify_version(self, name: str, version: str) -> ModelMetadata:
         """Check every file of the version against metadata's sha256; return the metadata."""
+
+    def publish_version(self, metadata: ModelMetadata, directory: Path) -> None:
+        """Make the version a writer staged in `directory` (modelstore.writer) readable here, each file verified and
+        metadata.json last, so that the version appears whole; IntegrityError if a copy does not verify."""
+
+
+@runtime_checkable
+class PolledArtifacts(Protocol):
+    """An artifact store no file watcher sees (an object store): the change feed compares its listing every poll_s."""
+
+    poll_s: float
+
+    def listing_stamp(self) -> str:
+        """A digest of every object's name and ETag; never raises (an unreachable store has a stamp of its own)."""
 
 
 class ChangeFeed(Protocol):

@@ -10,18 +10,19 @@ from pathlib import Path
 
 from watchfiles import Change, DefaultFilter, awatch
 
-from modelstore.backends import RegistryBackend, Revision
-from modelstore.layout import EVENTS_DIR, MONITORING_DIR, RETRAIN_DIR
+from modelstore.artifact_poll import follow_listing
+from modelstore.backends import PolledArtifacts, RegistryBackend, Revision
+from modelstore.layout import CACHE_DIR, EVENTS_DIR, MONITORING_DIR, RETRAIN_DIR
 
 log = logging.getLogger("onnxgate.store")
-PRIVATE_DIRS = (MONITORING_DIR, RETRAIN_DIR, EVENTS_DIR)
+PRIVATE_DIRS = (MONITORING_DIR, RETRAIN_DIR, EVENTS_DIR, CACHE_DIR)
 
 
 class StoreFilter(DefaultFilter):
     """Changes that can alter what is served: not lock files, the audit log, writers' temp files, or the gateway's own
     monitoring files (captured requests, labels: MONITORING_DIR), which it appends to all the time, nor retraining
     jobs' files (RETRAIN_DIR: a job's new version arrives through the registry like any other), nor the event
-    sender's cursors (EVENTS_DIR)."""
+    sender's cursors (EVENTS_DIR), nor the cache of an object store's files (CACHE_DIR), which loading writes."""
 
     ignored_suffixes = (".lock", ".tmp", ".log")
 
@@ -34,9 +35,14 @@ class StoreFilter(DefaultFilter):
 
 
 class FileChangeFeed:
-    def __init__(self, root: Path, registry: RegistryBackend, *, poll_s: float, debounce_ms: int) -> None:
+    """`artifacts`: an object store (modelstore.s3_artifacts) whose listing is polled every `artifacts.poll_s`: a
+    version's files changed in the bucket (replaced, tampered with) wake the gateway as a registry change does."""
+
+    def __init__(self, root: Path, registry: RegistryBackend, *, poll_s: float, debounce_ms: int,
+                 artifacts: PolledArtifacts | None = None) -> None:
         self.root = root
         self.registry = registry
+        self.artifacts = artifacts
         self.poll_s = poll_s
         self.debounce_ms = debounce_ms
         self._stop = asyncio.Event()
@@ -48,6 +54,8 @@ class FileChangeFeed:
 
     async def changes(self, served_revision: Callable[[], Revision | None]) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._poll(served_revision))]
+        if self.artifacts is not None:
+            tasks.append(asyncio.create_task(follow_listing(self.artifacts, self._stop, self._changed)))
         try:
             while not self._stop.is_set():
                 await self._changed.wait()

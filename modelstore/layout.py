@@ -8,25 +8,18 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelstore.backends import ChangeFeed, Check, RegistryBackend, SharedRegistry
-from modelstore.errors import (
-    ArtifactUnreadable,
-    IntegrityError,
-    InvalidPolicy,
-    ModelNotFound,
-    StoreError,
-    VersionNotFound,
-)
+from modelstore.backends import ArtifactStore, ChangeFeed, Check, PolledArtifacts, RegistryBackend, SharedRegistry
+from modelstore.errors import InvalidPolicy, StoreError
+from modelstore.file_artifacts import LATEST_LINK, METADATA_FILE, MODEL_FILE, FileArtifacts, check_sha256, describe_path
 from modelstore.file_registry import FileRegistry
-from modelstore.fileio import fsync_dir, sha256_bytes
+from modelstore.fileio import fsync_dir
 from modelstore.gates import enforce_policy
-from modelstore.metadata import ModelMetadata, read_metadata
+from modelstore.metadata import ModelMetadata
 from modelstore.policy import POLICY_FILE, GovernancePolicy, parse_policy
-from modelstore.versions import check_name, check_version, sort_versions
 
-MODEL_FILE = "model.onnx"
-METADATA_FILE = "metadata.json"
-LATEST_LINK = "latest"
+__all__ = ["AUDIT_FILE", "CACHE_DIR", "LATEST_LINK", "METADATA_FILE", "MODEL_FILE", "MONITORING_DIR", "REGISTRY_FILE",
+           "RETRAIN_DIR", "Store", "check_sha256", "open_store", "resolve_artifacts_url", "resolve_store_root"]
+
 REGISTRY_FILE = "registry.json"
 AUDIT_FILE = "audit.log"
 DEFAULT_ROOT = Path("ml/models")
@@ -40,6 +33,9 @@ MONITORING_DIR."""
 EVENTS_DIR = ".events"
 """The event sender's cursors (one per subscriber of events.toml) and its lock (webhooks/): ignored like
 MONITORING_DIR."""
+CACHE_DIR = ".cache"
+"""A gateway's verified copies of an object store's files, named by sha256 (modelstore.s3_artifacts): ignored like
+MONITORING_DIR."""
 
 
 def resolve_store_root(cli_value: str | os.PathLike | None = None) -> Path:
@@ -48,6 +44,11 @@ def resolve_store_root(cli_value: str | os.PathLike | None = None) -> Path:
         if candidate:
             return Path(candidate)
     return DEFAULT_ROOT
+
+
+def resolve_artifacts_url(cli_value: str | None = None) -> str | None:
+    """--artifacts, else $ONNXGATE_ARTIFACTS_URL, else None: the versions' files live in the store directory."""
+    return cli_value or os.environ.get("ONNXGATE_ARTIFACTS_URL") or None
 
 
 @dataclass(frozen=True)
@@ -63,17 +64,14 @@ class Store:
     relative_paths: bool = False
     checks: tuple[Check, ...] = (enforce_policy,)
     registry_backend: SharedRegistry | None = None
+    artifacts: ArtifactStore | None = None
+    """Where versions' files are read from (an object store: modelstore.s3_artifacts); None: the directory itself."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
     def describe(self, path: Path) -> str:
-        if self.relative_paths:
-            try:
-                return str(path.relative_to(self.root))
-            except ValueError:
-                return path.name
-        return str(path)
+        return describe_path(self.root, path, relative=self.relative_paths)
 
     # -- the registry and changes ----------------------------------------------------------------------------------
 
@@ -93,11 +91,12 @@ class Store:
                             audit_display=self.describe(self.audit_path))
 
     def change_feed(self, *, poll_s: float, debounce_ms: int) -> ChangeFeed:
+        polled = self.artifacts if isinstance(self.artifacts, PolledArtifacts) else None  # not watched: polled
         if self.registry_backend is not None:
-            return self.registry_backend.change_feed(poll_s=poll_s, debounce_ms=debounce_ms)
+            return self.registry_backend.change_feed(poll_s=poll_s, debounce_ms=debounce_ms, artifacts=polled)
         from modelstore.file_feed import FileChangeFeed  # watchfiles: only a server watching the store needs it
 
-        return FileChangeFeed(self.root, self.registry, poll_s=poll_s, debounce_ms=debounce_ms)
+        return FileChangeFeed(self.root, self.registry, poll_s=poll_s, debounce_ms=debounce_ms, artifacts=polled)
 
     def close(self) -> None:
         """Release what the registry backend holds (a database's connections); the file store holds nothing."""
@@ -117,13 +116,17 @@ class Store:
             raise InvalidPolicy(f"{self.describe(self.policy_path)}: cannot be read ({exc.strerror})") from None
         return parse_policy(raw, self.describe(self.policy_path))
 
-    # -- paths -----------------------------------------------------------------------------------------------------
+    # -- paths of the local copy (writers stage every version here) ---------------------------------------------
+
+    @property
+    def local(self) -> FileArtifacts:
+        return FileArtifacts(self.root, self.relative_paths)
 
     def model_dir(self, name: str) -> Path:
-        return self.root / check_name(name)
+        return self.local.model_dir(name)
 
     def version_dir(self, name: str, version: str) -> Path:
-        return self.model_dir(name) / check_version(version)
+        return self.local.version_dir(name, version)
 
     def model_path(self, name: str, version: str) -> Path:
         return self.version_dir(name, version) / MODEL_FILE
@@ -131,77 +134,41 @@ class Store:
     def metadata_path(self, name: str, version: str) -> Path:
         return self.version_dir(name, version) / METADATA_FILE
 
-    # -- artifacts ---------------------------------------------------------------------------------------------------
+    # -- artifacts: the injected store (an object store), else the directory -----------------------------------------
+
+    @property
+    def artifact_store(self) -> ArtifactStore:
+        return self.artifacts if self.artifacts is not None else self.local
 
     def list_models(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return self.artifact_store.list_models()
 
     def list_versions(self, name: str) -> list[str]:
-        model_dir = self.model_dir(name)
-        if not model_dir.is_dir():
-            raise ModelNotFound(f"model {name!r} not found in store {self.describe(self.root)}")
-        names = [p.name for p in model_dir.iterdir() if p.is_dir() and not p.is_symlink()]
-        return sort_versions([n for n in names if (model_dir / n / METADATA_FILE).is_file()])
+        return self.artifact_store.list_versions(name)
 
     def latest_version(self, name: str) -> str:
-        versions = self.list_versions(name)
-        if not versions:
-            raise VersionNotFound(f"model {name!r} has no versions in store {self.describe(self.root)}")
-        return versions[-1]
+        return self.resolve_version(name, LATEST_LINK)
 
     def resolve_version(self, name: str, version: str) -> str:
         """'latest' or a concrete version -> a concrete version that exists."""
-        if version == LATEST_LINK:
-            return self.latest_version(name)
-        if not self.version_dir(name, version).is_dir():
-            if not self.model_dir(name).is_dir():
-                raise ModelNotFound(f"model {name!r} not found in store {self.describe(self.root)}")
-            raise VersionNotFound(f"model {name!r} has no version {version!r} in store {self.describe(self.root)}")
-        return version
+        return self.artifact_store.resolve_version(name, version)
+
+    def has_version(self, name: str, version: str) -> bool:
+        """Whether any file of the version is there (a version being written counts: it is not free to write)."""
+        return self.artifact_store.version_stamp(name, version) != ""
 
     def read_metadata(self, name: str, version: str) -> ModelMetadata:
-        version = self.resolve_version(name, version)
-        path = self.metadata_path(name, version)
-        return read_metadata(path, self.describe(path))
+        return self.artifact_store.read_metadata(name, version)
 
     def read_file(self, name: str, version: str, file_name: str) -> bytes:
-        directory = self.version_dir(name, version)
-        path = directory / file_name
-        if path.parent != directory:
-            raise IntegrityError(f"{self.describe(directory)}: file name {file_name!r} leaves the version directory")
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise IntegrityError(f"{self.describe(path)}: file listed in metadata.json is missing") from None
-        except OSError as exc:
-            raise ArtifactUnreadable(f"{self.describe(path)}: cannot be read ({exc.strerror})") from None
+        return self.artifact_store.read_file(name, version, file_name)
 
     def version_stamp(self, name: str, version: str) -> str:
-        """Name, size, mtime and inode of every file in the version directory: a cheap identity that changes when
-        any file does (a tampered model, a restored one), without reading them."""
-        try:
-            entries = sorted(os.scandir(self.version_dir(name, version)), key=lambda e: e.name)
-        except OSError:
-            return ""
-        stamps = []
-        for entry in entries:
-            try:
-                stat = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            stamps.append(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}:{stat.st_mode:o}")
-        return "|".join(stamps)
+        return self.artifact_store.version_stamp(name, version)
 
     def verify_version(self, name: str, version: str) -> ModelMetadata:
         """Check model.onnx and every listed file against the sha256 in metadata.json; return the metadata."""
-        metadata = self.read_metadata(name, version)
-        expected = {metadata.model_file: metadata.model_sha256, **metadata.files}
-        for file_name, digest in expected.items():
-            check_sha256(self.read_file(name, metadata.version, file_name), digest,
-                         self.describe(self.version_dir(name, metadata.version) / file_name))
-        return metadata
+        return self.artifact_store.verify_version(name, version)
 
     def update_latest(self, name: str) -> str | None:
         """Point <name>/latest at the newest version: a relative link made under a temp name, renamed over the old.
@@ -209,7 +176,7 @@ class Store:
         rename(2) replaces the link atomically, so a reader resolving `latest` always finds one version or the other.
         """
         model_dir = self.model_dir(name)
-        versions = self.list_versions(name)
+        versions = self.local.list_versions(name)
         link = model_dir / LATEST_LINK
         if not versions:
             if link.is_symlink():
@@ -223,21 +190,19 @@ class Store:
         return newest
 
 
-def check_sha256(data: bytes, digest: str, where: str) -> bytes:
-    """`data` if its sha256 is `digest`; else IntegrityError naming `where`."""
-    actual = sha256_bytes(data)
-    if actual != digest:
-        raise IntegrityError(
-            f"{where}: sha256 mismatch (metadata says {digest[:12]}…, file is {actual[:12]}…): refusing a tampered model"
-        )
-    return data
+def open_store(location: str | os.PathLike, *, relative_paths: bool = False, registry_url: str | None = None,
+               artifacts_url: str | None = None, artifacts_poll_s: float = 5.0) -> Store:
+    """The store at `location`: its registry in the database `registry_url` names when one is given (else
+    registry.json and audit.log under `location`), its versions' files in the object store `artifacts_url` names
+    (s3://bucket/prefix) when one is given, its listing compared every `artifacts_poll_s` by a change feed."""
+    root = Path(location)
+    artifacts = None
+    if artifacts_url:
+        from modelstore.s3_artifacts import open_artifacts  # boto3: only a store with an object store needs it
 
-
-def open_store(location: str | os.PathLike, *, relative_paths: bool = False, registry_url: str | None = None) -> Store:
-    """The store at `location`, its registry in the database `registry_url` names when one is given (else
-    registry.json and audit.log under `location`)."""
+        artifacts = open_artifacts(artifacts_url, cache_dir=artifacts_cache_dir(root), poll_s=artifacts_poll_s)
     backend = open_registry(registry_url) if registry_url else None
-    return Store(Path(location), relative_paths=relative_paths, registry_backend=backend)
+    return Store(root, relative_paths=relative_paths, registry_backend=backend, artifacts=artifacts)
 
 
 def open_registry(url: str) -> SharedRegistry:
@@ -252,3 +217,9 @@ def open_registry(url: str) -> SharedRegistry:
     if not is_registry_url(url):
         raise StoreError(f"registry URL {url.split('://')[0]}://...: not supported (use postgresql://...)")
     return PgRegistry(url)
+
+
+def artifacts_cache_dir(root: Path) -> Path:
+    """$ONNXGATE_CACHE_DIR, else .cache/artifacts under the store root."""
+    configured = os.environ.get("ONNXGATE_CACHE_DIR")
+    return Path(configured) if configured else root / CACHE_DIR / "artifacts"

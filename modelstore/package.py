@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelstore.deployments import Change, register_version
 from modelstore.errors import DuplicateVersion, IntegrityError, UnsafePackage
+from modelstore.file_artifacts import expected_files
 from modelstore.fileio import sha256_bytes
 from modelstore.layout import METADATA_FILE, Store
 from modelstore.metadata import ModelMetadata
@@ -74,9 +75,9 @@ def package_file_name(name: str, version: str) -> str:
 def build_package(store: Store, name: str, version: str, out_dir: Path, *, signing_key: bytes | None = None) -> Path:
     """Verify the store version, then write its reproducible archive into out_dir; returns the archive's path."""
     metadata = store.verify_version(name, version)
-    directory = store.version_dir(name, metadata.version)
     prefix = f"{name}/{metadata.version}"
-    contents = {f"{prefix}/{p.name}": p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+    file_names = [*expected_files(metadata), METADATA_FILE]
+    contents = {f"{prefix}/{file_name}": store.read_file(name, metadata.version, file_name) for file_name in file_names}
     manifest = Manifest(name=name, version=metadata.version, files=[
         ManifestFile(path=path, size=len(data), sha256=sha256_bytes(data)) for path, data in sorted(contents.items())
     ])
@@ -152,7 +153,7 @@ def import_package(path: Path, store: Store, change: Change = Change(), *, force
     """Verify a package and install its version into the store (atomically), then register it."""
     package = read_package(path, public_key=public_key)
     metadata = package.metadata
-    if store.version_dir(metadata.name, metadata.version).exists() and not force:
+    if store.has_version(metadata.name, metadata.version) and not force:
         raise DuplicateVersion(f"{metadata.name} {metadata.version} already exists in {store.root} (use --force)")
     extra = {n: d for n, d in package.files.items() if n not in (metadata.model_file, METADATA_FILE)}
     sealed = write_version(store, metadata, package.files[metadata.model_file], extra, force=force)

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator, Callable
 import psycopg
 from psycopg import sql
 
-from modelstore.backends import RegistryBackend, Revision
+from modelstore.artifact_poll import follow_listing
+from modelstore.backends import PolledArtifacts, RegistryBackend, Revision
 from modelstore.pg_schema import CHANGE_CHANNEL
 
 log = logging.getLogger("onnxgate.store")
@@ -25,9 +26,11 @@ log = logging.getLogger("onnxgate.store")
 
 class PgChangeFeed:
     def __init__(self, url: str, registry: RegistryBackend, *, poll_s: float, debounce_ms: int,
-                 keepalive_s: float = 5.0, connect_timeout_s: int = 5) -> None:
+                 artifacts: PolledArtifacts | None = None, keepalive_s: float = 5.0, connect_timeout_s: int = 5) -> None:
+        """`artifacts`: an object store whose listing is polled too (modelstore.artifact_poll)."""
         self.url = url
         self.registry = registry
+        self.artifacts = artifacts
         self.poll_s = poll_s
         self.debounce_s = debounce_ms / 1000
         self.keepalive_s = keepalive_s
@@ -41,7 +44,9 @@ class PgChangeFeed:
         self._changed.set()
 
     async def changes(self, served_revision: Callable[[], Revision | None]) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._follow(served_revision))
+        tasks = [asyncio.create_task(self._follow(served_revision))]
+        if self.artifacts is not None:
+            tasks.append(asyncio.create_task(follow_listing(self.artifacts, self._stop, self._changed)))
         try:
             while not self._stop.is_set():
                 await self._changed.wait()
@@ -51,9 +56,11 @@ class PgChangeFeed:
                     break
                 yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _follow(self, served_revision: Callable[[], Revision | None]) -> None:
         while not self._stop.is_set():

@@ -37,7 +37,7 @@ from modelstore.audit import (
     verify_anchored,
     verify_log,
 )
-from modelstore.backends import ChangeFeed, Revision, Snapshot
+from modelstore.backends import ChangeFeed, PolledArtifacts, Revision, Snapshot
 from modelstore.errors import (
     InvalidTransition,
     RegistryMissing,
@@ -120,10 +120,10 @@ class PgRegistry:
                 self._pool.close()
                 self._opened = False
 
-    def change_feed(self, *, poll_s: float, debounce_ms: int) -> ChangeFeed:
+    def change_feed(self, *, poll_s: float, debounce_ms: int, artifacts: PolledArtifacts | None = None) -> ChangeFeed:
         from modelstore.pg_feed import PgChangeFeed  # asyncio: only a server following the registry needs it
 
-        return PgChangeFeed(self.url, self, poll_s=poll_s, debounce_ms=debounce_ms)
+        return PgChangeFeed(self.url, self, poll_s=poll_s, debounce_ms=debounce_ms, artifacts=artifacts)
 
     # -- the RegistryBackend protocol ---------------------------------------------------------------------------------
 

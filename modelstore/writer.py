@@ -1,5 +1,6 @@
 """Putting a new version into a store: all files land in a hidden temp directory, then one rename makes the version
-appear whole; `latest` is swapped after, and the registry records it last."""
+appear whole; `latest` is swapped after; an object store then gets the files (each upload verified, metadata.json
+last); and the registry records it last of all."""
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,7 @@ def write_version(store: Store, metadata: ModelMetadata, model_bytes: bytes,
     extra_files = dict(extra_files or {})
     metadata = seal_metadata(metadata, model_bytes, extra_files)
     target = store.version_dir(metadata.name, metadata.version)
-    if target.exists() and not force:
+    if not force and (target.exists() or store.has_version(metadata.name, metadata.version)):
         raise DuplicateVersion(f"{metadata.name} {metadata.version} already exists in {store.root} (use --force to replace it)")
     model_dir = target.parent
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +46,7 @@ def write_version(store: Store, metadata: ModelMetadata, model_bytes: bytes,
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     store.update_latest(metadata.name)
+    store.artifact_store.publish_version(metadata, target)
     return metadata
 
 

@@ -28,7 +28,7 @@ def next_version(store: Store, name: str) -> str:
     prefix = "v" if versions[-1].startswith("v") else ""
     major, minor, _, _ = VERSION_PATTERN.fullmatch(versions[-1]).groups()
     minor = int(minor) + 1
-    while store.version_dir(name, f"{prefix}{major}.{minor}.0").exists():  # only a pre-release of it existed
+    while store.has_version(name, f"{prefix}{major}.{minor}.0"):  # only a pre-release of it existed
         minor += 1
     return f"{prefix}{major}.{minor}.0"
 

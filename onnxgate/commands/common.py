@@ -6,7 +6,7 @@ import math
 import os
 from pathlib import Path
 
-from modelstore.layout import REGISTRY_URL_ENV, Store, open_store, resolve_store_root
+from modelstore.layout import REGISTRY_URL_ENV, Store, open_store, resolve_artifacts_url, resolve_store_root
 from modelstore.transitions import Change
 from onnxgate.errors import UsageError
 
@@ -18,6 +18,10 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
                         help="keep the registry and audit log in this PostgreSQL database (postgresql://...) instead "
                         f"of the store root's registry.json and audit.log (default: ${REGISTRY_URL_ENV}, else the "
                         "store root); the versions' files, policy.toml and snapshots stay under the store root")
+    parser.add_argument("--artifacts", metavar="URL",
+                        help="keep versions' files in an object store, s3://bucket/prefix (default: "
+                             "$ONNXGATE_ARTIFACTS_URL, else in the store directory); endpoint and credentials from "
+                             "the AWS_* variables")
 
 
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +39,8 @@ def add_dry_run_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def store_from(args: argparse.Namespace) -> Store:
-    return open_store(resolve_store_root(args.store), registry_url=registry_url_from(args))
+    return open_store(resolve_store_root(args.store), registry_url=registry_url_from(args),
+                      artifacts_url=resolve_artifacts_url(getattr(args, "artifacts", None)))
 
 
 def registry_url_from(args: argparse.Namespace) -> str | None:

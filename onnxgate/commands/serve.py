@@ -59,6 +59,8 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
     }
     if args.registry:
         variables["ONNXGATE_REGISTRY_URL"] = checked_registry_url(args.registry)
+    if args.artifacts:
+        variables["ONNXGATE_ARTIFACTS_URL"] = args.artifacts
     if args.slo_file is not None:
         variables["ONNXGATE_SLO"] = json.dumps(read_slo_file(args.slo_file))
     if args.routing_header is not None:
