@@ -86,8 +86,9 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         stop_flushing = asyncio.Event()
         if settings.metrics_dir is not None:
             tasks.append(asyncio.create_task(
-                flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing)))
-        tasks.append(asyncio.create_task(service.drift.run(service.watched, stop_flushing)))
+                flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing,
+                                service.refresh_drift_figures)))
+        tasks.append(asyncio.create_task(service.drift.run(stop_flushing)))
         grpc_server = admin_server = None
         try:
             if settings.grpc_port is not None:

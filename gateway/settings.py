@@ -83,8 +83,9 @@ class GatewaySettings(BaseSettings):
     drift_thresholds: DriftThresholds = Field(
         default_factory=DriftThresholds, description='the verdict\'s thresholds, e.g. ONNXGATE_DRIFT_THRESHOLDS=\'{"psi": '
         '0.25, "ks": 0.1, "drifted_share": 0.3, "min_rows": 500}\'; fields not given keep their defaults')
-    drift_flush_s: float = Field(default=1.0, gt=0, description="how often a worker counts its buffered rows, writes its "
-                                 "window snapshot for the other workers and recomputes the drift gauges")
+    drift_flush_s: float = Field(default=1.0, gt=0, description="with several workers, how often a worker counts its "
+                                 "buffered rows and writes its window snapshot for the others; with a time window, how "
+                                 "often it counts them (rows are dated when counted)")
     drift_max_feature_labels: int = Field(default=20, ge=0, description="per-feature drift gauges only for models with "
                                           "at most this many features (bounded label values)")
     # The HTTP edge (gateway/server.py): what one client may take of a worker, and when decoding leaves the event loop
