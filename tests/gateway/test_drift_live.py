@@ -384,6 +384,30 @@ def test_the_window_keeps_a_fixed_number_of_blocks_whatever_the_traffic(layout: 
     assert np.array_equal(totals.features, layout.count_features(layout.feature_table(served(layout, newest)[0])))
 
 
+def test_rows_one_by_one_count_as_the_same_rows_in_requests_of_several(layout: DriftLayout):
+    """A request of one row is copied into its row's view, one of several by a slice: the same counts, and a
+    request that does not fit the buffer's shapes (another row shape, a missing output) is counted on its own."""
+    spec = WindowSpec(rows=100_000, buffer_rows=64)
+    rows = training_rows(seed=8, rows=300)
+    one_by_one, together = (DriftWindow(layout, spec, ["X"], ["label"]) for _ in range(2))
+    for start in range(len(rows)):
+        one_by_one.add(*served(layout, rows[start:start + 1]), 1)
+    for start in range(0, len(rows), 10):
+        together.add(*served(layout, rows[start:start + 10]), 10)
+    for window in (one_by_one, together):
+        feeds, outputs = served(layout, rows[:1])
+        window.add(feeds, {"probabilities": outputs["probabilities"]}, 1)  # no label: counted alone
+        window.add({"X": feeds["X"][:, :2]}, outputs, 1)  # two features: the layout cannot read it, not counted
+        window.count_pending()
+    expected = layout.count_features(layout.feature_table(served(layout, np.concatenate([rows, rows[:1]]))[0]))
+    for window in (one_by_one, together):
+        blocks = window.blocks()
+        assert sum(block.rows for block in blocks) == len(rows) + 1
+        assert np.array_equal(sum(block.features for block in blocks), expected)
+        assert np.array_equal(sum(block.predictions for block in blocks),
+                              layout.count_predictions(served(layout, rows)[1]))
+
+
 def test_a_time_window_leaves_out_blocks_older_than_it(layout: DriftLayout):
     now = [1000.0]
     spec = WindowSpec(rows=10_000, seconds=60, slices=6, buffer_rows=1)
