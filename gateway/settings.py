@@ -72,10 +72,10 @@ class GatewaySettings(BaseSettings):
                                      "and reads the others' (gateway/worker_metrics.py); onnxgate serve sets it")
     metrics_flush_s: float = Field(default=1.0, gt=0, description="how often a worker writes its metrics snapshot")
     # Live drift (gateway/drift_monitor.py): every served row of a version with reference statistics, in a window
-    drift_enabled: bool = Field(default=False, description="count served rows of versions with reference statistics "
-                                "into a live drift window (GET /drift/{model}, drift_* gauges). Off by default: on, it "
-                                "cost ~5.5% CPU per request on the benchmark's logistic regression (30 features, batch "
-                                "1; bench/drift_cost.py), over the 5% budget; less on models that cost more per row")
+    drift_enabled: bool = Field(default=True, description="count served rows of versions with reference statistics "
+                                "into a live drift window (GET /drift/{model}, drift_* gauges). It costs ~4.5-5% CPU "
+                                "per request on the benchmark's logistic regression (30 features, batch 1; "
+                                "bench/drift_cost.py), within the 5% budget; less on models that cost more per row")
     drift_window_rows: int = Field(default=10_000, gt=0, description="the window: this many of the latest rows, across "
                                    "all workers")
     drift_window_s: float | None = Field(default=None, gt=0, description="also only the rows of the last this many "

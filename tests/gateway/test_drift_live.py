@@ -336,7 +336,8 @@ def test_per_feature_gauges_only_up_to_the_configured_number_of_features(watched
 
 
 def test_with_drift_off_nothing_is_counted_and_the_report_says_why(watched_store: Store):
-    with running_server(create_app(gateway_settings(watched_store), metrics_registry=CollectorRegistry())) as url, \
+    settings = gateway_settings(watched_store, drift_enabled=False)
+    with running_server(create_app(settings, metrics_registry=CollectorRegistry())) as url, \
             httpx.Client(base_url=url, timeout=DEADLINE_S) as client:
         send(client, "fresh", training_rows(seed=108, rows=100))
         response = client.get("/drift/fresh")
@@ -472,7 +473,7 @@ def test_thresholds_come_from_the_environment_as_json(monkeypatch: pytest.Monkey
     settings = GatewaySettings()
     assert (settings.drift_thresholds.psi, settings.drift_thresholds.min_rows) == (0.2, 50)
     assert settings.drift_thresholds.ks == DriftThresholds().ks
-    assert (settings.drift_window_rows, settings.drift_window_s, settings.drift_enabled) == (10_000, 600, False)
+    assert (settings.drift_window_rows, settings.drift_window_s, settings.drift_enabled) == (10_000, 600, True)
 
 
 # -- two workers --------------------------------------------------------------------------------------------------
