@@ -73,7 +73,7 @@ class GatewaySettings(BaseSettings):
     metrics_flush_s: float = Field(default=1.0, gt=0, description="how often a worker writes its metrics snapshot")
     # Live drift (gateway/drift_monitor.py): every served row of a version with reference statistics, in a window
     drift_enabled: bool = Field(default=True, description="count served rows of versions with reference statistics "
-                                "into a live drift window (GET /drift/{model}, drift_* gauges). It costs ~4.5-5% CPU "
+                                "into a live drift window (GET /drift/{model}, drift_* gauges). It costs ~3.5-5% CPU "
                                 "per request on the benchmark's logistic regression (30 features, batch 1; "
                                 "bench/drift_cost.py), within the 5% budget; less on models that cost more per row")
     drift_window_rows: int = Field(default=10_000, gt=0, description="the window: this many of the latest rows, across "
