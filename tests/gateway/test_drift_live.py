@@ -63,7 +63,7 @@ def send(client: httpx.Client, model: str, rows: np.ndarray, headers: dict[str, 
 
 def report_when(client: httpx.Client, model: str, rows: int, headers: dict[str, str] | None = None,
                 **params: str) -> dict:
-    """The drift report once its window holds `rows` rows (counted by the flush timer; a generous deadline)."""
+    """The drift report once its window holds `rows` rows (a generous deadline: other workers count on a timer)."""
     deadline = time.monotonic() + DEADLINE_S
     while True:
         response = client.get(f"/drift/{model}", params=params, headers=headers)
