@@ -2,10 +2,10 @@
 
 The bench store (make_models.py) is built, and `lr` is published again with reference statistics of its training
 rows (the breast cancer data), so that the gateway watches it. Two `onnxgate serve` run at once on that store, one with
-ONNXGATE_DRIFT_ENABLED=false and one with it on (defaults otherwise: a 10,000-row window, 1 s flush), both pinned to
-core 0, each loaded by its own wrk on core 1 with bench/wrk/predict.lua (paired.py's way); the figure is the median,
-over repetitions, of the ratio of their CPU time per request. The drift-on server's flush timer (counting, the report
-behind the gauges) runs in the same process group, so it is in the figure.
+ONNXGATE_DRIFT_ENABLED=false and one with it on (defaults otherwise: a 10,000-row window, one worker, so no flush
+timer), both pinned to core 0, each loaded by its own wrk on core 1 with bench/wrk/predict.lua (paired.py's way); the
+figure is the median, over repetitions, of the ratio of their CPU time per request. The drift-on server's counting runs
+in the same process, so it is in the figure; nothing reads /metrics during the load, so the gauges' report is not.
 
 Run (repo root): .venv/bin/python -m bench.drift_cost [--repeats 6 --duration 5 --connections 8]
 """

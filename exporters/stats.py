@@ -55,8 +55,7 @@ def feature_stats(name: str, column: np.ndarray, bins: int = DEFAULT_BINS) -> Fe
     quantiles = np.quantile(values, np.linspace(0.0, 1.0, QUANTILES))
     if (QUANTILES - 1) % bins == 0:
         # The bin edges taken from the quantiles themselves (np.quantile at 0.3 and at 30 x 0.01 can differ in the
-        # last bit), so that every edge is a quantile and drift derives the PSI counts from the KS cells' (see
-        # monitoring/drift.py's _psi_of_ks).
+        # last bit), so that every PSI edge is also a KS point: a PSI bin is a run of whole KS cells.
         edges = np.unique(quantiles[::(QUANTILES - 1) // bins])
     else:
         edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))

@@ -86,7 +86,7 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
     if tokens is not None or settings.ui_public:
         dashboard = Dashboard(store, settings.store, settings.environments, rollouts=controller.rollouts,
                               drift=lambda: service.drift.figures, drift_enabled=settings.drift_enabled,
-                              drift_thresholds=settings.drift_thresholds)
+                              drift_thresholds=settings.drift_thresholds, refresh_drift=service.refresh_drift_figures)
         admin_routes += UiEndpoints(dashboard, UiAccess(tokens, public=settings.ui_public)).routes()
 
     @contextlib.asynccontextmanager
@@ -104,8 +104,9 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         stop_flushing = asyncio.Event()
         if settings.metrics_dir is not None:
             tasks.append(asyncio.create_task(
-                flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing)))
-        tasks.append(asyncio.create_task(service.drift.run(service.watched, stop_flushing)))
+                flush_snapshots(registry, settings.metrics_dir, settings.metrics_flush_s, stop_flushing,
+                                service.refresh_drift_figures)))
+        tasks.append(asyncio.create_task(service.drift.run(stop_flushing)))
         stop_sending = threading.Event()
         if settings.events_enabled:  # on a thread: its POSTs and file writes block
             tasks.append(asyncio.create_task(asyncio.to_thread(EventSender(settings.store).run, stop_sending)))

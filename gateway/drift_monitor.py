@@ -11,9 +11,12 @@ separately for each, so that one environment's report never holds another's traf
     report       GET /drift/{model}: this worker's live blocks of the (model, environment, version) merged with the
                  other workers' snapshots (gateway/drift_snapshots.py), compared with the reference by
                  monitoring.drift.drift_report
-    run          every drift_flush_s and at shutdown: count what the windows buffered, write this worker's snapshot,
-                 and recompute the figures the gauges export for every environment's stable version, from that
-                 environment's window
+    refresh_figures  before /metrics is read (and before a worker's metrics snapshot): the figures the gauges export
+                 for every environment's stable version, from that environment's window over every worker's traffic
+    run          every drift_flush_s and at shutdown, only where there is something to keep in time: with several
+                 workers, count what the windows buffered and write this worker's snapshot; with a time window,
+                 count it, so that rows are dated within drift_flush_s of their request. With one worker and a window
+                 of rows nothing runs: a window counts its buffer when it is full and when a report reads it.
 
 File reads, snapshot writes and the drift computations run off the event loop; the windows are only touched on it.
 """
@@ -68,7 +71,7 @@ class DriftMonitor:
         self._lock = threading.Lock()  # window_for runs on the loader's threads
         self._layouts: dict[tuple[str, str], tuple[tuple[str, str], DriftLayout | None]] = {}  # (model, version)
         self._windows: dict[WindowKey, tuple[tuple[str, str], DriftWindow]] = {}
-        self.figures: list[DriftFigures] = []  # what the gauges show, replaced whole by each flush
+        self.figures: list[DriftFigures] = []  # what the gauges show, replaced whole by each refresh_figures
 
     # -- windows -----------------------------------------------------------------------------------------------
 
@@ -145,28 +148,21 @@ class DriftMonitor:
         return drift_report(layout, totals.features, totals.predictions, totals.rows, self.thresholds,
                             model=metadata.name, version=metadata.version, environment=environment)
 
-    # -- the flush timer ---------------------------------------------------------------------------------------
+    # -- the gauges ---------------------------------------------------------------------------------------------
 
-    async def run(self, watched: Callable[[], list[Watched]], stop: asyncio.Event) -> None:
-        """Count, write the snapshot and recompute the gauges' figures now, every flush_s, and once more when `stop`
-        is set (after the last request). Stopped through `stop`, not cancelled, which would skip that last write."""
+    async def refresh_figures(self, watched: list[Watched]) -> None:
+        """Recompute what the gauges show, when they are read rather than on a timer: a report per route costs a few
+        ms, ~0.5% of the CPU of a gateway serving the benchmark's logistic regression flat out if done every second
+        (bench/README.md "Live drift")."""
         if not self.enabled:
             return
-        pid = os.getpid()
-        while True:
-            own = self.own_blocks()
-            try:
-                self.figures = await asyncio.to_thread(self.flush, own, watched(), pid)
-            except Exception:  # a full disk must not stop the worker; the next flush tries again
-                log.exception("drift flush failed")
-            if stop.is_set():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.flush_s)
+        own = self.own_blocks()
+        try:
+            self.figures = await asyncio.to_thread(self.figures_of, own, watched)
+        except Exception:  # an unreadable snapshot directory must not fail /metrics; the gauges keep their figures
+            log.exception("drift figures failed")
 
-    def flush(self, own: Mapping[WindowKey, list[Block]], watched: list[Watched], pid: int) -> list[DriftFigures]:
-        if self.directory is not None:
-            write_snapshot(self.directory, own, pid)
+    def figures_of(self, own: Mapping[WindowKey, list[Block]], watched: list[Watched]) -> list[DriftFigures]:
         others = self.other_blocks()
         figures = []
         for route in watched:
@@ -177,6 +173,30 @@ class DriftMonitor:
             report = self.compute(layout, route.metadata, route.environment, [*own.get(key, []), *others.get(key, [])])
             figures.append(figures_of(route, report))
         return figures
+
+    # -- the flush timer ---------------------------------------------------------------------------------------
+
+    @property
+    def needs_timer(self) -> bool:
+        return self.enabled and (self.directory is not None or self.spec.seconds is not None)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Count (and write the snapshot, with several workers) now, every flush_s, and once more when `stop` is set
+        (after the last request). Stopped through `stop`, not cancelled, which would skip that last write."""
+        if not self.needs_timer:
+            return
+        pid = os.getpid()
+        while True:
+            own = self.own_blocks()
+            if self.directory is not None:
+                try:
+                    await asyncio.to_thread(write_snapshot, self.directory, own, pid)
+                except Exception:  # a full disk must not stop the worker; the next flush tries again
+                    log.exception("drift snapshot failed")
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.flush_s)
 
 
 def counted_names(metadata: ModelMetadata) -> tuple[list[str], list[str]]:

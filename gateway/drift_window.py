@@ -80,18 +80,34 @@ class Totals:
     rows: int
 
 
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where one input or output is buffered: `capacity` rows, and a one-row view of each of them."""
+
+    name: str
+    rows: np.ndarray
+    row_views: list[np.ndarray]
+
+    @classmethod
+    def like(cls, name: str, array: np.ndarray, capacity: int) -> Slot:
+        rows = np.empty((capacity, *array.shape[1:]), array.dtype)
+        return cls(name, rows, [rows[index:index + 1] for index in range(capacity)])
+
+
 class RowBuffer:
     """Served rows waiting to be counted: the inputs and outputs the layout reads, copied into arrays allocated once
     (`rows` rows each), so that no request's own arrays outlive it: keeping them alive until they were counted cost
-    ~4% CPU per request over HTTP on the benchmark's logistic regression, the copy ~1% (bench/README.md)."""
+    ~4% CPU per request over HTTP on the benchmark's logistic regression, the copy ~1% (bench/README.md). A request
+    of one row is copied into its row's view made in advance (`view[...] = array`), which costs about half of a slice
+    assignment (`rows[start:end] = array`, a new view per call): ~1% CPU per request on that benchmark."""
 
     def __init__(self, rows: int, feed_names: Sequence[str], output_names: Sequence[str]) -> None:
         self.capacity = rows
         self.rows = 0
         self.names = [(False, name) for name in feed_names] + [(True, name) for name in output_names]
-        # (name, capacity x the row shape): allocated by reshape() for the first request of a shape; none before
-        self.feed_slots: list[tuple[str, np.ndarray]] = []
-        self.output_slots: list[tuple[str, np.ndarray]] = []
+        # allocated by reshape() for the first request of a shape; none before
+        self.feed_slots: list[Slot] = []
+        self.output_slots: list[Slot] = []
         self.absent: list[tuple[bool, str]] = []  # names the requests buffered now did not have
 
     def put(self, feeds: Arrays, outputs: Arrays, rows: int) -> bool:
@@ -105,16 +121,13 @@ class RowBuffer:
         if end > self.capacity or not self.feed_slots:
             return False
         try:
-            for name, buffer in self.feed_slots:
-                array = feeds[name]
-                if len(array) != rows:  # numpy would broadcast one row into several
-                    return False
-                buffer[start:end] = array
-            for name, buffer in self.output_slots:
-                array = outputs[name]
-                if len(array) != rows:
-                    return False
-                buffer[start:end] = array
+            if rows == 1:
+                for slot in self.feed_slots:
+                    slot.row_views[start][...] = feeds[slot.name]
+                for slot in self.output_slots:
+                    slot.row_views[start][...] = outputs[slot.name]
+            elif not self.put_rows(feeds, outputs, start, end):
+                return False
         except (KeyError, TypeError, ValueError):  # a name missing, a scalar, a shape that does not fit
             return False
         if self.absent:
@@ -122,6 +135,15 @@ class RowBuffer:
                 if name in (outputs if is_output else feeds):
                     return False
         self.rows = end
+        return True
+
+    def put_rows(self, feeds: Arrays, outputs: Arrays, start: int, end: int) -> bool:
+        for slots, arrays in ((self.feed_slots, feeds), (self.output_slots, outputs)):
+            for slot in slots:
+                array = arrays[slot.name]
+                if len(array) != end - start:  # numpy would broadcast one row into several
+                    return False
+                slot.rows[start:end] = array
         return True
 
     def reshape(self, feeds: Arrays, outputs: Arrays) -> None:
@@ -132,14 +154,13 @@ class RowBuffer:
             if array is None or array.ndim == 0:
                 self.absent.append((is_output, name))
                 continue
-            slot = (name, np.empty((self.capacity, *array.shape[1:]), array.dtype))
-            (self.output_slots if is_output else self.feed_slots).append(slot)
+            (self.output_slots if is_output else self.feed_slots).append(Slot.like(name, array, self.capacity))
 
     def take(self) -> tuple[Arrays, Arrays]:
         """Views of the buffered rows (inputs, outputs), valid until the next put; the buffer is empty after."""
         rows, self.rows = self.rows, 0
-        return ({name: buffer[:rows] for name, buffer in self.feed_slots},
-                {name: buffer[:rows] for name, buffer in self.output_slots})
+        return ({slot.name: slot.rows[:rows] for slot in self.feed_slots},
+                {slot.name: slot.rows[:rows] for slot in self.output_slots})
 
 
 class DriftWindow:

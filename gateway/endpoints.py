@@ -150,6 +150,7 @@ class Endpoints:
         return json_response(report, status=200 if report["status"] == "healthy" else 503)
 
     async def metrics(self, request: Request) -> Response:
+        await self.service.refresh_drift_figures()
         directory = self.service.settings.metrics_dir
         if directory is None:
             return Response(generate_latest(self.metrics_registry), media_type=CONTENT_TYPE_LATEST)

@@ -269,6 +269,10 @@ class Service:
                 watched.append(Watched(model, environment, loaded.metadata))
         return watched
 
+    async def refresh_drift_figures(self) -> None:
+        """The drift gauges' figures, recomputed before the metrics are read."""
+        await self.drift.refresh_figures(self.watched())
+
     def pin_loaded(self, key: tuple[str, str], loading: asyncio.Future) -> None:
         """A finished load leaves the single-flight table; a failure is not cached (the next pin tries again)."""
         if self._loading.get(key) is loading:

@@ -87,10 +87,10 @@ class GatewaySettings(BaseSettings):
                                  "POSTed to the subscribers of events.toml); one process per store sends, the others "
                                  "wait on its lock")
     # Live drift (gateway/drift_monitor.py): every served row of a version with reference statistics, in a window
-    drift_enabled: bool = Field(default=False, description="count served rows of versions with reference statistics "
-                                "into a live drift window (GET /drift/{model}, drift_* gauges). Off by default: on, it "
-                                "cost ~5.5% CPU per request on the benchmark's logistic regression (30 features, batch "
-                                "1; bench/drift_cost.py), over the 5% budget; less on models that cost more per row")
+    drift_enabled: bool = Field(default=True, description="count served rows of versions with reference statistics "
+                                "into a live drift window (GET /drift/{model}, drift_* gauges). It costs ~3.5-5% CPU "
+                                "per request on the benchmark's logistic regression (30 features, batch 1; "
+                                "bench/drift_cost.py), within the 5% budget; less on models that cost more per row")
     drift_window_rows: int = Field(default=10_000, gt=0, description="the window: this many of the latest rows, across "
                                    "all workers")
     drift_window_s: float | None = Field(default=None, gt=0, description="also only the rows of the last this many "
@@ -98,8 +98,9 @@ class GatewaySettings(BaseSettings):
     drift_thresholds: DriftThresholds = Field(
         default_factory=DriftThresholds, description='the verdict\'s thresholds, e.g. ONNXGATE_DRIFT_THRESHOLDS=\'{"psi": '
         '0.25, "ks": 0.1, "drifted_share": 0.3, "min_rows": 500}\'; fields not given keep their defaults')
-    drift_flush_s: float = Field(default=1.0, gt=0, description="how often a worker counts its buffered rows, writes its "
-                                 "window snapshot for the other workers and recomputes the drift gauges")
+    drift_flush_s: float = Field(default=1.0, gt=0, description="with several workers, how often a worker counts its "
+                                 "buffered rows and writes its window snapshot for the others; with a time window, how "
+                                 "often it counts them (rows are dated when counted)")
     drift_max_feature_labels: int = Field(default=20, ge=0, description="per-feature drift gauges only for models with "
                                           "at most this many features (bounded label values)")
     # The HTTP edge (gateway/server.py): what one client may take of a worker, and when decoding leaves the event loop

@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -147,18 +147,23 @@ def merged_exposition(live: list[Metric], directory: Path, pid: int) -> bytes:
 
 
 async def exposition(registry: CollectorRegistry, directory: Path) -> bytes:
-    """/metrics in the Prometheus text format: this worker's live numbers and the other workers' snapshots."""
+    """/metrics in the Prometheus text format: this worker's live numbers and the other workers' snapshots (the
+    caller refreshes what is computed when read, such as the drift gauges, first)."""
     # Collected on the event loop, the only thread that updates the per-request numbers (gateway/metrics.py); the
     # file reads and the merge run off it.
     live = list(registry.collect())
     return await asyncio.to_thread(merged_exposition, live, directory, os.getpid())
 
 
-async def flush_snapshots(registry: CollectorRegistry, directory: Path, interval_s: float, stop: asyncio.Event) -> None:
+async def flush_snapshots(registry: CollectorRegistry, directory: Path, interval_s: float, stop: asyncio.Event,
+                          refresh: Callable[[], Awaitable[None]] | None = None) -> None:
     """Write this worker's snapshot now, every `interval_s`, and once more when `stop` is set (at shutdown, after
-    the last request). Stopped through `stop` rather than cancelled, which would skip that final write."""
+    the last request). Stopped through `stop` rather than cancelled, which would skip that final write. `refresh`:
+    awaited before each, to recompute what is computed when read (the drift gauges)."""
     pid = os.getpid()
     while True:
+        if refresh is not None:
+            await refresh()
         families = list(registry.collect())  # on the event loop, as above
         try:
             await asyncio.to_thread(write_snapshot, directory, families, pid)

@@ -14,9 +14,9 @@ Per feature the cells are:
   below it (see `_ks`);
 - one cell for non-finite values (NaN, +-inf): they are counted there and left out of PSI and KS, which compare the
   finite values only; the report gives their number per feature.
-When every inner PSI edge is one of the q_k (exporters/stats.py takes the edges from the quantiles), a row is counted
-into its KS cell only and each PSI bin's count is summed from the KS cells within it: the same counts, one search per
-value instead of two.
+Many rows (the gateway's buffer of 1,024) are counted by sorting each feature's column once and searching the cells'
+edges in it (`_SortedCells`), not by searching every value among the edges: a cell [a, b) holds the values at or above
+a and below b, the difference of two positions in the sorted column.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ PSI_FLOOR = 1e-4
 bin the live window has not reached yet should weigh what a 1-in-10,000 row would, not more."""
 
 SMALL_TABLE_ROWS = 64  # up to this many rows, count_features compares against all edges at once
+LOWEST = np.nextafter(-np.inf, 0.0)  # the lowest finite float: only -inf sorts below it
 
 DriftStatus = Literal["ok", "drift", "insufficient data"]
 
@@ -106,14 +107,9 @@ class _Bins:
     ks_at: int
     non_finite_at: int
     size: int                   # cells used, from psi_at
-    # When every inner PSI edge is one of the points, a KS cell lies within one PSI bin: psi_of_ks gives it per KS
-    # cell (non-decreasing, every bin at least once), so only the KS cells are counted per row (see _derived_psi).
-    # ks_edges: each point, then the next float above it; searchsorted(side="right") gives the KS cell in one call.
-    psi_of_ks: np.ndarray | None = None
-    ks_edges: np.ndarray | None = None
 
     @classmethod
-    def of(cls, stats: FeatureStats, start: int, *, quantiles: bool = True, derive_psi: bool = True) -> _Bins:
+    def of(cls, stats: FeatureStats, start: int, *, quantiles: bool = True) -> _Bins:
         edges = np.asarray(stats.bin_edges, dtype=np.float64)
         counts = np.asarray(stats.counts, dtype=np.float64)
         if len(edges) < 2 or counts.sum() <= 0:  # no finite reference value: one bin holds everything
@@ -129,17 +125,9 @@ class _Bins:
             ref_cdf[0::2] = np.asarray(stats.cdf_below, dtype=np.float64)[first]
             ref_cdf[1::2] = np.asarray(stats.cdf, dtype=np.float64)[first]
             ks_cells = 2 * len(points) + 1
-        inner_edges = edges[1:-1].copy()
-        psi_of_ks = ks_edges = None
-        if derive_psi and points is not None:
-            psi_of_ks = _psi_of_ks(inner_edges, points, bins)
-        if psi_of_ks is not None:
-            ks_edges = np.empty(2 * len(points))
-            ks_edges[0::2] = points
-            ks_edges[1::2] = np.nextafter(points, np.inf)
-        return cls(name=stats.name, inner_edges=inner_edges, ref_shares=ref_shares, psi_at=start,
+        return cls(name=stats.name, inner_edges=edges[1:-1].copy(), ref_shares=ref_shares, psi_at=start,
                    points=points, ref_cdf=ref_cdf, ks_at=start + bins, non_finite_at=start + bins + ks_cells,
-                   size=bins + ks_cells + 1, psi_of_ks=psi_of_ks, ks_edges=ks_edges)
+                   size=bins + ks_cells + 1)
 
     def cells(self, values: np.ndarray) -> list[np.ndarray]:
         """Cell indexes (in the layout's vector) of finite `values`, PSI bins then KS cells."""
@@ -150,11 +138,20 @@ class _Bins:
             found.append(self.ks_at + 2 * below + at_point)
         return found
 
-    def ks_cells(self, values: np.ndarray) -> np.ndarray:
-        """KS cell indexes of finite `values` when the PSI bins are derived (psi_of_ks): the same cells as `cells`,
-        one searchsorted. Below q_0 nothing in ks_edges is <= v (cell 0); at q_k, q_0..q_k and the floats just above
-        q_0..q_k-1 are (2k+1); strictly between q_k and q_k+1, also the float just above q_k (2k+2)."""
-        return self.ks_at + np.searchsorted(self.ks_edges, values, side="right")
+    def runs(self) -> list[tuple[int, np.ndarray]]:
+        """The same cells as `cells`, as runs of neighbouring cells (first cell's index, edges): the run's cell i
+        holds the finite values v with edges[i] <= v < edges[i + 1]. PSI bins: the lowest finite float, the inner
+        edges, +inf. KS cells (below q_0, at q_0, strictly between q_0 and q_1, ..., above q_K): the lowest finite
+        float, then q_k and the next float above it for each k, then +inf."""
+        runs = [(self.psi_at, np.concatenate(([LOWEST], self.inner_edges, [np.inf])))]
+        if self.points is not None:
+            ks_edges = np.empty(2 * len(self.points) + 2)
+            ks_edges[0], ks_edges[-1] = LOWEST, np.inf
+            ks_edges[1:-1:2] = self.points
+            with np.errstate(over="ignore"):  # above the largest float is +inf
+                ks_edges[2:-1:2] = np.nextafter(self.points, np.inf)
+            runs.append((self.ks_at, ks_edges))
+        return runs
 
     def psi_counts(self, counts: np.ndarray) -> np.ndarray:
         return counts[self.psi_at:self.psi_at + len(self.ref_shares)]
@@ -163,6 +160,54 @@ class _Bins:
         if self.points is None:
             return None
         return counts[self.ks_at:self.ks_at + 2 * len(self.points) + 1]
+
+
+@dataclass(frozen=True)
+class _SortedCells:
+    """count_features for many rows: each feature's column sorted once, then one searchsorted of all its cells' edges
+    (see _Bins.runs) into it, so that the cost per value is a share of a sort (~0.1 µs a row for 30 features) rather
+    than a binary search that mispredicts its branches (~2 µs a row). A run's positions p_0..p_n (values below each
+    edge, side="left") give its cells' counts p_1 - p_0, .., p_n - p_n-1. Non-finite values fall in no run: -inf is
+    below the lowest finite float, +inf and NaN (sorted last) are not below +inf; their number is the rows less the
+    finite ones, which the first run spans (from the lowest finite float to +inf)."""
+
+    edges: list[np.ndarray]      # per feature, its runs' edges one after the other
+    slots: list[slice]           # where each feature's positions go in the positions vector
+    cell_at: np.ndarray          # the cell of each count kept from np.diff(positions) ...
+    diff_at: np.ndarray          # ... and where it is in np.diff(positions) (the differences across runs are not)
+    first_run: np.ndarray        # per feature, where its first run's first and last positions are: its finite values
+    first_run_end: np.ndarray
+    non_finite_at: np.ndarray
+    size: int
+
+    @classmethod
+    def of(cls, features: list[_Bins], size: int) -> _SortedCells:
+        edges, slots, cell_at, diff_at, first_run, first_run_end = [], [], [], [], [], []
+        taken = 0
+        for bins in features:
+            runs = bins.runs()
+            edges.append(np.concatenate([run_edges for _, run_edges in runs]))
+            slots.append(slice(taken, taken + len(edges[-1])))
+            first_run.append(taken)
+            first_run_end.append(taken + len(runs[0][1]) - 1)
+            for cell, run_edges in runs:
+                cells = len(run_edges) - 1
+                cell_at.append(np.arange(cell, cell + cells))
+                diff_at.append(np.arange(taken, taken + cells))
+                taken += len(run_edges)
+        return cls(edges=edges, slots=slots, cell_at=np.concatenate(cell_at), diff_at=np.concatenate(diff_at),
+                   first_run=np.array(first_run), first_run_end=np.array(first_run_end),
+                   non_finite_at=np.array([bins.non_finite_at for bins in features]), size=size)
+
+    def count(self, table: np.ndarray) -> np.ndarray:
+        columns = np.sort(table.T, axis=1)
+        positions = np.empty(self.slots[-1].stop, dtype=np.int64)
+        for column, edges, slot in zip(columns, self.edges, self.slots, strict=True):
+            positions[slot] = np.searchsorted(column, edges)
+        counts = np.empty(self.size, dtype=np.int64)
+        counts[self.cell_at] = np.diff(positions)[self.diff_at]
+        counts[self.non_finite_at] = len(table) - (positions[self.first_run_end] - positions[self.first_run])
+        return counts
 
 
 class DriftLayout:
@@ -175,7 +220,7 @@ class DriftLayout:
         self.feature_names: list[str] = [bins.name for bins in features]
         self._features = features
         self._feature_size = sum(bins.size for bins in features)
-        self._derived = _derived_psi(features)
+        self._sorted_cells = _SortedCells.of(features, self._feature_size)
         self._token_count = token_count  # (attention mask input or None, pad id) for text models
         # The same edges padded with +inf into (features, n) matrices, for _count_small.
         self._inner = _padded([bins.inner_edges for bins in features])
@@ -198,15 +243,14 @@ class DriftLayout:
         self.notes = notes
 
     @classmethod
-    def of(cls, metadata: ModelMetadata, *, derive_psi: bool = True) -> DriftLayout | None:
-        """None when the version has no usable reference (no statistics, or none per feature). `derive_psi=False`
-        counts every row into the PSI bins too, even where they could be derived from the KS cells (same counts)."""
+    def of(cls, metadata: ModelMetadata) -> DriftLayout | None:
+        """None when the version has no usable reference (no statistics, or none per feature)."""
         stats = metadata.reference_stats
         if not stats.available or not stats.features or stats.input is None:
             return None
         features, start = [], 0
         for feature in stats.features:
-            bins = _Bins.of(feature, start, derive_psi=derive_psi)
+            bins = _Bins.of(feature, start)
             features.append(bins)
             start += bins.size
         notes = []
@@ -261,28 +305,11 @@ class DriftLayout:
         table = np.asarray(table, dtype=np.float64)
         if table.ndim != 2 or table.shape[1] != len(self._features):
             raise ValueError(f"expected a (rows, {len(self._features)}) table, got shape {table.shape}")
-        counts = self.empty_feature_counts()
         if table.shape[0] == 0:
-            return counts
+            return self.empty_feature_counts()
         if table.shape[0] <= SMALL_TABLE_ROWS:
             return self._count_small(table)
-        finite = np.isfinite(table)
-        all_finite = finite.all(axis=0)
-        cells: list[np.ndarray] = []
-        for column, bins in enumerate(self._features):
-            values = table[:, column]
-            if not all_finite[column]:
-                values = values[finite[:, column]]
-                counts[bins.non_finite_at] += table.shape[0] - len(values)
-            if bins.psi_of_ks is not None:
-                cells.append(bins.ks_cells(values))
-            else:
-                cells.extend(bins.cells(values))
-        counts += np.bincount(np.concatenate(cells), minlength=len(counts)).astype(np.int64, copy=False)
-        if self._derived is not None:
-            ks_cells, run_starts, psi_cells = self._derived
-            counts[psi_cells] += np.add.reduceat(counts[ks_cells], run_starts)
-        return counts
+        return self._sorted_cells.count(table)
 
     def _count_small(self, table: np.ndarray) -> np.ndarray:
         """count_features for a few rows (a request): one broadcast comparison against every feature's edges at
@@ -417,40 +444,6 @@ def drift_report(layout: DriftLayout, feature_counts: np.ndarray, prediction_cou
     return DriftReport(model=model, version=version, environment=environment, window_rows=rows, status=status,
                        drifted_share=share, thresholds=thresholds, features=features, prediction=prediction,
                        notes=list(layout.notes))
-
-
-def _psi_of_ks(inner_edges: np.ndarray, points: np.ndarray, bins: int) -> np.ndarray | None:
-    """The PSI bin of each KS cell (below q_0, at q_0, between q_0 and q_1, .., above q_K), or None when a KS cell
-    can straddle a PSI edge: some inner edge is not one of the points (exactly), or the edges do not make `bins`
-    increasing bins (metadata not written by exporters/stats.py)."""
-    if len(inner_edges) != bins - 1 or np.any(np.diff(inner_edges) <= 0) or not np.isin(inner_edges, points).all():
-        return None
-    # A value at q_k, or strictly between q_k and q_k+1, is in q_k's bin: no edge lies strictly between two points.
-    # Below q_0 is bin 0: every edge is at least q_0.
-    bin_of_point = np.searchsorted(inner_edges, points, side="right")
-    psi_of_ks = np.zeros(2 * len(points) + 1, dtype=np.int64)
-    psi_of_ks[1::2] = bin_of_point
-    psi_of_ks[2::2] = bin_of_point
-    return psi_of_ks
-
-
-def _derived_psi(features: list[_Bins]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """For the features whose PSI bins are derived: (their KS cells' indexes in the layout's vector, where each PSI
-    bin's run of KS cells starts among them, the PSI cells' indexes): the PSI counts are
-    np.add.reduceat(counts[ks_cells], run_starts), added at psi_cells. None when no feature's are."""
-    ks_cells, run_starts, psi_cells = [], [], []
-    taken = 0
-    for bins in features:
-        if bins.psi_of_ks is None:
-            continue
-        mapping = bins.psi_of_ks
-        ks_cells.append(bins.ks_at + np.arange(len(mapping)))
-        run_starts.append(taken + np.flatnonzero(np.diff(mapping, prepend=-1)))  # every bin has a run (_psi_of_ks)
-        psi_cells.append(bins.psi_at + np.arange(len(bins.ref_shares)))
-        taken += len(mapping)
-    if not ks_cells:
-        return None
-    return np.concatenate(ks_cells), np.concatenate(run_starts), np.concatenate(psi_cells)
 
 
 def _padded(rows: list[np.ndarray]) -> np.ndarray:

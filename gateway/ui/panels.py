@@ -8,7 +8,7 @@ owns (`LiveState`) taken beforehand on the loop.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,17 +40,23 @@ class LiveState:
 class Dashboard:
     def __init__(self, store: ModelRepository, store_root: Path, environments: list[str], *,
                  rollouts: Callable[[], list[dict]] = list, drift: Callable[[], list[DriftFigures]] = list,
-                 drift_enabled: bool = False, drift_thresholds: DriftThresholds | None = None) -> None:
+                 drift_enabled: bool = False, drift_thresholds: DriftThresholds | None = None,
+                 refresh_drift: Callable[[], Awaitable[None]] | None = None) -> None:
+        """`refresh_drift`: recomputes what `drift` returns (the gauges' figures are computed when read, not by a
+        timer: gateway.service.Service.refresh_drift_figures)."""
         self.store = store
         self.store_root = Path(store_root)
         self.environments = environments
         self._rollouts = rollouts
         self._drift = drift
+        self._refresh_drift = refresh_drift
         self.drift_enabled = drift_enabled
         self.drift_thresholds = drift_thresholds or DriftThresholds()
 
-    def live(self) -> LiveState:
+    async def live(self) -> LiveState:
         """Event loop only."""
+        if self._refresh_drift is not None and self.drift_enabled:
+            await self._refresh_drift()
         return LiveState(self._rollouts(), list(self._drift()))
 
     # -- the overview --------------------------------------------------------------------------------------------

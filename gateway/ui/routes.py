@@ -129,7 +129,7 @@ class UiEndpoints:
     # -- pages ---------------------------------------------------------------------------------------------------
 
     async def overview_data(self) -> dict:
-        live = self.dashboard.live()
+        live = await self.dashboard.live()
         return await run_in_threadpool(self.dashboard.overview, live)
 
     async def overview_page(self, request: Request) -> Response:

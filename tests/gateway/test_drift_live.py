@@ -63,7 +63,7 @@ def send(client: httpx.Client, model: str, rows: np.ndarray, headers: dict[str, 
 
 def report_when(client: httpx.Client, model: str, rows: int, headers: dict[str, str] | None = None,
                 **params: str) -> dict:
-    """The drift report once its window holds `rows` rows (counted by the flush timer; a generous deadline)."""
+    """The drift report once its window holds `rows` rows (a generous deadline: other workers count on a timer)."""
     deadline = time.monotonic() + DEADLINE_S
     while True:
         response = client.get(f"/drift/{model}", params=params, headers=headers)
@@ -336,7 +336,8 @@ def test_per_feature_gauges_only_up_to_the_configured_number_of_features(watched
 
 
 def test_with_drift_off_nothing_is_counted_and_the_report_says_why(watched_store: Store):
-    with running_server(create_app(gateway_settings(watched_store), metrics_registry=CollectorRegistry())) as url, \
+    settings = gateway_settings(watched_store, drift_enabled=False)
+    with running_server(create_app(settings, metrics_registry=CollectorRegistry())) as url, \
             httpx.Client(base_url=url, timeout=DEADLINE_S) as client:
         send(client, "fresh", training_rows(seed=108, rows=100))
         response = client.get("/drift/fresh")
@@ -382,6 +383,30 @@ def test_the_window_keeps_a_fixed_number_of_blocks_whatever_the_traffic(layout: 
     # the newest rows are the ones counted: the same counts as counting them directly
     newest = rows[-totals.rows:]
     assert np.array_equal(totals.features, layout.count_features(layout.feature_table(served(layout, newest)[0])))
+
+
+def test_rows_one_by_one_count_as_the_same_rows_in_requests_of_several(layout: DriftLayout):
+    """A request of one row is copied into its row's view, one of several by a slice: the same counts, and a
+    request that does not fit the buffer's shapes (another row shape, a missing output) is counted on its own."""
+    spec = WindowSpec(rows=100_000, buffer_rows=64)
+    rows = training_rows(seed=8, rows=300)
+    one_by_one, together = (DriftWindow(layout, spec, ["X"], ["label"]) for _ in range(2))
+    for start in range(len(rows)):
+        one_by_one.add(*served(layout, rows[start:start + 1]), 1)
+    for start in range(0, len(rows), 10):
+        together.add(*served(layout, rows[start:start + 10]), 10)
+    for window in (one_by_one, together):
+        feeds, outputs = served(layout, rows[:1])
+        window.add(feeds, {"probabilities": outputs["probabilities"]}, 1)  # no label: counted alone
+        window.add({"X": feeds["X"][:, :2]}, outputs, 1)  # two features: the layout cannot read it, not counted
+        window.count_pending()
+    expected = layout.count_features(layout.feature_table(served(layout, np.concatenate([rows, rows[:1]]))[0]))
+    for window in (one_by_one, together):
+        blocks = window.blocks()
+        assert sum(block.rows for block in blocks) == len(rows) + 1
+        assert np.array_equal(sum(block.features for block in blocks), expected)
+        assert np.array_equal(sum(block.predictions for block in blocks),
+                              layout.count_predictions(served(layout, rows)[1]))
 
 
 def test_a_time_window_leaves_out_blocks_older_than_it(layout: DriftLayout):
@@ -448,7 +473,7 @@ def test_thresholds_come_from_the_environment_as_json(monkeypatch: pytest.Monkey
     settings = GatewaySettings()
     assert (settings.drift_thresholds.psi, settings.drift_thresholds.min_rows) == (0.2, 50)
     assert settings.drift_thresholds.ks == DriftThresholds().ks
-    assert (settings.drift_window_rows, settings.drift_window_s, settings.drift_enabled) == (10_000, 600, False)
+    assert (settings.drift_window_rows, settings.drift_window_s, settings.drift_enabled) == (10_000, 600, True)
 
 
 # -- two workers --------------------------------------------------------------------------------------------------

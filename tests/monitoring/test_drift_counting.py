@@ -1,5 +1,6 @@
-"""monitoring/drift.py's counting: the PSI counts derived from the KS cells (when every PSI edge is a quantile point)
-equal the PSI bins counted row by row, on random tables with ties, out-of-range and non-finite values."""
+"""monitoring/drift.py's counting: many rows counted from sorted columns, and a few against every edge at once, equal
+the cells of each value found one by one (`_Bins.cells`), on random tables with ties, values at and right next to the
+edges, out-of-range and non-finite values, for exported statistics and hand-written edges alike."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,18 +9,29 @@ from hypothesis import strategies as st
 
 from exporters.stats import feature_stats, reference_stats
 from modelstore.metadata import FeatureStats, ReferenceStats
-from monitoring.drift import SMALL_TABLE_ROWS, DriftLayout
+from monitoring.drift import LOWEST, SMALL_TABLE_ROWS, DriftLayout
 from tests.monitoring.test_drift import metadata_with
 
 SPECIAL = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e300, -1e300, np.finfo(np.float64).max, np.finfo(np.float64).min]
 
 
-def layouts(features: list[FeatureStats]) -> tuple[DriftLayout, DriftLayout]:
-    """The same metadata with the PSI counts derived (where possible) and counted per row (today's path before)."""
-    metadata = metadata_with(ReferenceStats(available=True, input="input", rows=1, features=features))
-    fast, slow = DriftLayout.of(metadata), DriftLayout.of(metadata, derive_psi=False)
-    assert fast is not None and slow is not None
-    return fast, slow
+def layout_of(features: list[FeatureStats]) -> DriftLayout:
+    layout = DriftLayout.of(metadata_with(ReferenceStats(available=True, input="input", rows=1, features=features)))
+    assert layout is not None
+    return layout
+
+
+def value_by_value(layout: DriftLayout, table: np.ndarray) -> np.ndarray:
+    """The counts of `table` with each finite value's cells found on its own (`_Bins.cells`), the non-finite ones
+    counted in their cell."""
+    counts = layout.empty_feature_counts()
+    for column, bins in enumerate(layout._features):
+        values = table[:, column]
+        finite = values[np.isfinite(values)]
+        counts[bins.non_finite_at] += len(values) - len(finite)
+        for cells in bins.cells(finite):
+            np.add.at(counts, cells, 1)
+    return counts
 
 
 @st.composite
@@ -55,18 +67,15 @@ def live_column(draw, stats: FeatureStats, rows: int, rng: np.random.Generator) 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), columns=st.lists(reference_column(), min_size=1, max_size=4),
        rows=st.sampled_from([1, 7, SMALL_TABLE_ROWS, SMALL_TABLE_ROWS + 1, 300, 1024]))
-def test_derived_psi_counts_equal_the_per_row_counts_on_exported_statistics(data, columns, rows: int):
+def test_counts_equal_the_cells_of_each_value_on_exported_statistics(data, columns, rows: int):
     features = [feature_stats(f"f{index}", column) for index, column in enumerate(columns)]
-    fast, slow = layouts(features)
-    # exporters/stats.py takes the bin edges from the quantiles: every new version gets the derived PSI counts
-    assert all(bins.psi_of_ks is not None for bins in fast._features)
-    assert all(bins.psi_of_ks is None for bins in slow._features)
+    layout = layout_of(features)
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     table = np.column_stack([live_column(data.draw, stats, rows, rng) for stats in features])
-    expected = slow.count_features(table)
-    assert np.array_equal(fast.count_features(table), expected)
+    expected = value_by_value(layout, table)
+    assert np.array_equal(layout.count_features(table), expected)
     # the small-table path (a comparison against every edge at once) agrees, chunk by chunk
-    chunks = [fast.count_features(table[start:start + SMALL_TABLE_ROWS])
+    chunks = [layout.count_features(table[start:start + SMALL_TABLE_ROWS])
               for start in range(0, rows, SMALL_TABLE_ROWS)]
     assert np.array_equal(np.sum(chunks, axis=0), expected)
     assert expected.sum() == 2 * rows * len(features) - sum(
@@ -75,9 +84,8 @@ def test_derived_psi_counts_equal_the_per_row_counts_on_exported_statistics(data
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), column=reference_column(), rows=st.sampled_from([SMALL_TABLE_ROWS + 1, 500]))
-def test_hand_written_edges_derive_only_when_they_are_quantile_points(data, column, rows: int):
-    """Metadata not written by today's exporter: edges that are some of the points (derived), or any floats
-    (counted per row, as before); the counts are the same either way."""
+def test_hand_written_edges_count_as_each_value_would(data, column, rows: int):
+    """Metadata not written by today's exporter: edges that are some of the quantile points, or any floats."""
     stats = feature_stats("x", column)
     points = np.unique(stats.quantiles)
     if len(points) >= 2 and data.draw(st.booleans()):
@@ -87,26 +95,36 @@ def test_hand_written_edges_derive_only_when_they_are_quantile_points(data, colu
         edges = edges if len(edges) >= 2 else [edges[0], edges[0] + 1]
     counts = data.draw(st.lists(st.integers(1, 50), min_size=len(edges) - 1, max_size=len(edges) - 1))
     stats = stats.model_copy(update={"bin_edges": [float(edge) for edge in edges], "counts": counts})
-    fast, slow = layouts([stats])
-    subset = bool(np.isin(edges[1:-1], points).all())
-    assert (fast._features[0].psi_of_ks is not None) == subset
+    layout = layout_of([stats])
     table = live_column(data.draw, stats, rows, np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))))[:, None]
-    assert np.array_equal(fast.count_features(table), slow.count_features(table))
+    assert np.array_equal(layout.count_features(table), value_by_value(layout, table))
 
 
-def test_old_versions_whose_edges_are_not_quantile_points_are_counted_per_row():
+def test_old_versions_whose_edges_are_not_quantile_points_count_the_same():
     """Before the exporter took the edges from the quantiles, np.quantile at 0.1 x i and at 0.01 x 10i could differ
-    in the last bit: such a version keeps the per-row PSI count, with the same figures."""
+    in the last bit: such a version's PSI bins straddle its KS cells, and still count as each value would."""
     values = np.sort(np.random.default_rng(0).normal(size=1000))
     old_edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, 11)))
     stats = feature_stats("x", values)
     assert not np.isin(old_edges[1:-1], stats.quantiles).all()  # the case this test is about
     old = stats.model_copy(update={"bin_edges": [float(edge) for edge in old_edges],
                                    "counts": [int(count) for count in np.histogram(values, bins=old_edges)[0]]})
-    fast, slow = layouts([old])
-    assert fast._features[0].psi_of_ks is None
+    layout = layout_of([old])
     table = np.random.default_rng(1).normal(size=(500, 1))
-    assert np.array_equal(fast.count_features(table), slow.count_features(table))
+    assert np.array_equal(layout.count_features(table), value_by_value(layout, table))
+
+
+def test_quantile_points_one_float_apart_and_at_the_largest_float():
+    """The KS cell strictly between two points one float apart is empty, and the next float above the largest one
+    is +inf: values there still count where each value would."""
+    top = np.finfo(np.float64).max
+    values = np.array([1.0, np.nextafter(1.0, 2.0), 2.0, top] * 50)
+    with np.errstate(over="ignore"):  # the reference's mean and std overflow
+        layout = layout_of([feature_stats("x", values)])
+    table = np.concatenate([values, [np.nextafter(top, 0), np.inf, -np.inf, np.nan, LOWEST, 0.5, 3.0]] * 10)[:, None]
+    counts = layout.count_features(table)
+    assert np.array_equal(counts, value_by_value(layout, table))
+    assert counts[layout._features[0].non_finite_at] == 30
 
 
 def test_exported_bin_edges_are_quantile_points_and_count_the_reference():
