@@ -47,10 +47,11 @@ class GatewaySettings(BaseSettings):
     )
     run_threads: int = Field(default=2, ge=1, description="threads for session.run calls too slow to run inline")
     joined_run_thread_min_ms: float = Field(
-        default=0.25, ge=0,
+        default=0.1, ge=0,
         description="adaptive batching: a joined run goes to a run thread when its measured cost is at least this, so "
         "the event loop parses the next batch's requests meanwhile; below it the thread hop costs more than it frees "
-        "(measured: joined runs of the logistic regression on a thread lose ~30%, of the MLP and the text model gain)",
+        "(bench/batching.py: the logistic regression's joined runs, ~15 µs, lost ~15-40% on a thread; the MLP's and "
+        "the text model's, 0.2-9 ms, gained)",
     )
     batching: BatchingPolicy = Field(
         default_factory=BatchingPolicy, description="adaptive batching, every version's default, e.g. "
