@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--duration", type=int, default=4, help="seconds measured per cell")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--paired-models", type=lambda s: [m for m in s.split(",") if m], default=["mlp", "lr"])
+    parser.add_argument("--paired-models", type=lambda s: [m for m in s.split(",") if m], default=["mlp", "lr", "text"])
     parser.add_argument("--paired-repeats", type=int, default=4)
     parser.add_argument(
         "--out",

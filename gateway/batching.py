@@ -1,21 +1,27 @@
 """Adaptive batching of one loaded version: concurrent requests joined along axis 0 into one session.run, split back.
 
-    submit   a request's feeds; answered with its own outputs, or the exception its run raised
-    idle     nothing queued, a run slot free and no queue delay: it runs at once, alone, as without batching; except
-             a run cheap enough for the event loop while requests come faster than one run takes: nothing could
-             join it while it runs there, so it queues, to be joined with the requests of its loop iteration
-    queue    otherwise it waits; a drain takes the oldest request and the later ones that can join it (the same
-             inputs, dtypes and shapes past axis 0, the same outputs asked for), up to max_batch_size rows
-    drain    when a run slot frees; with max_queue_delay_ms 0 right after the current event loop iteration (only what
-             is already waiting, Triton's default), else when the oldest has waited that long or the batch is full
-    run      inline when the version's measured cost for the joined rows is under the inline threshold, else on the
-             service's run executor, as unbatched runs are
+    submit   a request's feeds; its outputs at once when it ran alone on the event loop, else a future of them (or
+             of the exception its run raised)
+    alone    with nothing queued or running and no queue delay, a request runs at once, alone, as without batching
+             (inline when its measured cost is under the inline threshold, else on a run thread), unless others are
+             on their way: another request reached the batcher in this event loop iteration (they were parsed while
+             the first one's run held the loop), or the last drain found requests waiting together. Then it queues,
+             and so do those after it, until a drain finds one request with nobody to join it
+    queue    a drain takes the oldest request and the later ones that can join it (the same inputs, dtypes and
+             shapes past axis 0, the same outputs asked for), up to max_batch_size rows
+    drain    when the run in flight ends; with none in flight, right after the current event loop iteration with
+             max_queue_delay_ms 0 (only what is already waiting, Triton's default), else when the oldest has waited
+             that long; a full batch starts at once on a free run thread
+    run      a joined run goes to a run thread when its measured cost is at least joined_thread_min_s, so the event
+             loop parses the next batch's requests while it runs (as Triton's dynamic batcher does); a cheaper one
+             runs inline, where a thread hop would cost more than it frees
     split    each output's rows go back to their request; a joined run that raises (or whose outputs do not have one
              row per input row) is run again request by request, so one bad request fails alone
 
-Runs in flight per version are capped at the run executor's threads: more would only wait in the executor's queue,
-where requests cannot join. The batcher sits below routing: it is one version's, so a canary and its stable version
-never share a run. Everything but the runs happens on the event loop's thread.
+Runs in flight per version are capped at the run executor's threads, and a second starts only for a full batch:
+requests wait for the run in flight rather than start small runs beside it. The batcher sits below routing: it is one
+version's, so a canary and its stable version never share a run. Everything but the runs happens on the event loop's
+thread.
 """
 
 from __future__ import annotations
@@ -116,6 +122,7 @@ class Batcher:
         *,
         max_in_flight: int,
         inline_max_s: float,
+        joined_thread_min_s: float,
         metrics: BatchMetrics,
     ) -> None:
         self._run = run
@@ -125,47 +132,60 @@ class Batcher:
         self._executor = executor
         self._max_in_flight = max_in_flight
         self._inline_max_s = inline_max_s
+        self._joined_thread_min_s = joined_thread_min_s
         self.metrics = metrics
         self._queue: deque[Pending] = deque()
         self._queued_rows = 0
         self._in_flight = 0
         self._drain_soon = False
         self._timer: asyncio.TimerHandle | None = None
-        self._last_submit = float("-inf")
+        self._seen_this_iteration = False  # a request ran alone in the current event loop iteration
+        self._company = False  # requests come together: each queues to be joined, even when nothing runs
 
-    async def submit(self, feeds: Feeds, rows: int, output_names: list[str] | None = None) -> Outputs:
+    def submit(self, feeds: Feeds, rows: int, output_names: list[str] | None = None) -> Outputs | asyncio.Future:
+        """The request's outputs when it ran alone at once on the event loop (raising what its run raised), else a
+        future of them."""
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        # a run cheap enough for the event loop leaves nothing to join while it runs there: it waits for its loop
-        # iteration's company only when requests come faster than one run takes (not at one connection)
-        alone = self._cost_s(rows) > self._inline_max_s or now - self._last_submit >= self._cost_s(1)
-        self._last_submit = now
-        if alone and not self._queue and self._in_flight < self._max_in_flight and self._delay_s == 0:
-            return await self._run_alone(feeds, rows, output_names)
-        key = join_key(feeds, output_names)
-        pending = Pending(feeds, batch_rows(feeds) or rows, key, output_names, loop.create_future(), loop.time())
+        # a second request in one loop iteration was parsed while the first one's run held the loop, perhaps with
+        # others: it queues for them (and the drain that joins them sets _company)
+        if not (self._queue or self._in_flight or self._company or self._delay_s or self._seen_this_iteration):
+            self._seen_this_iteration = True
+            loop.call_soon(self._next_iteration)
+            return self._run_alone(loop, feeds, rows, output_names)
+        pending = Pending(feeds, batch_rows(feeds) or rows, join_key(feeds, output_names), output_names,
+                          loop.create_future(), loop.time())
         self._queue.append(pending)
         self._queued_rows += pending.rows
         self._schedule(loop)
-        return await pending.future
+        return pending.future
 
-    async def _run_alone(self, feeds: Feeds, rows: int, output_names: list[str] | None) -> Outputs:
+    def _next_iteration(self) -> None:
+        self._seen_this_iteration = False
+
+    def _run_alone(self, loop: asyncio.AbstractEventLoop, feeds: Feeds, rows: int,
+                   output_names: list[str] | None) -> Outputs | asyncio.Future:
         self.metrics.record_wait(0.0)
         self.metrics.record_run(rows)
         if self._cost_s(rows) <= self._inline_max_s:
             return self._run(feeds, output_names)
-        loop = asyncio.get_running_loop()
         self._in_flight += 1
-        try:
-            return await loop.run_in_executor(self._executor, self._run, feeds, output_names)
-        finally:
-            self._in_flight -= 1
-            if self._queue:
-                self._drain()
+        running = loop.run_in_executor(self._executor, self._run, feeds, output_names)
+        running.add_done_callback(self._ran_alone)
+        return running
+
+    def _ran_alone(self, _: asyncio.Future) -> None:
+        self._in_flight -= 1
+        if self._queue:
+            self._drain()
+
+    def _may_start(self) -> bool:
+        """A run may start now: a run thread is free, and nothing is running or a full batch is waiting."""
+        in_flight = self._in_flight
+        return in_flight == 0 or (in_flight < self._max_in_flight and self._queued_rows >= self._max_rows)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._in_flight >= self._max_in_flight:
-            return  # the run that ends first drains
+        if not self._may_start():
+            return  # the run in flight drains when it ends
         if self._delay_s == 0 or self._queued_rows >= self._max_rows:
             if not self._drain_soon:
                 self._drain_soon = True
@@ -179,13 +199,14 @@ class Batcher:
             self._timer.cancel()
             self._timer = None
         loop = asyncio.get_running_loop()
-        while self._queue and self._in_flight < self._max_in_flight:
+        while self._queue and self._may_start():
             oldest = self._queue[0]
             if self._delay_s and self._queued_rows < self._max_rows and loop.time() < oldest.queued_at + self._delay_s:
                 self._timer = loop.call_at(oldest.queued_at + self._delay_s, self._drain)
                 return
             batch = self._take()
             if batch:
+                self._company = len(batch) > 1 or bool(self._queue)
                 self._start(loop, batch)
 
     def _take(self) -> list[Pending]:
@@ -218,7 +239,8 @@ class Batcher:
         rows = [pending.rows for pending in batch]
         self.metrics.record_run(sum(rows))
         job = functools.partial(run_joined, self._run, [pending.feeds for pending in batch], rows, batch[0].output_names)
-        if self._cost_s(sum(rows)) <= self._inline_max_s:
+        cost_s = self._cost_s(sum(rows))
+        if cost_s <= self._inline_max_s and (len(batch) == 1 or cost_s < self._joined_thread_min_s):
             self._answer(batch, job())
             return
         self._in_flight += 1

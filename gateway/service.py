@@ -118,6 +118,7 @@ class Service:
         if policy.enabled:
             loaded.batcher = Batcher(loaded.run, loaded.estimated_cost_s, policy, self._executor,
                                      max_in_flight=self.settings.run_threads, inline_max_s=self._inline_max_s,
+                                     joined_thread_min_s=self.settings.joined_run_thread_min_ms / 1000,
                                      metrics=self.metrics.for_batching(name, version))
         loaded.drift = self.drift.window_for(loaded.metadata)
         return loaded
@@ -481,7 +482,8 @@ class Service:
         batching enabled goes through its batcher, which makes the same choice for each run."""
         try:
             if loaded.batcher is not None:
-                return await loaded.batcher.submit(feeds, rows, output_names)
+                outputs = loaded.batcher.submit(feeds, rows, output_names)
+                return outputs if type(outputs) is dict else await outputs  # a dict: it ran alone, at once
             if loaded.estimated_cost_s(rows) <= self._inline_max_s:
                 return loaded.run(feeds, output_names)
             loop = asyncio.get_running_loop()

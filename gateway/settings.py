@@ -58,6 +58,13 @@ class GatewaySettings(BaseSettings):
         "above it, on a worker thread (measured: inline wins up to ~2 ms per run on 2 cores)",
     )
     run_threads: int = Field(default=2, ge=1, description="threads for session.run calls too slow to run inline")
+    joined_run_thread_min_ms: float = Field(
+        default=0.1, ge=0,
+        description="adaptive batching: a joined run goes to a run thread when its measured cost is at least this, so "
+        "the event loop parses the next batch's requests meanwhile; below it the thread hop costs more than it frees "
+        "(bench/batching.py: the logistic regression's joined runs, ~15 µs, lost ~15-40% on a thread; the MLP's and "
+        "the text model's, 0.2-9 ms, gained)",
+    )
     batching: BatchingPolicy = Field(
         default_factory=BatchingPolicy, description="adaptive batching, every version's default, e.g. "
         'ONNXGATE_BATCHING=\'{"enabled": true, "max_batch_size": 32, "max_queue_delay_ms": 0}\'; a version\'s '

@@ -125,6 +125,7 @@ def batcher_for(model: LoadedModel, executor: ThreadPoolExecutor, **policy: obje
         executor,
         max_in_flight=1,
         inline_max_s=0.0,
+        joined_thread_min_s=0.0,
         metrics=BatchMetrics((model.name, model.version)),
     )
 
@@ -224,6 +225,122 @@ def test_a_request_whose_caller_went_away_is_dropped(loaded):
         [answer] = asyncio.run(scenario(batcher))
     assert answer["label"].tolist() == text_expected(["good"], 8).tolist()
     assert batcher.metrics.size_sum == 1
+
+
+def recording(model: LoadedModel, gate: threading.Event | None = None) -> tuple[Callable, list[tuple[int, int]]]:
+    """The model's own run, noting (thread, rows) of each call; a joined run (more than one row) first waits for
+    `gate` when one is given, so a test can act while it is in flight."""
+    calls: list[tuple[int, int]] = []
+
+    def run(feeds: dict, output_names: list[str] | None) -> dict:
+        rows = batch_rows(feeds)
+        calls.append((threading.get_ident(), rows))
+        if gate is not None and rows > 1:
+            assert gate.wait(DEADLINE_S)
+        return model.run(feeds, output_names)
+
+    return run, calls
+
+
+def inline_batcher(model: LoadedModel, run: Callable, executor: ThreadPoolExecutor, *, joined_thread_min_s: float,
+                   max_in_flight: int = 1, **policy: object) -> Batcher:
+    """A batcher whose lone runs are cheap enough for the event loop, as the benchmark's models are."""
+    return Batcher(run, model.estimated_cost_s, BatchingPolicy(enabled=True, **policy), executor,
+                   max_in_flight=max_in_flight, inline_max_s=1.0, joined_thread_min_s=joined_thread_min_s,
+                   metrics=BatchMetrics((model.name, model.version)))
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {DEADLINE_S} s: {what}"
+        await asyncio.sleep(0.005)
+
+
+def test_one_request_at_a_time_runs_at_once_on_the_event_loop_as_without_batching(loaded):
+    """One connection: each request finds the batcher idle and nobody else in its loop iteration, so it runs at once,
+    inline, and its outputs come back from submit itself, without a future or a wait."""
+    mlp = loaded["mlp"]
+    rows = np.random.default_rng(6).normal(size=(6, MLP["n_features"])).astype(np.float32)
+    run, calls = recording(mlp)
+
+    async def one_at_a_time(batcher: Batcher) -> list[dict]:
+        answers = []
+        for index in range(len(rows)):
+            answer = batcher.submit({"X": rows[index : index + 1]}, 1)
+            assert type(answer) is dict, f"request {index} waited"
+            answers.append(answer)
+            await asyncio.sleep(0)  # the next request comes in a later loop iteration, as over one connection
+        return answers
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = inline_batcher(mlp, run, executor, joined_thread_min_s=1.0)
+        answers = asyncio.run(one_at_a_time(batcher))
+    np.testing.assert_allclose(np.concatenate([a["y"] for a in answers]), mlp_expected(rows, **MLP), rtol=1e-4, atol=1e-5)
+    assert calls == [(threading.get_ident(), 1)] * len(rows)
+    assert batcher.metrics.size_buckets[0] == len(rows) and batcher.metrics.delay_sum == 0.0
+
+
+def test_requests_of_one_loop_iteration_are_joined_until_one_comes_alone_again(loaded):
+    """The first request of a loop iteration runs at once; the others parsed behind it show that requests come
+    together, so they queue and run joined, and so does the next one, until a drain finds it alone."""
+    mlp = loaded["mlp"]
+    rows = np.random.default_rng(7).normal(size=(11, MLP["n_features"])).astype(np.float32)
+    run, calls = recording(mlp)
+
+    async def scenario(batcher: Batcher) -> list[dict]:
+        first = batcher.submit({"X": rows[:1]}, 1)
+        rest = [batcher.submit({"X": rows[i : i + 1]}, 1) for i in range(1, 9)]
+        assert type(first) is dict and all(isinstance(r, asyncio.Future) for r in rest)
+        answers = [first, *await asyncio.gather(*rest)]
+        late = batcher.submit({"X": rows[9:10]}, 1)  # company was seen lately: it waits for the next drain
+        assert isinstance(late, asyncio.Future)
+        answers.append(await late)
+        await asyncio.sleep(0)
+        alone = batcher.submit({"X": rows[10:11]}, 1)  # that drain found it alone: back to running at once
+        assert type(alone) is dict
+        return [*answers, alone]
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = inline_batcher(mlp, run, executor, joined_thread_min_s=1.0)
+        answers = asyncio.run(scenario(batcher))
+    np.testing.assert_allclose(np.concatenate([a["y"] for a in answers]), mlp_expected(rows, **MLP), rtol=1e-4, atol=1e-5)
+    loop_thread = threading.get_ident()  # a joined run this cheap stays on the event loop
+    assert calls == [(loop_thread, 1), (loop_thread, 8), (loop_thread, 1), (loop_thread, 1)]
+    assert batcher.metrics.size_buckets[BATCH_SIZE_BUCKETS.index(8)] == 1 and batcher.metrics.size_sum == len(rows)
+
+
+def test_a_joined_run_worth_a_thread_runs_off_the_loop_while_the_next_batch_gathers(loaded):
+    """While a joined run is on a run thread the event loop keeps taking requests: they wait for it (no small run
+    starts beside it) unless a full batch is waiting and a thread is free."""
+    mlp = loaded["mlp"]
+    rows = np.random.default_rng(8).normal(size=(8, MLP["n_features"])).astype(np.float32)
+    gate = threading.Event()
+    run, calls = recording(mlp, gate)
+
+    def submit(batcher: Batcher, start: int, stop: int) -> list:
+        return [batcher.submit({"X": rows[i : i + 1]}, 1) for i in range(start, stop)]
+
+    async def scenario(batcher: Batcher) -> list[dict]:
+        first = batcher.submit({"X": rows[:1]}, 1)
+        joined = submit(batcher, 1, 4)
+        await until(lambda: len(calls) == 2, "the joined run started")  # the loop runs this test while it is in flight
+        waiting = submit(batcher, 4, 6)
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        assert len(calls) == 2, "a run of 2 rows started beside the one in flight"
+        full = submit(batcher, 6, 8)  # 4 rows waiting: a full batch, and the second thread is free
+        await until(lambda: len(calls) == 3, "the full batch started beside the run in flight")
+        gate.set()
+        return [first, *await asyncio.gather(*joined, *waiting, *full)]
+
+    with ThreadPoolExecutor(2) as executor:
+        batcher = inline_batcher(mlp, run, executor, joined_thread_min_s=0.0, max_in_flight=2, max_batch_size=4)
+        answers = asyncio.run(scenario(batcher))
+    np.testing.assert_allclose(np.concatenate([a["y"] for a in answers]), mlp_expected(rows, **MLP), rtol=1e-4, atol=1e-5)
+    loop_thread = threading.get_ident()
+    assert [rows for _, rows in calls] == [1, 3, 4]
+    assert calls[0][0] == loop_thread and loop_thread not in (calls[1][0], calls[2][0])
 
 
 # -- settings ------------------------------------------------------------------------------------------------------
@@ -419,3 +536,27 @@ def test_a_canary_and_its_stable_version_never_share_a_run(servers, batching_sto
     assert seen == {"v1.0.0", "v2.0.0"}
     metrics = servers["on"].get("/metrics").text
     assert sample(metrics, "batch_size_count", model="iris", version="v2.0.0") > 0
+
+
+def test_with_default_settings_one_client_runs_alone_and_concurrent_clients_are_joined(batching_store):
+    """The gateway's defaults: the test MLP is cheap enough to run inline. One client at a time: every run is one
+    request, with no wait; concurrent clients: their requests are joined."""
+    store, _ = batching_store
+    app = create_app(gateway_settings(store, batching=BatchingPolicy(enabled=True)), metrics_registry=CollectorRegistry())
+    rows = np.random.default_rng(14).normal(size=(48, MLP["n_features"])).astype(np.float32).round(3)
+    expected = mlp_expected(rows, **MLP)
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for row, want in zip(rows[:16], expected[:16], strict=True):
+            answer = client.post("/predict/mlp", json={"inputs": [row.tolist()]})
+            np.testing.assert_allclose(answer.json()["outputs"]["y"][0], want, rtol=1e-4, atol=1e-5)
+        metrics = client.get("/metrics").text
+        assert sample(metrics, "batch_size_count", model="mlp") == 16
+        assert sample(metrics, "batch_size_bucket", model="mlp", le="1.0") == 16
+        assert sample(metrics, "batch_queue_delay_seconds_sum", model="mlp") == 0.0
+
+        def concurrent_round() -> None:
+            answers = concurrently([post(client, "/predict/mlp", {"inputs": [row.tolist()]}) for row in rows])
+            got = np.array([a.json()["outputs"]["y"][0] for a in answers])
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+        until_batched(client, "mlp", concurrent_round)
