@@ -27,7 +27,7 @@ from bench.loadgen import LoadgenError, LoadSpec, finish_wrk, require_wrk, run_w
 from bench.make_models import BenchModels, build
 from bench.peer_targets import PEERS
 from bench.run import CORE_TARGETS, make_target
-from bench.servers import PREDICT_LUA, Endpoint, RunningServer, Target, free_port, running
+from bench.servers import PREDICT_LUA, Endpoint, RunningServer, Target, env_pairs, free_port, running
 from bench.train_sklearn import MODEL_KINDS
 
 PAIRABLE = [name for name in CORE_TARGETS if name != "mlserver"]  # MLServer's repository is not built here
@@ -55,17 +55,6 @@ def side(label: str, models: BenchModels, workdir: Path, env: dict[str, str] | N
                 return Side(shown_side(label, env or {}), target, endpoint, port)
     known = [endpoint.label for target in targets for endpoint in target.endpoints]
     raise SystemExit(f"unknown endpoint {label!r}; choose from {', '.join(known)}")
-
-
-def env_pairs(pairs: list[str]) -> dict[str, str]:
-    """`KEY=VALUE` arguments as a dict."""
-    env = {}
-    for pair in pairs:
-        key, equals, value = pair.partition("=")
-        if not key or not equals:
-            raise SystemExit(f"--env-a/--env-b take KEY=VALUE, not {pair!r}")
-        env[key] = value
-    return env
 
 
 def shown_side(label: str, env: dict[str, str]) -> str:
