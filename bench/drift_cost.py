@@ -20,38 +20,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
-import numpy as np
-import onnxruntime as ort
-from sklearn.datasets import load_breast_cancer
 
 from bench.answers import bench_row, check_answer, expected_answer
 from bench.loadgen import LoadSpec, require_wrk, run_wrk
-from bench.make_models import CHANGE, INPUT_NAME, VERSION, BenchModels, build
+from bench.make_models import BenchModels, build, watch_drift
 from bench.paired import Side, cpu_us_per_request
 from bench.servers import PREDICT_LUA, Endpoint, free_port, gateway_target, running
-from exporters.stats import prediction_stats, reference_stats
-from modelstore.layout import Store
-from modelstore.writer import publish
 
 MODEL = "lr"
 LABELS = {False: "drift off", True: "drift on"}
-
-
-def watch_drift(store_root: Path, onnx_path: Path) -> None:
-    """Publish `lr` again with reference statistics of its training rows and of its answers on them (what
-    `onnxgate export --reference-data` keeps)."""
-    store = Store(store_root)
-    metadata = store.read_metadata(MODEL, VERSION)
-    data = load_breast_cancer()
-    session = ort.InferenceSession(onnx_path.read_bytes(), providers=["CPUExecutionProvider"])
-    names = [output.name for output in session.get_outputs()]
-    outputs = dict(zip(names, session.run(names, {INPUT_NAME: data.data.astype(np.float32)}), strict=True))
-    prediction, why_not = prediction_stats(outputs, label_output=metadata.label_output,
-                                           score_output=metadata.score_output)
-    stats = reference_stats(data.data, INPUT_NAME, feature_names=[str(name) for name in data.feature_names])
-    stats = stats.model_copy(update={"prediction": prediction, "prediction_reason": why_not})
-    publish(store, metadata.model_copy(update={"reference_stats": stats}), onnx_path.read_bytes(), change=CHANGE,
-            force=True)
 
 
 def side(models: BenchModels, drift: bool) -> Side:

@@ -25,6 +25,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.datasets import load_breast_cancer
 
 from bench.train_sklearn import MODEL_KINDS, train
+from exporters.stats import prediction_stats, reference_stats
 from modelstore.deployments import Change, deploy
 from modelstore.layout import Store
 from modelstore.metadata import ModelMetadata, NodeCompatibility, ParityResult, ReferenceStats, TensorSpec
@@ -127,6 +128,23 @@ def build(out_dir: Path, mlserver_python: Path | None) -> BenchModels:
     return BenchModels(store_root, onnx_paths, repository)
 
 
+def watch_drift(store_root: Path, onnx_path: Path) -> None:
+    """Publish `lr` again with reference statistics of its training rows and of its answers on them (what
+    `onnxgate export --reference-data` keeps), so that the gateway's live drift counts the rows it serves."""
+    store = Store(store_root)
+    metadata = store.read_metadata("lr", VERSION)
+    data = load_breast_cancer()
+    session = ort.InferenceSession(onnx_path.read_bytes(), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    outputs = dict(zip(names, session.run(names, {INPUT_NAME: data.data.astype(np.float32)}), strict=True))
+    prediction, why_not = prediction_stats(outputs, label_output=metadata.label_output,
+                                           score_output=metadata.score_output)
+    stats = reference_stats(data.data, INPUT_NAME, feature_names=[str(name) for name in data.feature_names])
+    stats = stats.model_copy(update={"prediction": prediction, "prediction_reason": why_not})
+    publish(store, metadata.model_copy(update={"reference_stats": stats}), onnx_path.read_bytes(), change=CHANGE,
+            force=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Train, export and publish the benchmark models.")
     parser.add_argument("--out", type=Path, required=True)
@@ -143,3 +161,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -7,6 +7,10 @@ The two sides may be two endpoints of one target (each side gets its own server)
 
 Run (repo root): .venv/bin/python -m bench.paired "floor /predict" "gateway v2 infer" [--model lr --repeats 4]
 (an installed peer's endpoint, e.g. "litserve /predict", pairs too)
+
+One endpoint against itself with a different environment prices a switch, e.g. capture on against off:
+.venv/bin/python -m bench.paired "gateway /predict" "gateway /predict" --env-b ONNXGATE_CAPTURE_RATE=1
+(`--env-b PYTHONPATH=/tmp/variant` serves a modified copy of a package, for a variant that has no switch.)
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import contextlib
 import statistics
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.answers import bench_row, check_answer, expected_answer
@@ -23,7 +27,7 @@ from bench.loadgen import LoadgenError, LoadSpec, finish_wrk, require_wrk, run_w
 from bench.make_models import BenchModels, build
 from bench.peer_targets import PEERS
 from bench.run import CORE_TARGETS, make_target
-from bench.servers import PREDICT_LUA, Endpoint, RunningServer, Target, free_port, running
+from bench.servers import PREDICT_LUA, Endpoint, RunningServer, Target, env_pairs, free_port, running
 from bench.train_sklearn import MODEL_KINDS
 
 PAIRABLE = [name for name in CORE_TARGETS if name != "mlserver"]  # MLServer's repository is not built here
@@ -37,17 +41,24 @@ class Side:
     port: int
 
 
-def side(label: str, models: BenchModels, workdir: Path) -> Side:
-    """The server and endpoint behind an endpoint label such as "gateway v2 infer" (a fresh server and port)."""
+def side(label: str, models: BenchModels, workdir: Path, env: dict[str, str] | None = None) -> Side:
+    """The server and endpoint behind an endpoint label such as "gateway v2 infer" (a fresh server and port), its
+    server started with `env` added to its environment."""
     port = free_port()
     names = [*PAIRABLE, *(name for name, peer in PEERS.items() if peer.available())]
     targets = [make_target(name, models, port, workdir, None) for name in names]
     for target in targets:
         for endpoint in target.endpoints:
             if endpoint.label == label:
-                return Side(label, target, endpoint, port)
+                if env:
+                    target = replace(target, env={**target.env, **env})
+                return Side(shown_side(label, env or {}), target, endpoint, port)
     known = [endpoint.label for target in targets for endpoint in target.endpoints]
     raise SystemExit(f"unknown endpoint {label!r}; choose from {', '.join(known)}")
+
+
+def shown_side(label: str, env: dict[str, str]) -> str:
+    return f"{label} [{' '.join(f'{key}={value}' for key, value in env.items())}]" if env else label
 
 
 def cpu_us_per_request(servers: list[RunningServer], urls: list[str], sides: list[Side], spec: LoadSpec) -> list[float]:
@@ -70,9 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--duration", type=int, default=5, help="seconds of measured load per repetition")
     parser.add_argument("--connections", type=int, default=8, help="per side")
+    parser.add_argument("--env-a", action="append", default=[], metavar="KEY=VALUE",
+                        help="added to the environment of a's server (repeatable)")
+    parser.add_argument("--env-b", action="append", default=[], metavar="KEY=VALUE",
+                        help="added to the environment of b's server (repeatable)")
     args = parser.parse_args(argv)
-    if args.a == args.b:
-        parser.error("compare two different endpoints")
+    env_a, env_b = env_pairs(args.env_a), env_pairs(args.env_b)
+    if args.a == args.b and env_a == env_b:
+        parser.error("compare two different endpoints, or one endpoint with two environments")
+    name_a, name_b = shown_side(args.a, env_a), shown_side(args.b, env_b)
     require_wrk()
     spec, warmup = LoadSpec(args.duration, args.connections), LoadSpec(1, args.connections)
     ratios = []
@@ -80,23 +97,23 @@ def main(argv: list[str] | None = None) -> int:
         models = build(Path(tmp), None)
         expected = expected_answer(models.onnx_paths[args.model], bench_row(PREDICT_LUA))
         for repetition in range(args.repeats):
-            sides = [side(args.a, models, Path(tmp)), side(args.b, models, Path(tmp))]
+            sides = [side(args.a, models, Path(tmp), env_a), side(args.b, models, Path(tmp), env_b)]
             if repetition % 2:  # alternate which side starts first
                 sides.reverse()
             with contextlib.ExitStack() as stack:
-                servers = [stack.enter_context(running(s.target, s.port, Path(tmp) / f"{s.target.name}.log"))
-                           for s in sides]
+                servers = [stack.enter_context(running(s.target, s.port, Path(tmp) / f"{s.target.name}-{i}.log"))
+                           for i, s in enumerate(sides)]
                 urls = [server.base_url + s.endpoint.path(args.model) for server, s in zip(servers, sides, strict=True)]
                 for url, s in zip(urls, sides, strict=True):
                     check_answer(url, s.endpoint, expected)
                     run_wrk(url, s.endpoint.lua_script, warmup)
                 figures = dict(zip((s.label for s in sides), cpu_us_per_request(servers, urls, sides, spec),
                                    strict=True))
-            ratio = figures[args.b] / figures[args.a]
+            ratio = figures[name_b] / figures[name_a]
             ratios.append(ratio)
-            print(f"rep {repetition + 1}: {args.a} {figures[args.a]:6.1f} µs/req, {args.b} {figures[args.b]:6.1f} "
+            print(f"rep {repetition + 1}: {name_a} {figures[name_a]:6.1f} µs/req, {name_b} {figures[name_b]:6.1f} "
                   f"µs/req, ratio {ratio:.3f}", flush=True)
-    print(f"{args.model}: {args.b!r} uses {statistics.median(ratios):.3f}x the CPU per request of {args.a!r} "
+    print(f"{args.model}: {name_b!r} uses {statistics.median(ratios):.3f}x the CPU per request of {name_a!r} "
           f"(median of {len(ratios)} paired runs)")
     return 0
 

@@ -18,12 +18,12 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from bench.answers import Expected, WrongAnswer, bench_row, check_answer, expected_answer
 from bench.loadgen import LoadgenError, LoadSpec, require_wrk, run_wrk
-from bench.make_models import BenchModels, build
+from bench.make_models import BenchModels, build, watch_drift
 from bench.peer_targets import PEERS, peer_target
 from bench.report import Measurement, print_report, ratios, summarize
 from bench.servers import (
@@ -33,6 +33,7 @@ from bench.servers import (
     RunningServer,
     ServerError,
     Target,
+    env_pairs,
     floor_target,
     free_port,
     gateway_target,
@@ -62,8 +63,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--extra-pythonpath", type=Path, default=None,
                         help="prepended to PYTHONPATH of the floor and the gateway, e.g. a `pip install --target DIR "
                              "uvloop httptools` to see what uvicorn[standard] would change")
+    parser.add_argument("--drift", action="store_true", help="publish lr with reference statistics, so that the "
+                        "gateway's live drift (on by default) counts every row it serves")
+    parser.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="added to the gateway's environment (repeatable), e.g. ONNXGATE_CAPTURE_RATE=1")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
+    args.gateway_env = env_pairs(args.gateway_env)
     args.targets = _subset(parser, args.targets, TARGETS)
     args.models = _subset(parser, args.models, MODEL_KINDS)
     return args
@@ -78,11 +84,12 @@ def _subset(parser: argparse.ArgumentParser, text: str, allowed: tuple[str, ...]
 
 
 def make_target(name: str, models: BenchModels, port: int, workdir: Path, extra_pythonpath: Path | None,
-                connections: int = 16) -> Target:
+                connections: int = 16, gateway_env: dict[str, str] | None = None) -> Target:
     if name in ("floor", "floor-asgi"):
         return floor_target(models, port, extra_pythonpath, asgi=name == "floor-asgi")
     if name == "gateway":
-        return gateway_target(models, port, extra_pythonpath)
+        target = gateway_target(models, port, extra_pythonpath)
+        return replace(target, env={**target.env, **gateway_env}) if gateway_env else target
     if name in PEERS:
         return peer_target(name, models, port, connections)
     return mlserver_target(models, port, workdir)
@@ -92,7 +99,7 @@ def measure_target(name: str, repetition: int, models: BenchModels, expected: di
                    workdir: Path, log: Callable[[str], None]) -> tuple[list[Measurement], dict]:
     """Start one server, check then load each of its endpoints for each model, stop it."""
     port = free_port()
-    target = make_target(name, models, port, workdir, args.extra_pythonpath, args.connections)
+    target = make_target(name, models, port, workdir, args.extra_pythonpath, args.connections, args.gateway_env)
     spec = LoadSpec(args.duration, args.connections, args.threads)
     warmup = LoadSpec(args.warmup, args.connections, args.threads)
     measurements: list[Measurement] = []
@@ -234,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="onnxgate-bench-") as tmp:
         workdir = Path(tmp)
         models = build(workdir, MLSERVER_VENV / "bin" / "python" if "mlserver" in args.targets else None)
+        if args.drift:
+            watch_drift(models.store_root, models.onnx_paths["lr"])
         row = bench_row(PREDICT_LUA)
         expected = {model: expected_answer(models.onnx_paths[model], row) for model in args.models}
         for repetition in range(args.repeats):

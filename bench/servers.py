@@ -73,6 +73,17 @@ def server_env(extra_pythonpath: Path | None) -> dict[str, str]:
     return {"PYTHONPATH": f"{extra_pythonpath}{os.pathsep}{existing}" if existing else str(extra_pythonpath)}
 
 
+def env_pairs(pairs: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` arguments as a dict."""
+    env = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not key or not equals:
+            raise SystemExit(f"expected KEY=VALUE, not {pair!r}")
+        env[key] = value
+    return env
+
+
 def floor_target(models: BenchModels, port: int, extra_pythonpath: Path | None = None, *, asgi: bool = False) -> Target:
     """The floor as a bare Starlette endpoint, or with `asgi` the same code as one plain ASGI callable."""
     name = "floor-asgi" if asgi else "floor"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,11 +23,12 @@ from bench.grpc_floor import running_floor
 from bench.grpc_vs_http import check_grpc_answer, infer_request
 from bench.grpc_vs_http import summarize as summarize_grpc
 from bench.loadgen import LoadSpec, WrkResult, parse_wrk_output, run_wrk
-from bench.make_models import ENVIRONMENT, VERSION, BenchModels, build
+from bench.make_models import ENVIRONMENT, VERSION, BenchModels, build, watch_drift
 from bench.report import Measurement, ratios, summarize
-from bench.servers import PREDICT_LUA, V2_INFER_LUA, Endpoint, floor_target, free_port, running
+from bench.servers import PREDICT_LUA, V2_INFER_LUA, Endpoint, env_pairs, floor_target, free_port, running
 from bench.train_sklearn import MODEL_KINDS, train
 from modelstore.layout import Store
+from monitoring.capture import read_captures
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:1234/predict/lr
   1 threads and 16 connections
@@ -173,6 +175,52 @@ def test_paired_refuses_an_unknown_endpoint(models: BenchModels, tmp_path: Path)
 
     with pytest.raises(SystemExit, match="unknown endpoint 'gateway /nope'"):
         paired.side("gateway /nope", models, tmp_path)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset")
+def test_a_paired_side_with_an_environment_runs_its_server_with_it(models: BenchModels, tmp_path: Path):
+    """--env-b ONNXGATE_CAPTURE_RATE=1: that side's server has the variable, and captures what it answers."""
+    from bench import paired
+
+    plain = paired.side("gateway /predict", models, tmp_path)
+    switched = paired.side("gateway /predict", models, tmp_path, {"ONNXGATE_CAPTURE_RATE": "1"})
+    assert plain.label == "gateway /predict"
+    assert switched.label == "gateway /predict [ONNXGATE_CAPTURE_RATE=1]"
+    expected = expected_answer(models.onnx_paths["lr"], bench_row(PREDICT_LUA))
+    with running(switched.target, switched.port, tmp_path / "switched.log") as server:
+        environ = Path(f"/proc/{server.process_group}/environ").read_bytes().split(b"\0")
+        assert b"ONNXGATE_CAPTURE_RATE=1" in environ
+        answer = check_answer(server.base_url + switched.endpoint.path("lr"), switched.endpoint, expected)
+        deadline = time.monotonic() + 60
+        while not any(record["id"] == answer["id"] for record in read_captures(models.store_root, "lr", ENVIRONMENT)):
+            assert time.monotonic() < deadline, "the answer was never captured"
+            time.sleep(0.2)
+
+
+def test_paired_refuses_one_endpoint_against_itself_unchanged_and_a_malformed_environment():
+    from bench import paired
+
+    with pytest.raises(SystemExit):
+        paired.main(["gateway /predict", "gateway /predict", "--env-a", "X=1", "--env-b", "X=1"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        env_pairs(["ONNXGATE_CAPTURE_RATE"])
+    assert env_pairs(["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
+
+
+def test_run_with_drift_and_a_gateway_environment_serves_a_watched_lr_with_that_environment(tmp_path: Path):
+    """`run.py --drift --gateway-env ONNXGATE_CAPTURE_RATE=1`: lr carries reference statistics (so live drift counts
+    its rows), and only the gateway's server gets the variable."""
+    from bench.run import make_target, parse_args
+
+    models = build(tmp_path, None)
+    watch_drift(models.store_root, models.onnx_paths["lr"])
+    assert Store(models.store_root).read_metadata("lr", VERSION).reference_stats.available
+    args = parse_args(["--drift", "--gateway-env", "ONNXGATE_CAPTURE_RATE=1", "--targets", "gateway,floor-asgi"])
+    assert args.drift and args.gateway_env == {"ONNXGATE_CAPTURE_RATE": "1"}
+    gateway = make_target("gateway", models, free_port(), tmp_path, None, gateway_env=args.gateway_env)
+    floor = make_target("floor-asgi", models, free_port(), tmp_path, None, gateway_env=args.gateway_env)
+    assert gateway.env["ONNXGATE_CAPTURE_RATE"] == "1" and "ONNXGATE_CAPTURE_RATE" not in floor.env
 
 
 def test_async_load_generators_count_answers_and_failures(models: BenchModels, tmp_path: Path) -> None:
