@@ -24,10 +24,6 @@ SERVING_CODE = ("gateway", "modelstore", "monitoring", "onnxgate")
 # The standard variables boto3 reads for the artifact store (AWS_ENDPOINT_URL for MinIO and other S3-compatibles).
 AWS_VARIABLES = frozenset({"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                            "AWS_DEFAULT_REGION", "AWS_REGION"})
-# Issue 16's shared backends, added on their own branches (PostgreSQL registry, S3 artifacts and their cache): named
-# here until they are merged; from then on the serving code names them and this set can go.
-SHARED_BACKEND_VARIABLES = frozenset({"ONNXGATE_REGISTRY_URL", "ONNXGATE_ARTIFACTS_URL", "ONNXGATE_CACHE_DIR"})
-
 
 @cache
 def rendered(overlay: str) -> tuple[dict, ...]:
@@ -71,7 +67,7 @@ def named_in_serving_code() -> frozenset[str]:
 
 def unknown_variables(names: set[str]) -> set[str]:
     """The names among `names` that nothing in the gateway (or boto3's standard set) reads."""
-    known = settings_variables() | named_in_serving_code() | AWS_VARIABLES | SHARED_BACKEND_VARIABLES
+    known = settings_variables() | named_in_serving_code() | AWS_VARIABLES
     return set(names) - known
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from gateway.settings import GatewaySettings
-from tests.deploy.manifests import COMPOSE_FILE, REPO, SHARED_BACKEND_VARIABLES, image_port, unknown_variables
+from tests.deploy.manifests import COMPOSE_FILE, REPO, image_port, unknown_variables
 
 GATEWAYS = ("gateway-production", "gateway-staging")
 
@@ -61,8 +61,7 @@ def test_the_gateways_variables_are_read_and_accepted(service: str, monkeypatch:
     environment = compose()["services"][service]["environment"]
     assert not unknown_variables(set(environment)), f"nothing in the gateway reads {unknown_variables(set(environment))}"
     for name, value in environment.items():
-        if name not in SHARED_BACKEND_VARIABLES:
-            monkeypatch.setenv(name, str(value))
+        monkeypatch.setenv(name, str(value))
     settings = GatewaySettings()
     assert settings.slo.given()["max_error_rate"] == 0.01
 

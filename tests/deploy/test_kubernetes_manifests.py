@@ -18,7 +18,6 @@ from gateway.settings import GatewaySettings
 from modelstore.policy import parse_policy
 from tests.deploy.manifests import (
     OVERLAYS,
-    SHARED_BACKEND_VARIABLES,
     gateway_container,
     image_port,
     one,
@@ -165,6 +164,10 @@ def test_the_configuration_is_accepted_by_the_gateway(overlay: str, tmp_path: Pa
     assert settings.slo.given() == json.loads(data["slo.json"])
     assert str(settings.store) == resolved_environment(resources)["ONNXGATE_STORE"]
     assert str(settings.admin_tokens) == resolved_environment(resources)["ONNXGATE_ADMIN_TOKENS"]
+
+
+# The shared backends need their servers (tests/shared_backends and tests/s3 start them): left out of the probe test.
+SHARED_BACKEND_VARIABLES = frozenset({"ONNXGATE_REGISTRY_URL", "ONNXGATE_ARTIFACTS_URL"})
 
 
 @pytest.mark.e2e
