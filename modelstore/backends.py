@@ -51,6 +51,14 @@ class RegistryBackend(Protocol):
         """Write `state` (its revision number one above the one read) with its audit `entries`, as one change, iff the
         registry is still at `expected`; else raise RevisionConflict and write nothing. Returns the new revision."""
 
+    def export_raw(self) -> tuple[bytes | None, bytes]:
+        """The registry's JSON exactly as registry.json holds it (None when there is none) and the audit log's lines
+        exactly as audit.log holds them, as one commit left them: what `onnxgate store migrate` copies."""
+
+    def import_raw(self, document: bytes, log: bytes) -> None:
+        """Write what another registry's `export_raw` gave, verbatim (the chain's hashes unchanged), into this empty
+        registry; TargetNotEmpty if it holds a registry or any audit line."""
+
 
 class SharedRegistry(RegistryBackend, Protocol):
     """A registry that does not live under the store's root (a database): it says itself when it changes, and holds

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelstore.layout import Store
-from tests.factories import make_pg_store
+from tests.factories import make_pg_store, make_shared_store
 from tests.shared_backends.postgres_server import SUPERUSER, PostgresServer, postgres_server, server_binaries
 
 
@@ -43,5 +43,14 @@ def registry_url(postgres: PostgresServer) -> str:
 def pg_store(tmp_path: Path, registry_url: str) -> Iterator[Store]:
     """A store with its artifacts under tmp_path and its registry in a fresh database."""
     store = make_pg_store(tmp_path / "models", registry_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def shared_store(tmp_path: Path, registry_url: str, bucket_url: str) -> Iterator[Store]:
+    """A store with its registry in a fresh database and its versions' files in a fresh bucket (tmp_path/writer
+    holds only the writer's local copies)."""
+    store = make_shared_store(tmp_path / "writer", registry_url, bucket_url)
     yield store
     store.close()
