@@ -32,6 +32,12 @@ class AuditTrail(Protocol):
     def verify(self) -> int:
         """Check the hash chain; return the number of entries, or raise AuditChainBroken naming where it breaks."""
 
+    def read_bytes(self) -> bytes:
+        """Every line, as audit.log holds them."""
+
+    def stamp(self) -> str:
+        """A cheap token that changes whenever a line is added (the file's size and time, the database's revision)."""
+
 
 class RegistryBackend(Protocol):
     """Where registry state and its audit trail live. Writes are compare-and-set by revision."""

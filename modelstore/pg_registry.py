@@ -86,6 +86,10 @@ class PgAuditTrail:
     def read_bytes(self) -> bytes:
         return self._registry.state_and_log()[2]
 
+    def stamp(self) -> str:
+        """The registry's revision: every line is added by a commit (or a restore), which moves it."""
+        return self._registry.revision()
+
     def entries(self) -> list[dict]:
         return parse_entries(self.read_bytes(), self.display)
 
