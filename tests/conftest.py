@@ -1,8 +1,10 @@
-"""Shared fixtures for every test package: a fresh store per test; an S3-compatible server for the whole session
-(moto's, as a real process), the AWS variables pointing at it, and a fresh bucket per test (tests/s3 and
-tests/shared_backends both use them, so one server serves both)."""
+"""Shared fixtures for every test package: a fresh store per test; for the shared backends, a real PostgreSQL server
+and an S3-compatible server (moto's, as a real process) for the whole session, a fresh database and bucket per test,
+and the AWS variables pointing at the server (tests of several packages use them, so one server of each serves all)."""
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from modelstore.layout import Store
 from tests.factories import make_store
+from tests.postgres_server import SUPERUSER, PostgresServer, postgres_server, server_binaries
 from tests.s3_server import S3Server, running_s3_server
 
 
@@ -41,3 +44,28 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
 @pytest.fixture
 def bucket_url(s3_server: S3Server, s3_env: dict[str, str]) -> str:
     return f"s3://{s3_server.new_bucket()}/models"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    if server_binaries() is None:
+        pytest.skip("NO POSTGRESQL SERVER INSTALLED (no /usr/lib/postgresql/*/bin, no initdb on PATH): the PostgreSQL "
+                    "registry's tests did not run; install postgresql (Debian: apt-get install postgresql)")
+    if os.geteuid() == 0 and not user_exists(SUPERUSER):
+        pytest.skip(f"RUNNING AS ROOT WITH NO {SUPERUSER!r} USER: PostgreSQL refuses to run as root, so the PostgreSQL "
+                    f"registry's tests did not run; create the user (Debian's postgresql package does)")
+    with postgres_server() as server:
+        yield server
+
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.fixture
+def registry_url(postgres: PostgresServer) -> str:
+    return postgres.create_database()

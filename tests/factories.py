@@ -604,3 +604,13 @@ def make_shared_store(root: Path, registry_url: str, artifacts_url: str) -> Stor
 
     root.mkdir(parents=True, exist_ok=True)
     return open_store(root, registry_url=registry_url, artifacts_url=artifacts_url)
+
+
+def store_flags(store: Store) -> list[str]:
+    """The command-line flags that name `store`: --store, and --registry / --artifacts for its shared backends."""
+    flags = ["--store", str(store.root)]
+    if store.registry_backend is not None:
+        flags += ["--registry", store.registry_backend.url]
+    if store.artifacts is not None:
+        flags += ["--artifacts", store.artifacts.location.url(store.artifacts.location.prefix)]
+    return flags
