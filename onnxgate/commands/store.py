@@ -60,6 +60,7 @@ def _opened(args: argparse.Namespace, side: str) -> Iterator[Store]:
         root = Path(directory) if directory else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         if side == "from" and directory and not root.is_dir():
             raise UsageError(f"--from {directory}: no such directory")
+        root.mkdir(parents=True, exist_ok=True)
         store = open_store(root, registry_url=registry, artifacts_url=artifacts)
         stack.callback(store.close)
         yield store
