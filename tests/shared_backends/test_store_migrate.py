@@ -13,9 +13,10 @@ import pytest
 from modelstore.deployments import Change, deploy
 from modelstore.file_artifacts import METADATA_FILE, expected_files
 from modelstore.layout import AUDIT_FILE, REGISTRY_FILE, Store
-from modelstore.migrate import all_versions
+from modelstore.migrate import all_versions, migrate, read_verified_files
 from modelstore.rollout import StartCanary
 from modelstore.transitions import transition
+from modelstore.writer import place_version
 from onnxgate.__main__ import main
 from tests.factories import make_shared_store, make_store, publish_classifier, publish_text_classifier
 from tests.shared_backends.gateways import serving
@@ -133,3 +134,17 @@ def test_a_gateway_over_the_migrated_backends_answers_like_the_original(
     assert set(migrated_iris) <= {"v1.0.0", "v2.0.0"} and "v1.0.0" in migrated_iris
     for version in set(migrated_iris) & set(original_iris):
         assert migrated_iris[version] == original_iris[version] and len(migrated_iris[version]) == 1
+
+
+def test_a_migration_that_stopped_before_the_registry_is_completed(
+        file_store: Store, tmp_path: Path, registry_url: str, bucket_url: str):
+    shared = make_shared_store(tmp_path / "cache", registry_url, bucket_url)
+    try:
+        metadata = file_store.read_metadata("iris", "v1.0.0")  # one version uploaded, then the run stopped
+        place_version(shared, metadata, read_verified_files(file_store, metadata))
+        report = migrate(file_store, shared)
+        assert (report.versions_copied, report.versions_present, report.registry_copied) == (2, 1, True)
+        assert shared.registry.audit.entries() == file_store.registry.audit.entries()
+        assert version_files(shared) == version_files(file_store)
+    finally:
+        shared.close()
