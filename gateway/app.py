@@ -109,7 +109,8 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         tasks.append(asyncio.create_task(service.drift.run(stop_flushing)))
         stop_sending = threading.Event()
         if settings.events_enabled:  # on a thread: its POSTs and file writes block
-            tasks.append(asyncio.create_task(asyncio.to_thread(EventSender(settings.store).run, stop_sending)))
+            sender = EventSender(settings.store, registry=store.registry)
+            tasks.append(asyncio.create_task(asyncio.to_thread(sender.run, stop_sending)))
         grpc_server = admin_server = None
         try:
             if settings.grpc_port is not None:

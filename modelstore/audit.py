@@ -168,6 +168,14 @@ class AuditLog:
     def head(self) -> AuditHead:
         return head_of(split_lines(self.read_bytes()))
 
+    def stamp(self) -> str:
+        """The file's size and modification time: unchanged, it holds no new line."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return ""
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
     def verify(self, head: AuditHead | None = None) -> int:
         """Return the number of lines checked; raise AuditChainBroken naming the first bad line. `head`: the one the
         registry records, which the log must end at (see `verify_log`)."""

@@ -32,6 +32,12 @@ class AuditTrail(Protocol):
     def verify(self) -> int:
         """Check the hash chain; return the number of entries, or raise AuditChainBroken naming where it breaks."""
 
+    def read_bytes(self) -> bytes:
+        """Every line, as audit.log holds them."""
+
+    def stamp(self) -> str:
+        """A cheap token that changes whenever a line is added (the file's size and time, the database's revision)."""
+
 
 class RegistryBackend(Protocol):
     """Where registry state and its audit trail live. Writes are compare-and-set by revision."""
@@ -50,6 +56,14 @@ class RegistryBackend(Protocol):
     def commit(self, expected: Revision, state: RegistryData, entries: list[dict]) -> Revision:
         """Write `state` (its revision number one above the one read) with its audit `entries`, as one change, iff the
         registry is still at `expected`; else raise RevisionConflict and write nothing. Returns the new revision."""
+
+    def export_raw(self) -> tuple[bytes | None, bytes]:
+        """The registry's JSON exactly as registry.json holds it (None when there is none) and the audit log's lines
+        exactly as audit.log holds them, as one commit left them: what `onnxgate store migrate` copies."""
+
+    def import_raw(self, document: bytes, log: bytes) -> None:
+        """Write what another registry's `export_raw` gave, verbatim (the chain's hashes unchanged), into this empty
+        registry; TargetNotEmpty if it holds a registry or any audit line."""
 
 
 class SharedRegistry(RegistryBackend, Protocol):

@@ -110,6 +110,10 @@ class RegistryUnavailable(StoreError):
 
 class RegistrySchemaTooNew(StoreError):
     """The registry's database was migrated by a newer onnxgate: this one refuses to read or write it."""
+class TargetNotEmpty(StoreError):
+    """A copy of a store (`onnxgate store migrate`) into a target that already holds other content: nothing written."""
+
+
 class InvalidLocation(StoreError):
     """A store location that cannot be used: an artifacts URL that is not s3://bucket[/prefix], or an object store
     backend whose library is not installed."""

@@ -31,6 +31,7 @@ from modelstore.audit import (
     crashed_revision,
     load_head_signer,
     recorded_head,
+    split_lines,
     verify_anchored,
 )
 from modelstore.backends import Revision, Snapshot
@@ -40,6 +41,7 @@ from modelstore.errors import (
     InvalidTransition,
     RegistryMissing,
     RevisionConflict,
+    TargetNotEmpty,
 )
 from modelstore.fileio import atomic_write, exclusive_lock, sha256_bytes
 from modelstore.registry import (
@@ -140,6 +142,19 @@ class FileRegistry:
         `public_key`, also the head's signature, which must be there. Raises AuditChainBroken or SignatureError."""
         raw, log = self._read_registry_and_log()
         return verify_anchored(raw, log, self.display, self._audit.display, public_key)
+
+    def export_raw(self) -> tuple[bytes | None, bytes]:
+        """registry.json's bytes (None when there is none) and audit.log's, as one commit left them."""
+        return self._read_registry_and_log()
+
+    def import_raw(self, document: bytes, log: bytes) -> None:
+        """Write a registry and its audit log copied verbatim from another store (modelstore.migrate) into this empty
+        one: the log first, as a commit does. TargetNotEmpty if either file is there."""
+        with exclusive_lock(self.lock_path):
+            if self.path.exists() or self._audit.path.exists():
+                raise TargetNotEmpty(f"{self.display}: the target already holds a registry or an audit log")
+            atomic_write(self._audit.path, b"".join(line + b"\n" for line in split_lines(log)))
+            atomic_write(self.path, document)
 
     def _read_registry_and_log(self) -> tuple[bytes | None, bytes]:
         """Both files as one commit left them: under the lock, so no commit is half seen. A reader who may not take

@@ -34,6 +34,7 @@ from modelstore.audit import (
     new_entry,
     parse_entries,
     recorded_head,
+    split_lines,
     verify_anchored,
     verify_log,
 )
@@ -44,6 +45,7 @@ from modelstore.errors import (
     RegistryUnavailable,
     RevisionConflict,
     StoreError,
+    TargetNotEmpty,
 )
 from modelstore.fileio import sha256_bytes
 from modelstore.pg_schema import CHANGE_CHANNEL, migrate
@@ -83,6 +85,10 @@ class PgAuditTrail:
 
     def read_bytes(self) -> bytes:
         return self._registry.state_and_log()[2]
+
+    def stamp(self) -> str:
+        """The registry's revision: every line is added by a commit (or a restore), which moves it."""
+        return self._registry.revision()
 
     def entries(self) -> list[dict]:
         return parse_entries(self.read_bytes(), self.display)
@@ -179,6 +185,26 @@ class PgRegistry:
                 raise InvalidTransition(f"{self.display} holds a registry: restore only replaces a missing one")
             head = self._append(conn, [], state.revision)
             self._write(conn, current + 1, registry_bytes_with_head(state, recorded_head(head, state, signer)).decode())
+
+    def export_raw(self) -> tuple[bytes | None, bytes]:
+        """The registry's JSON (None when there is none) and the audit log's lines, as audit.log would hold them."""
+        _, document, log = self.state_and_log()
+        return (document.encode() if document is not None else None,
+                b"".join(line + b"\n" for line in split_lines(log)))
+
+    def import_raw(self, document: bytes, log: bytes) -> None:
+        """Write a registry and its audit log copied verbatim from another store (modelstore.migrate) into this empty
+        database, in one transaction. TargetNotEmpty if it holds a registry or any audit line."""
+        with self._connection() as conn, conn.transaction():
+            current, existing = conn.execute(
+                "SELECT revision, document FROM onnxgate_registry WHERE id = 1 FOR UPDATE").fetchone()
+            if existing is not None or conn.execute("SELECT 1 FROM onnxgate_audit LIMIT 1").fetchone():
+                raise TargetNotEmpty(f"{self.display}: the target already holds a registry or an audit log")
+            rows = [(position, line.decode()) for position, line in enumerate(split_lines(log), start=1)]
+            if rows:
+                with conn.cursor() as cursor:
+                    cursor.executemany("INSERT INTO onnxgate_audit (position, line) VALUES (%s, %s)", rows)
+            self._write(conn, current + 1, document.decode())
 
     def state_and_log(self) -> tuple[Revision, str | None, bytes]:
         """(revision, the registry's JSON or None, the audit log's lines), as one snapshot of the database."""

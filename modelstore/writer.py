@@ -32,12 +32,20 @@ def write_version(store: Store, metadata: ModelMetadata, model_bytes: bytes,
     target = store.version_dir(metadata.name, metadata.version)
     if not force and (target.exists() or store.has_version(metadata.name, metadata.version)):
         raise DuplicateVersion(f"{metadata.name} {metadata.version} already exists in {store.root} (use --force to replace it)")
+    files = {metadata.model_file: model_bytes, **extra_files, METADATA_FILE: metadata_json(metadata).encode()}
+    place_version(store, metadata, files)
+    return metadata
+
+
+def place_version(store: Store, metadata: ModelMetadata, files: dict[str, bytes]) -> None:
+    """Write a version's `files` (metadata.json among them) into the store: staged, renamed into place whole, `latest`
+    swapped, then published to the store's artifact store (an object store verifies each upload)."""
+    target = store.version_dir(metadata.name, metadata.version)
     model_dir = target.parent
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = model_dir / f".tmp-{metadata.version}-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
-        files = {metadata.model_file: model_bytes, **extra_files, METADATA_FILE: metadata_json(metadata).encode()}
         for file_name, data in files.items():
             _write_synced(staging / file_name, data)
         fsync_dir(staging)
@@ -47,7 +55,6 @@ def write_version(store: Store, metadata: ModelMetadata, model_bytes: bytes,
             shutil.rmtree(staging, ignore_errors=True)
     store.update_latest(metadata.name)
     store.artifact_store.publish_version(metadata, target)
-    return metadata
 
 
 def publish(store: Store, metadata: ModelMetadata, model_bytes: bytes, extra_files: dict[str, bytes] | None = None,

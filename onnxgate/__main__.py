@@ -19,6 +19,7 @@ from modelstore.errors import (
     ModelNotFound,
     NotDeployed,
     StoreError,
+    TargetNotEmpty,
     VersionNotFound,
 )
 from onnxgate.commands import (
@@ -47,6 +48,7 @@ from onnxgate.commands import (
     show,
     snapshot,
     status,
+    store,
     token,
     verify,
 )
@@ -56,7 +58,7 @@ from webhooks.errors import InvalidEventsConfig, SenderBusy
 
 COMMANDS = (export, package, verify, import_package, listing, show, history, audit, keygen, deploy, status, serve,
             canary, promote, rollback, shadow, evaluate, challenge, approve, snapshot, policy, capture, quality, drift,
-            retrain, events, token)
+            retrain, events, token, store)
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (UsageError, 2),
@@ -82,6 +84,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (JobNotFound, 3),
     (InvalidEventsConfig, 14),
     (SenderBusy, 13),
+    (TargetNotEmpty, 15),  # a conflict, like HTTP 409: the target holds other content
     (StoreError, 1),
 )
 

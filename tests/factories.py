@@ -595,3 +595,22 @@ def wait_until(condition: Callable[[], object], timeout_s: float = 60.0, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(0.02)
+
+
+def make_shared_store(root: Path, registry_url: str, artifacts_url: str) -> Store:
+    """A store with its registry in the PostgreSQL database at `registry_url` and its versions' files in the object
+    store at `artifacts_url` (s3://bucket/prefix); `root` holds only local copies and the verified cache."""
+    from modelstore.layout import open_store
+
+    root.mkdir(parents=True, exist_ok=True)
+    return open_store(root, registry_url=registry_url, artifacts_url=artifacts_url)
+
+
+def store_flags(store: Store) -> list[str]:
+    """The command-line flags that name `store`: --store, and --registry / --artifacts for its shared backends."""
+    flags = ["--store", str(store.root)]
+    if store.registry_backend is not None:
+        flags += ["--registry", store.registry_backend.url]
+    if store.artifacts is not None:
+        flags += ["--artifacts", store.artifacts.location.url(store.artifacts.location.prefix)]
+    return flags

@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelstore.audit import ABORTED, withdrawn_positions
+from modelstore.audit import ABORTED, split_lines, withdrawn_positions
+from modelstore.backends import RegistryBackend
 from modelstore.errors import StoreError
 from modelstore.events import event_of
 from modelstore.fileio import sha256_bytes
@@ -51,31 +52,23 @@ class LogLine:
 
 
 class AuditTail:
-    """The store's audit log as lines, and which of them are settled: withdrawn entries (a commit that failed, and the
-    `aborted` entry saying so) are never events, and entries of a revision registry.json does not show yet belong to
-    a commit still being written, so they wait."""
+    """The store's audit log as lines, read through its registry (audit.log, or the database's rows), and which of
+    them are settled: withdrawn entries (a commit that failed, and the `aborted` entry saying so) are never events, and
+    entries of a revision the registry does not show yet belong to a commit still being written, so they wait."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, registry: RegistryBackend) -> None:
+        self.registry = registry
 
     def lines(self) -> list[bytes]:
-        try:
-            raw = self.store.audit_path.read_bytes()
-        except FileNotFoundError:
-            return []
-        return [line for line in raw.split(b"\n") if line.strip()]
+        return split_lines(self.registry.audit.read_bytes())
 
-    def stamp(self) -> tuple[int, int] | None:
-        """The log's size and modification time: unchanged, it holds no new entry."""
-        try:
-            stat = os.stat(self.store.audit_path)
-        except FileNotFoundError:
-            return None
-        return stat.st_size, stat.st_mtime_ns
+    def stamp(self) -> str:
+        """Unchanged, the log holds no new entry (modelstore.backends.AuditTrail.stamp)."""
+        return self.registry.audit.stamp()
 
     def committed_revision(self) -> int | None:
         try:
-            return self.store.registry.read().state.revision
+            return self.registry.read().state.revision
         except StoreError:
             return None
 
@@ -89,10 +82,13 @@ def parse_entry(raw: bytes) -> dict | None:
 
 
 class EventSender:
-    def __init__(self, store_root: Path, *, clock: Callable[[], float] = time.time, poster: Poster = post) -> None:
+    def __init__(self, store_root: Path, *, registry: RegistryBackend | None = None,
+                 clock: Callable[[], float] = time.time, poster: Poster = post) -> None:
+        """`store_root`: where events.toml and the cursors are. `registry`: the one whose audit log is read (default:
+        the file registry under `store_root`; a database when the store keeps its registry there)."""
         self.store = Store(Path(store_root))
         self.cursors = CursorStore(self.store.root)
-        self.tail = AuditTail(self.store)
+        self.tail = AuditTail(registry if registry is not None else self.store.registry)
         self.clock = clock
         self.poster = poster
         self._config: EventsConfig | None = None
@@ -124,7 +120,7 @@ class EventSender:
                 wait_s = settings.poll_s
                 try:
                     next_try = self.deliver(config, stop, once=False) if config is not None else None
-                except OSError as exc:  # a cursor that cannot be written: nothing moved; try again
+                except (OSError, StoreError) as exc:  # a cursor not written, a registry not read: try again
                     log.error("event sender: %s", exc)
                     next_try = None
                 if next_try is not None:

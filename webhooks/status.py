@@ -1,8 +1,6 @@
 """`onnxgate events status`: each subscriber's cursor and backlog (events it wants that it has not received yet)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from modelstore.events import event_of
 from modelstore.layout import Store
 from webhooks.config import read_events_config
@@ -10,13 +8,14 @@ from webhooks.cursor import CursorStore
 from webhooks.sender import AuditTail, parse_entry
 
 
-def subscriber_status(store_root: Path) -> list[dict]:
-    """One row per subscriber of events.toml (InvalidEventsConfig when it is broken)."""
-    config = read_events_config(store_root)
+def subscriber_status(store: Store) -> list[dict]:
+    """One row per subscriber of events.toml (InvalidEventsConfig when it is broken); the audit log read through the
+    store's registry."""
+    config = read_events_config(store.root)
     if config is None:
         return []
-    lines = AuditTail(Store(Path(store_root))).lines()
-    cursors = CursorStore(store_root)
+    lines = AuditTail(store.registry).lines()
+    cursors = CursorStore(store.root)
     rows = []
     for subscriber in config.subscribers:
         cursor = cursors.read(subscriber.name)

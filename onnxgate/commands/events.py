@@ -41,7 +41,7 @@ def _send(args: argparse.Namespace) -> int:
     if read_events_config(store.root) is None:
         print(f"{store.root}/events.toml: no such file; nothing to send")
         return 0
-    sender = EventSender(store.root)
+    sender = EventSender(store.root, registry=store.registry)
     if args.once:
         sender.run_once()
         return _status(args)
@@ -61,7 +61,7 @@ def _status(args: argparse.Namespace) -> int:
     from onnxgate.commands.common import store_from
     from webhooks.status import subscriber_status
 
-    rows = subscriber_status(store_from(args).root)
+    rows = subscriber_status(store_from(args))
     if args.json:
         print_json(rows)
         return 0

@@ -26,6 +26,10 @@ MAX_BATCH_ROWS = 100
 
 def gateway_settings(store: Store, *environments: str, **overrides: object) -> GatewaySettings:
     values = {"max_body_bytes": MAX_BODY_BYTES, "max_batch_rows": MAX_BATCH_ROWS, "registry_poll_s": 0.1, **overrides}
+    if store.registry_backend is not None:  # the shared backends (tests/factories.py make_shared_store)
+        values["registry_url"] = store.registry_backend.url
+    if store.artifacts is not None:
+        values["artifacts_url"] = store.artifacts.location.url(store.artifacts.location.prefix)
     return GatewaySettings(store=store.root, environments=list(environments or ["production"]), **values)
 
 

@@ -1,11 +1,13 @@
 """Hot reloading: new deployments are picked up, tampered or broken versions are refused while the last good version
-keeps serving, and a redeploy under load loses no request."""
+keeps serving, and a redeploy under load loses no request. The tests that do not edit the store's files by hand run
+over the file store and over the shared backends (a real PostgreSQL registry, a real S3-compatible bucket)."""
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -23,6 +25,7 @@ from tests.factories import (
     classifier_expected,
     deploy_unverified,
     deploy_version,
+    make_shared_store,
     publish_classifier,
     running_server,
 )
@@ -36,6 +39,18 @@ def tamper(store: Store, name: str, version: str) -> bytes:
     original = path.read_bytes()
     path.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
     return original
+
+
+@pytest.fixture(params=["file", "shared"])
+def any_store(request: pytest.FixtureRequest, fresh_store: Store, tmp_path: Path) -> Iterator[Store]:
+    """The file store, or one with its registry in a fresh database and its versions' files in a fresh bucket."""
+    if request.param == "file":
+        yield fresh_store
+        return
+    store = make_shared_store(tmp_path / "shared", request.getfixturevalue("registry_url"),
+                              request.getfixturevalue("bucket_url"))
+    yield store
+    store.close()
 
 
 @pytest.fixture
@@ -123,13 +138,17 @@ def test_corrupt_registry_keeps_everything_serving(app_client: TestClient, fresh
     assert app_client.get("/health").json()["last_reload"]["ok"] is False
 
 
-def test_undeployed_model_becomes_served_after_deploy(app_client: TestClient, fresh_store: Store):
-    publish_classifier(fresh_store, "other", "v1.0.0", seed=4)
-    reload(app_client)
-    assert app_client.post("/predict/other", json={"inputs": ROW}).status_code == 503
-    deploy_version(fresh_store, "other", "v1.0.0")
-    reload(app_client)
-    assert app_client.post("/predict/other", json={"inputs": ROW}).status_code == 200
+def test_undeployed_model_becomes_served_after_deploy(any_store: Store):
+    publish_classifier(any_store, "iris", "v1.0.0", seed=1)
+    deploy_version(any_store, "iris", "v1.0.0")
+    app = create_app(gateway_settings(any_store, registry_poll_s=60), metrics_registry=CollectorRegistry())
+    with TestClient(app) as app_client:
+        publish_classifier(any_store, "other", "v1.0.0", seed=4)
+        reload(app_client)
+        assert app_client.post("/predict/other", json={"inputs": ROW}).status_code == 503
+        deploy_version(any_store, "other", "v1.0.0")
+        reload(app_client)
+        assert app_client.post("/predict/other", json={"inputs": ROW}).status_code == 200
 
 
 class Load(ClientThreads):
@@ -153,13 +172,14 @@ class Load(ClientThreads):
 
 
 @pytest.mark.e2e
-def test_redeploy_under_load_switches_versions_with_no_failed_request(fresh_store: Store,
+def test_redeploy_under_load_switches_versions_with_no_failed_request(any_store: Store,
                                                                       record_property: pytest.RecordProperty):
+    fresh_store = any_store
     weights = {"v1.0.0": publish_classifier(fresh_store, "iris", "v1.0.0", seed=1),
                "v2.0.0": publish_classifier(fresh_store, "iris", "v2.0.0", seed=2)}
     deploy_version(fresh_store, "iris", "v1.0.0", "production")
     deploy_version(fresh_store, "iris", "v2.0.0", "staging")
-    # Polling fallback off (60 s): the switch below must come from watchfiles events.
+    # Polling fallback off (60 s): the switch below must come from watchfiles events (LISTEN/NOTIFY when shared).
     settings = gateway_settings(fresh_store, "production", "staging", registry_poll_s=60)
     app = create_app(settings, metrics_registry=CollectorRegistry())
     with running_server(app) as url, Load(url, ["production", "staging"]) as load:

@@ -8,8 +8,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from modelstore.layout import Store
-from tests.factories import publish_classifier
+from tests.factories import make_shared_store, publish_classifier
 
 WRITERS = 4
 CHANGES = 10
@@ -18,10 +20,10 @@ WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from modelstore.deployments import Change, deploy
-    from tests.factories import make_pg_store
+    from modelstore.layout import open_store
 
     root, url, worker, changes, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
-    store = make_pg_store(Path(root), url)
+    store = open_store(Path(root), registry_url=url, artifacts_url=sys.argv[6] or None)
     while not go.exists():  # every writer imported and connected: start together
         time.sleep(0.005)
     for change in range(changes):
@@ -32,13 +34,27 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_concurrent_deploys_from_several_processes_lose_nothing(pg_store: Store, registry_url: str, tmp_path: Path):
+@pytest.fixture(params=["pg", "pg+s3"])
+def backends(request: pytest.FixtureRequest, tmp_path: Path, registry_url: str) -> tuple[Store, str]:
+    """The store the writers share, and its artifacts URL ('' for its own directory): the registry in PostgreSQL, the
+    versions' files in the store directory or in a bucket (each writer then verifies them from the bucket)."""
+    if request.param == "pg":
+        return request.getfixturevalue("pg_store"), ""
+    bucket_url = request.getfixturevalue("bucket_url")
+    store = make_shared_store(tmp_path / "writer", registry_url, bucket_url)
+    request.addfinalizer(store.close)
+    return store, bucket_url
+
+
+def test_concurrent_deploys_from_several_processes_lose_nothing(backends: tuple[Store, str], registry_url: str,
+                                                                tmp_path: Path):
+    pg_store, bucket_url = backends
     publish_classifier(pg_store, "iris", "v1.0.0", seed=1)
     publish_classifier(pg_store, "iris", "v2.0.0", seed=2)
     before = pg_store.registry.read()
     go = tmp_path / "go"
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(pg_store.root), registry_url, str(worker),
-                                 str(CHANGES), str(go)], stderr=subprocess.PIPE, text=True)
+                                 str(CHANGES), str(go), bucket_url], stderr=subprocess.PIPE, text=True)
                for worker in range(WRITERS)]
     time.sleep(0.5)
     go.touch()

@@ -19,7 +19,7 @@ import pytest
 from modelstore.deployments import Change, deploy
 from modelstore.layout import Store
 from tests.factories import ClientThreads, free_port, publish_classifier, stop_server, wait_ready
-from tests.shared_backends.postgres_server import PostgresServer
+from tests.postgres_server import PostgresServer
 
 ROW = [[5.1, 3.5, 1.4, 0.2]]
 DEADLINE_S = 60.0

@@ -112,7 +112,7 @@ def test_server_errors_are_retried_and_client_errors_skipped_after_three_tries(s
     picky = CursorStore(store.root).read("picky")
     assert [(skipped.position, skipped.event, skipped.status) for skipped in picky.skipped] == [
         (1, everything[0][1], 422)]
-    rows = {row["subscriber"]: row for row in subscriber_status(store.root)}
+    rows = {row["subscriber"]: row for row in subscriber_status(store)}
     assert rows["picky"]["backlog"] == rows["flaky"]["backlog"] == 0
     assert rows["picky"]["position"] == len(everything) and len(rows["picky"]["skipped"]) == 1
 
