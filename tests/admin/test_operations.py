@@ -21,9 +21,9 @@ BASE = "/admin/v1/models/iris/environments"
 def ops(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsGateway]:
     """The ops gateway of tests/admin/conftest.py over each backend."""
     root = tmp_path_factory.mktemp(f"ops-{request.param}")
-    with backend_store(request.param, root / "models", request) as store:
-        with ops_gateway(root, build_ops_store(root / "models", store)) as gateway:
-            yield gateway
+    with (backend_store(request.param, root / "models", request) as store,
+          ops_gateway(root, build_ops_store(root / "models", store)) as gateway):
+        yield gateway
 
 
 def wait_for_version(ops: OpsGateway, version: str, environment: str = "production", timeout_s: float = 60) -> None:
