@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import httpx
 import numpy as np
 import onnx
-import pytest
 import uvicorn
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
@@ -38,6 +37,9 @@ from modelstore.metadata import (
 )
 from modelstore.transitions import transition
 from modelstore.writer import publish
+
+if TYPE_CHECKING:
+    import pytest
 
 OPSET = 17
 IR_VERSION = 9
@@ -615,6 +617,8 @@ def backend_store(backend: str, root: Path, request: pytest.FixtureRequest) -> I
     """An empty store of `backend` for a fixture of any scope: "file", a directory at `root`; "shared", its registry
     in a fresh database of the session's PostgreSQL and its versions' files in a fresh bucket of the session's
     S3-compatible server, with the AWS variables pointing at that server while the store is open."""
+    import pytest  # bench/ imports these factories without the test tools
+
     if backend == "file":
         yield make_store(root)
         return
