@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import httpx
 import numpy as np
@@ -37,6 +37,9 @@ from modelstore.metadata import (
 )
 from modelstore.transitions import transition
 from modelstore.writer import publish
+
+if TYPE_CHECKING:
+    import pytest
 
 OPSET = 17
 IR_VERSION = 9
@@ -604,6 +607,30 @@ def make_shared_store(root: Path, registry_url: str, artifacts_url: str) -> Stor
 
     root.mkdir(parents=True, exist_ok=True)
     return open_store(root, registry_url=registry_url, artifacts_url=artifacts_url)
+
+
+BACKENDS = ("file", "shared")
+
+
+@contextlib.contextmanager
+def backend_store(backend: str, root: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """An empty store of `backend` for a fixture of any scope: "file", a directory at `root`; "shared", its registry
+    in a fresh database of the session's PostgreSQL and its versions' files in a fresh bucket of the session's
+    S3-compatible server, with the AWS variables pointing at that server while the store is open."""
+    import pytest  # bench/ imports these factories without the test tools
+
+    if backend == "file":
+        yield make_store(root)
+        return
+    postgres, s3_server = request.getfixturevalue("postgres"), request.getfixturevalue("s3_server")
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in s3_server.environment.items():
+            patch.setenv(key, value)
+        store = make_shared_store(root, postgres.create_database(), f"s3://{s3_server.new_bucket()}/models")
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def store_flags(store: Store) -> list[str]:

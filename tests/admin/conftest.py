@@ -38,9 +38,10 @@ class OpsGateway:
         return httpx.Client(base_url=self.admin_url if admin_port else self.url, headers=headers, timeout=DEADLINE_S)
 
 
-def build_ops_store(root: Path) -> Store:
-    """iris v1.0.0 stable in production and staging, v2.0.0 and v3.0.0 registered."""
-    store = make_store(root)
+def build_ops_store(root: Path, store: Store | None = None) -> Store:
+    """iris v1.0.0 stable in production and staging, v2.0.0 and v3.0.0 registered (in `store`, default: a file store
+    at `root`)."""
+    store = store if store is not None else make_store(root)
     for seed, version in enumerate(("v1.0.0", "v2.0.0", "v3.0.0"), start=1):
         publish_classifier(store, "iris", version, seed=seed)
     deploy_version(store, "iris", "v1.0.0", "production")

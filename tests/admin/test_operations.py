@@ -1,17 +1,29 @@
-"""Every operation of the ops API against a real gateway over a real store: the change is made through the transition
+"""Every operation of the ops API against a real gateway over a real store (a file store, and the shared backends: the
+registry in a real PostgreSQL, the versions' files in a real S3-compatible bucket): the change is made through the transition
 API (the registry, the audit log with the token's name as actor and the body's reason, and the gateway serving it),
 dry runs change nothing, and mistakes get their status (400, 404, 409, 413, 422), never a 5xx."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from tests.admin.conftest import OpsGateway, audit_entries
+from tests.admin.conftest import OpsGateway, audit_entries, build_ops_store, ops_gateway
+from tests.factories import BACKENDS, backend_store
 
 pytestmark = pytest.mark.e2e
 ROW = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
 BASE = "/admin/v1/models/iris/environments"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def ops(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsGateway]:
+    """The ops gateway of tests/admin/conftest.py over each backend."""
+    root = tmp_path_factory.mktemp(f"ops-{request.param}")
+    with (backend_store(request.param, root / "models", request) as store,
+          ops_gateway(root, build_ops_store(root / "models", store)) as gateway):
+        yield gateway
 
 
 def wait_for_version(ops: OpsGateway, version: str, environment: str = "production", timeout_s: float = 60) -> None:

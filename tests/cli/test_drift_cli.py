@@ -1,10 +1,13 @@
 """`onnxgate drift` on a real exported scikit-learn model: fresh rows do not drift, shifted ones do (exit 10), too few
-rows are insufficient data, an old-format version still reports, bad input is one line."""
+rows are insufficient data, an old-format version still reports, bad input is one line. Over the file store and the
+shared backends (the registry in a real PostgreSQL, the versions' files in a real S3-compatible bucket), but for the
+tests that copy or edit the store's files by hand."""
 from __future__ import annotations
 
 import csv
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -18,7 +21,7 @@ from modelstore.layout import Store
 from modelstore.metadata import metadata_json, parse_metadata
 from monitoring.drift import DriftLayout, DriftThresholds, drift_report
 from onnxgate.__main__ import main
-from tests.factories import deploy_version
+from tests.factories import BACKENDS, backend_store, deploy_version, store_flags
 
 FEATURES = ["age", "income", "tenure", "score", "visits"]
 
@@ -36,10 +39,16 @@ def write_csv(path: Path, rows: np.ndarray, header: list[str]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[Path, Path]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Path]]:
     """(store, directory of data files): `churn` v1.0.0 exported through the CLI with --reference-data."""
-    root = tmp_path_factory.mktemp("drift")
+    root = tmp_path_factory.mktemp(f"drift-{request.param}")
+    with backend_store(request.param, root / "store", request) as store:
+        export_churn(root, store)
+        yield store, root
+
+
+def export_churn(root: Path, store: Store) -> None:
     rng = np.random.default_rng(0)
     x = training_rows(rng, 4000)
     y = (x[:, 3] + (x[:, 0] - 40) / 10 > 0).astype(int)
@@ -53,15 +62,18 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
     shifted[:, 3] += 1.5
     write_csv(root / "shifted.csv", shifted[:, [4, 3, 2, 1, 0]], FEATURES[::-1])  # named columns, any order
     write_csv(root / "few.csv", shifted[:100], FEATURES)
-    store = root / "store"
-    assert main(["export", str(root / "model.joblib"), "--name", "churn", "--version", "v1.0.0", "--store", str(store),
+    assert main(["export", str(root / "model.joblib"), "--name", "churn", "--version", "v1.0.0", *store_flags(store),
                  "--sample", str(root / "sample.npy"), "--reference-data", str(root / "train.csv"),
                  "--no-check-node"]) == 0
-    return store, root
 
 
-def drift(store: Path, *args: str) -> list[str]:
-    return ["drift", "churn", *args, "--store", str(store)]
+def drift(store: Store | Path, *args: str) -> list[str]:
+    return ["drift", "churn", *args, *store_flags(store if isinstance(store, Store) else Store(store))]
+
+
+def file_store_only(store: Store, why: str) -> None:
+    if store.registry_backend is not None:
+        pytest.skip(f"{why}: the file store only")
 
 
 def test_fresh_rows_from_the_training_distribution_do_not_drift(exported, capsys):
@@ -106,8 +118,9 @@ def test_too_few_rows_are_insufficient_data_and_exit_0(exported, capsys):
 
 def test_the_environment_picks_the_deployed_version(exported, capsys, tmp_path):
     store, data = exported
+    file_store_only(store, "deploys in a copy of the store's directory (the module's store stays undeployed)")
     copy = tmp_path / "store"
-    shutil.copytree(store, copy, symlinks=True)
+    shutil.copytree(store.root, copy, symlinks=True)
     assert main(drift(copy, "--env", "staging", "--data", str(data / "fresh.npy"))) == 3
     assert "not deployed to staging" in capsys.readouterr().err
     deploy_version(Store(copy), "churn", "v1.0.0", "staging")
@@ -119,13 +132,13 @@ def test_the_environment_picks_the_deployed_version(exported, capsys, tmp_path):
 def test_the_report_is_the_one_drift_report_gives_on_the_same_counts(exported):
     store, data = exported
     rows = np.load(data / "fresh.npy")
-    offline = drift_from_file(Store(store), "churn", "v1.0.0", data / "fresh.npy", DriftThresholds())
-    metadata = Store(store).read_metadata("churn", "v1.0.0")
+    offline = drift_from_file(store, "churn", "v1.0.0", data / "fresh.npy", DriftThresholds())
+    metadata = store.read_metadata("churn", "v1.0.0")
     layout = DriftLayout.of(metadata)
     feeds = {"input": rows.astype(np.float32)}
     counts = sum((layout.count_features(layout.feature_table({"input": feeds["input"][i:i + 10]}))
                   for i in range(0, len(rows), 10)), layout.empty_feature_counts())
-    session = ort.InferenceSession(str(Store(store).model_path("churn", "v1.0.0")), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(store.model_path("churn", "v1.0.0")), providers=["CPUExecutionProvider"])
     outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
     online = drift_report(layout, counts, layout.count_predictions(outputs), len(rows), DriftThresholds(),
                           model="churn", version="v1.0.0", environment=None)
@@ -134,8 +147,9 @@ def test_the_report_is_the_one_drift_report_gives_on_the_same_counts(exported):
 
 def test_an_old_format_version_reports_from_its_10_bins(exported, capsys, tmp_path):
     store, data = exported
+    file_store_only(store, "rewrites a copy of the version's metadata.json by hand")
     copy = tmp_path / "store"
-    shutil.copytree(store, copy, symlinks=True)
+    shutil.copytree(store.root, copy, symlinks=True)
     path = Store(copy).metadata_path("churn", "v1.0.0")
     payload = json.loads(path.read_text())
     stats = payload["reference_stats"]

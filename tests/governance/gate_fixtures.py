@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modelstore.layout import Store
 from modelstore.writer import publish
+from tests.factories import store_flags
 from tests.modelstore.conftest import tiny_classifier_onnx, tiny_metadata
 
 GATE_EXIT = 7
@@ -28,9 +29,11 @@ rollback_approvals = 0
 """
 
 
-def governed_store(root: Path, versions: dict[str, dict], policy: str | None = PRODUCTION_POLICY) -> Store:
-    """versions: {"v1.0.0": {"metrics": {...}, "training_samples": 100}, ...} of one model named `tiny`."""
-    store = Store(root)
+def governed_store(root: Path, versions: dict[str, dict], policy: str | None = PRODUCTION_POLICY,
+                   store: Store | None = None) -> Store:
+    """versions: {"v1.0.0": {"metrics": {...}, "training_samples": 100}, ...} of one model named `tiny`, published
+    into `store` (default: a file store at `root`); the policy file is written beside it, where the CLI reads it."""
+    store = store if store is not None else Store(root)
     root.mkdir(parents=True, exist_ok=True)
     for index, (version, fields) in enumerate(versions.items()):
         metadata = tiny_metadata("tiny", version).model_copy(update=fields)
@@ -41,7 +44,7 @@ def governed_store(root: Path, versions: dict[str, dict], policy: str | None = P
 
 
 def onnxgate(store: Store, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "onnxgate", *args, "--store", str(store.root)]
+    command = [sys.executable, "-m", "onnxgate", *args, *store_flags(store)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 

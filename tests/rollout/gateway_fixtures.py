@@ -74,8 +74,9 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> fl
     return time.monotonic()
 
 
-def build_rollout_store(root: Path) -> RolloutStore:
-    store = make_store(root)
+def build_rollout_store(root: Path, store: Store | None = None) -> RolloutStore:
+    """The four versions published into `store` (default: a file store at `root`), STABLE deployed to production."""
+    store = store if store is not None else make_store(root)
     weights = {
         STABLE: publish_classifier(store, "iris", STABLE, seed=1),
         OTHER: publish_classifier(store, "iris", OTHER, seed=2),
