@@ -13,6 +13,7 @@ const { parseMetadata } = require('./metadata');
 const { chooseVersion } = require('./routing');
 const { checkName, checkVersion, sortVersions } = require('./versions');
 const { createModel } = require('./model');
+const { releaseAll } = require('./loaded');
 
 const METADATA_FILE = 'metadata.json';
 const LATEST = 'latest';
@@ -124,11 +125,7 @@ class RemoteStore {
   }
 
   async close() {
-    const pending = [...this.models.values()];
-    this.models.clear();
-    for (const model of await Promise.all(pending.map((p) => p.catch(() => null)))) {
-      if (model) await model.release().catch(() => {});
-    }
+    await releaseAll(this.models);
   }
 
   // --- internals ---

@@ -13,6 +13,7 @@ const { parseMetadata } = require('./metadata');
 const { readRegistry } = require('./registry');
 const { chooseVersion } = require('./routing');
 const { createModel } = require('./model');
+const { releaseAll } = require('./loaded');
 const { RemoteStore, isRemote } = require('./remote');
 
 const METADATA_FILE = 'metadata.json';
@@ -143,11 +144,7 @@ class Store {
   }
 
   async close() {
-    const pending = [...this.models.values()];
-    this.models.clear();
-    for (const model of await Promise.all(pending.map((p) => p.catch(() => null)))) {
-      if (model) await model.release().catch(() => {});
-    }
+    await releaseAll(this.models);
   }
 
   // --- internals ---
