@@ -100,9 +100,12 @@ class _Job:
         if self.context.stop.is_set() and self.record.signal is None and status != "abandoned":
             self.record.signal = "finished"
         self.record.stamp(status, self.context.clock())
-        self.jobs.write(self.record)
-        record_event(self.context.store, f"retrain_{status}", self.context.name, self.settings.challenge.environment,
-                     self.record.version, {"job": self.record.id, "status": status, **details}, self.change)
+        try:  # audited before the record shows the status: whoever sees a job's status finds its audit entry
+            record_event(self.context.store, f"retrain_{status}", self.context.name,
+                         self.settings.challenge.environment, self.record.version,
+                         {"job": self.record.id, "status": status, **details}, self.change)
+        finally:
+            self.jobs.write(self.record)
 
     def _train(self) -> Path:
         output = self.jobs.output_dir(self.record.id)
