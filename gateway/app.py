@@ -21,6 +21,7 @@ from gateway.admin.server import AdminServer
 from gateway.admin.tokens import load_tokens
 from gateway.controller import RolloutController
 from gateway.data_plane import DataPlane
+from gateway.direct_http import DATA_PLANE_STATE
 from gateway.endpoints import Endpoints
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.health import gateway_health
@@ -90,7 +91,7 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
         admin_routes += UiEndpoints(dashboard, UiAccess(tokens, public=settings.ui_public)).routes()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict]:
         await service.reload()
         service.capture.start()
         # What start-up built (modules, sessions, metadata) lives as long as the process: frozen out of the garbage
@@ -122,7 +123,7 @@ def create_app(settings: GatewaySettings, *, metrics_registry: CollectorRegistry
                 admin_server = await AdminServer.start(
                     Starlette(routes=admin_routes, exception_handlers=EXCEPTION_HANDLERS), settings)
                 app.state.admin_port = admin_server.port
-            yield
+            yield {DATA_PLANE_STATE: endpoints.data_plane}  # for the HTTP protocol's direct path
         finally:
             if admin_server is not None:
                 await admin_server.stop()

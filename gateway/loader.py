@@ -3,6 +3,7 @@ build a tuned onnxruntime session, and measure what a run costs so the service k
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,14 @@ class LoadedModel:
     batcher: Batcher | None = None  # set by the service when the version's batching policy is enabled
     # set by the service when live drift watches the version: its window per served environment
     drift: dict[str, DriftWindow] | None = None
+    _run_session: Callable[..., list] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # onnxruntime's Python wrapper re-checks on every run what decoding has checked (input names) and what the
+        # gateway never uses (OrtValues, WebGPU graph capture, provider fallback): its compiled session is called
+        # directly, where there is one
+        compiled = getattr(self.session, "_sess", None)
+        self._run_session = compiled.run if compiled is not None else self.session.run
 
     @property
     def name(self) -> str:
@@ -55,7 +64,7 @@ class LoadedModel:
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         names = output_names or self.output_names
-        return dict(zip(names, self.session.run(names, feeds), strict=True))
+        return dict(zip(names, self._run_session(names, feeds, None), strict=True))
 
     def metrics_for(self, metrics: GatewayMetrics, environment: str) -> ModelMetrics:
         children = self.metrics.get(environment)

@@ -12,13 +12,18 @@ answered with a JSON `{"error": ...}` and `connection: close`:
   connection checks this a few times per timeout, so a request pays for no timer of its own.
 - more than `max_connections` open connections in this worker: 503 to requests arriving beyond it.
 
-Idle keep-alive connections are closed after `keep_alive_timeout_s` by uvicorn itself (`timeout_keep_alive`).
+- a keep-alive connection idle for `keep_alive_timeout_s` after an answer: closed, as uvicorn's `timeout_keep_alive`
+  does, but by that same per-connection check rather than a timer armed and cancelled for every request.
+
+Data-plane requests are also answered here, without uvicorn's ASGI cycle: see gateway/direct_http.py.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+import urllib.parse
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +33,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from gateway import eager
+from gateway.direct_http import MAX_DIRECT_BODY_BYTES, DirectExchange, data_plane_of
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("onnxgate.gateway")
@@ -40,16 +47,17 @@ class EdgeLimits:
     header_timeout_s: float
     body_timeout_s: float
     max_connections: int
+    keep_alive_timeout_s: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> EdgeLimits:
         return cls(settings.max_header_bytes, settings.max_headers, settings.header_timeout_s,
-                   settings.body_timeout_s, settings.max_connections)
+                   settings.body_timeout_s, settings.max_connections, settings.keep_alive_timeout_s)
 
     @property
     def check_interval_s(self) -> float:
         """How often a connection's read deadlines are checked: a timeout fires at most this late."""
-        return min(1.0, self.header_timeout_s / 4, self.body_timeout_s / 4)
+        return min(1.0, self.header_timeout_s / 4, self.body_timeout_s / 4, self.keep_alive_timeout_s / 4)
 
 
 def uvicorn_options(settings: GatewaySettings) -> dict[str, Any]:
@@ -80,12 +88,16 @@ class GatewayProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
         self.reading_headers = True  # from the connection's (or a request's) first byte until its headers are parsed
+        self.idle = False  # answered, and nothing of the next request has arrived
         self.header_bytes = 0
         self.refused = False
         self.requests_read = 0  # requests whose headers were parsed: names the header read under way
         self.watched: object = None  # the read being timed: ("headers", requests_read) or the body's cycle, else None
         self.watched_since = 0.0
         self.deadline_check: asyncio.TimerHandle | None = None
+        # The direct path (gateway/direct_http.py): the application's data plane, and the request it is reading
+        self.data_plane = None if self.access_log or self.limit_concurrency is not None else data_plane_of(app_state)
+        self.direct: DirectExchange | None = None
 
     # -- connection --------------------------------------------------------------------------------------------
 
@@ -97,14 +109,21 @@ class GatewayProtocol(HttpToolsProtocol):
         if self.deadline_check is not None:
             self.deadline_check.cancel()
             self.deadline_check = None
+        self.direct = None
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        if self.direct is not None:  # its body is still arriving: answer it, then close
+            self.direct.keep_alive = False
+            return
+        super().shutdown()
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, with the header byte count and refusals raised from callbacks (httptools reports any callback
         exception as an HttpParserCallbackError whose __context__ is the original)."""
         if self.refused:  # answered and closing: whatever else arrives is dropped
             return
-        self._unset_keepalive_if_required()
+        self.idle = False
         if self.reading_headers:
             self.header_bytes += len(data)
         try:
@@ -134,6 +153,8 @@ class GatewayProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if self.reading_headers:
             answer = cycle is None or cycle.response_complete
+        elif self.direct is not None:
+            answer, self.direct = True, None
         else:
             answer = cycle is not None and not cycle.response_started
         if answer:
@@ -149,6 +170,7 @@ class GatewayProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.reading_headers = True
         self.header_bytes = 0
+        self.direct = None
 
     def on_headers_complete(self) -> None:
         limits = self.limits
@@ -164,23 +186,129 @@ class GatewayProtocol(HttpToolsProtocol):
             raise Refusal(503, f"server busy: over {limits.max_connections} open connections; retry later")
         self.reading_headers = False
         self.requests_read += 1
-        super().on_headers_complete()
+        if self.data_plane is None or not self.start_direct():
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self.direct is not None:
+            self.direct.body.append(body)  # bounded: its declared length was checked
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        direct = self.direct
+        if direct is None:
+            super().on_message_complete()
+            return
+        self.direct = None
+        self.answer_direct(direct)
+
+    # -- the direct path (gateway/direct_http.py) -----------------------------------------------------------------
+
+    def start_direct(self) -> bool:
+        """Take the request on the direct path when it is a data-plane POST with a small body of declared length, and
+        nothing asks for uvicorn's own handling: no answer under way on this connection (pipelined requests keep
+        their order), no write backlog, no Expect or upgrade, no chunked body, no X-Forwarded-For for uvicorn's
+        proxy headers to apply."""
+        parser = self.parser
+        if parser.get_method() != b"POST" or self.expect_100_continue or self.flow.write_paused:
+            return False
+        cycle = self.cycle
+        if (cycle is not None and not cycle.response_complete) or parser.should_upgrade():
+            return False
+        length = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding" or name == b"x-forwarded-for":
+                return False
+        if length is None or not length.isdigit() or int(length) > MAX_DIRECT_BODY_BYTES:
+            return False
+        scope = self.scope
+        scope["method"] = "POST"
+        http_version = parser.get_http_version()
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        parsed_url = httptools.parse_url(self.url)
+        path = parsed_url.path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + parsed_url.path
+        scope["query_string"] = parsed_url.query or b""
+        endpoint = self.data_plane.match(scope)
+        if endpoint is None:
+            return False
+        self.direct = DirectExchange(self, scope, endpoint, http_version != "1.0" and parser.should_keep_alive())
+        return True
+
+    def answer_direct(self, direct: DirectExchange) -> None:
+        """Run the endpoint at once; if it has to wait before answering, a cycle and a task carry it on."""
+        coroutine = direct.endpoint(direct.scope, direct.receive, direct.send)
+        try:
+            finished, awaited = eager.start(coroutine)
+        except Exception:  # noqa: BLE001 - as uvicorn's cycle does for an application's exception
+            self.logger.exception("Exception in ASGI application")
+            if not direct.answered:
+                self.write_answer(refusal_bytes(500, "internal server error"), keep_alive=False)
+            return
+        if finished:
+            return
+        if not direct.answered:
+            self.cycle = direct.hand_to_cycle()
+        task = self.loop.create_task(self.finish_direct(coroutine, awaited, direct))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def finish_direct(self, coroutine: Coroutine[Any, Any, None], awaited: object,
+                            direct: DirectExchange) -> None:
+        try:
+            await eager.resume(coroutine, awaited)
+        except Exception:  # noqa: BLE001 - as uvicorn's cycle does for an application's exception
+            self.logger.exception("Exception in ASGI application")
+            if direct.cycle is not None and not direct.cycle.response_started:
+                self.write_answer(refusal_bytes(500, "internal server error"), keep_alive=False)
+
+    def write_answer(self, response: bytes, keep_alive: bool) -> None:
+        self.transport.write(response)
+        if not keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, without its keep-alive timer: check_deadlines closes a connection left idle."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:  # pipelined requests queued behind the answer just sent
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.idle = True
 
     # -- read deadlines ----------------------------------------------------------------------------------------
 
     def check_deadlines(self) -> None:
-        """Time out a read (headers, or a body) that has been under way for too long; runs every check_interval_s
-        while the connection is open. A read is known by the request count (headers) or by the cycle its body fills,
-        so requests need no timers of their own."""
+        """Time out a read (headers, or a body) that has been under way for too long, and close a keep-alive
+        connection left idle; runs every check_interval_s while the connection is open. A read is known by the request
+        count (headers, idle) or by what its body fills, so requests need no timers of their own."""
         now = self.loop.time()
         read: object = None
-        if self.reading_headers:
+        if self.idle:
+            read, timeout, what = ("idle", self.requests_read), self.limits.keep_alive_timeout_s, ""
+        elif self.reading_headers:
             read, timeout, what = ("headers", self.requests_read), self.limits.header_timeout_s, "request headers"
+        elif self.direct is not None:
+            read, timeout, what = self.direct, self.limits.body_timeout_s, "request body"
         elif self.cycle is not None and self.cycle.more_body:
             read, timeout, what = self.cycle, self.limits.body_timeout_s, "request body"
         if read is None or read != self.watched:
             self.watched, self.watched_since = read, now
         elif now - self.watched_since >= timeout and not self.refused:
-            self.refuse(408, f"{what} not received within {timeout:g} s")
+            if self.idle:  # closed without an answer, as uvicorn closes an idle keep-alive connection
+                self.transport.close()
+            else:
+                self.refuse(408, f"{what} not received within {timeout:g} s")
             return
         self.deadline_check = self.loop.call_later(self.limits.check_interval_s, self.check_deadlines)

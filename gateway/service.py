@@ -365,8 +365,9 @@ class Service:
 
     async def decode_on_thread(self, request: ModelRequest, loaded: LoadedModel) -> Decoded:
         """A heavy request's decoding (e.g. megabytes of text to tokenize) off the event loop, which keeps answering
-        the others meanwhile."""
-        return await anyio.to_thread.run_sync(request.feeds, loaded, self._max_rows)
+        the others meanwhile. (The loop's executor rather than anyio's: the HTTP direct path starts a request with no
+        current task, which anyio's thread helpers need; see gateway/eager.py.)"""
+        return await asyncio.get_running_loop().run_in_executor(None, request.feeds, loaded, self._max_rows)
 
     async def retry_on_stable(self, route: Route, canary: LoadedModel, request: ModelRequest,
                               routing_key: str | None, source: str | None, failure: GatewayError,

@@ -1,0 +1,104 @@
+"""Data-plane requests answered by the HTTP protocol itself (gateway/server.py), without uvicorn's ASGI cycle.
+
+Measured over HTTP (bench/README.md), uvicorn's per-request ASGI machinery (the cycle and its event, a task, the
+receive and send messages, a regex check of every response header) is about half of what the plain ASGI floor spends
+on a small model's request. So for a POST the data plane takes, with a small body of declared length, the protocol
+keeps the body itself and, once it is complete, starts the same endpoint coroutine eagerly (gateway/eager.py) with a
+`send` that writes the answer straight to the transport. An endpoint that has to wait (a run on a thread, a batch, a
+version loaded on demand) is handed at that point to a task and to a uvicorn cycle made for it, so pipelined requests
+queue behind it and its answer goes out through uvicorn as usual.
+
+The answer's headers are the data plane's own (content type and length, and X-Request-Id and X-Model-Version, which
+are checked where they are made), so they are written without uvicorn's per-header checks.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
+
+from gateway.data_plane import DataPlane
+
+if TYPE_CHECKING:
+    from gateway.server import GatewayProtocol
+
+DATA_PLANE_STATE = "onnxgate.data_plane"
+"""The key under which the application's lifespan state offers its DataPlane to the protocol."""
+
+MAX_DIRECT_BODY_BYTES = 64 * 1024
+"""Larger bodies take uvicorn's path, with its flow control: their decoding outweighs what the direct path saves."""
+
+
+def data_plane_of(app_state: dict) -> DataPlane | None:
+    plane = app_state.get(DATA_PLANE_STATE)
+    return plane if isinstance(plane, DataPlane) else None
+
+
+_default_header_bytes: tuple[object, bytes] = (None, b"")
+
+
+def default_header_bytes(default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """uvicorn's default headers (server, date) as bytes, kept until the server replaces the list (once a second)."""
+    global _default_header_bytes
+    cached_for, encoded = _default_header_bytes
+    if cached_for is not default_headers:
+        encoded = b"".join(b"%s: %s\r\n" % (name.lower(), value) for name, value in default_headers)
+        _default_header_bytes = (default_headers, encoded)
+    return encoded
+
+
+class DirectExchange:
+    """One request the protocol answers itself: the body as it arrives, and the endpoint's `receive` and `send`."""
+
+    __slots__ = ("protocol", "scope", "endpoint", "body", "keep_alive", "cycle", "status", "headers", "answered")
+
+    def __init__(self, protocol: GatewayProtocol, scope: dict, endpoint: object, keep_alive: bool) -> None:
+        self.protocol = protocol
+        self.scope = scope
+        self.endpoint = endpoint
+        self.body: list[bytes] = []
+        self.keep_alive = keep_alive
+        self.cycle: RequestResponseCycle | None = None  # made when the endpoint has to wait before answering
+        self.status = 200
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.answered = False
+
+    async def receive(self) -> dict:
+        body = self.body
+        return {"type": "http.request", "body": body[0] if len(body) == 1 else b"".join(body), "more_body": False}
+
+    async def send(self, message: dict) -> None:
+        if self.cycle is not None:
+            await self.cycle.send(message)
+            return
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = message.get("headers", [])
+            return
+        if message.get("more_body", False):
+            raise RuntimeError("the direct path writes whole answers: one body message")
+        self.answered = True
+        self.protocol.write_answer(self.response_bytes(message.get("body", b"")), self.keep_alive)
+
+    def response_bytes(self, body: bytes) -> bytes:
+        parts = [STATUS_LINE[self.status], default_header_bytes(self.protocol.server_state.default_headers)]
+        for name, value in self.headers:
+            parts += (name, b": ", value, b"\r\n")
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts += (b"\r\n", body)
+        return b"".join(parts)
+
+    def hand_to_cycle(self) -> RequestResponseCycle:
+        """The endpoint has to wait before answering: from now on a uvicorn cycle carries the request, as if uvicorn
+        had started it (pipelined requests queue behind it; a disconnect, shutdown or slow reader is handled there)."""
+        protocol = self.protocol
+        cycle = RequestResponseCycle(
+            scope=self.scope, transport=protocol.transport, flow=protocol.flow, logger=protocol.logger,
+            access_logger=protocol.access_logger, access_log=protocol.access_log,
+            default_headers=protocol.server_state.default_headers, message_event=asyncio.Event(),
+            expect_100_continue=False, keep_alive=self.keep_alive, on_response=protocol.on_response_complete)
+        cycle.more_body = False
+        self.cycle = cycle
+        return cycle
