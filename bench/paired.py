@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.answers import bench_row, check_answer, expected_answer
 from bench.loadgen import LoadgenError, LoadSpec, finish_wrk, require_wrk, run_wrk, start_wrk
-from bench.make_models import BenchModels, build
+from bench.make_models import BenchModels, build, watch_drift
 from bench.peer_targets import PEERS
 from bench.run import CORE_TARGETS, make_target
 from bench.servers import PREDICT_LUA, Endpoint, RunningServer, Target, env_pairs, free_port, running
@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--duration", type=int, default=5, help="seconds of measured load per repetition")
     parser.add_argument("--connections", type=int, default=8, help="per side")
+    parser.add_argument("--drift", action="store_true", help="publish lr with reference statistics, so that the "
+                        "gateway's live drift (on by default) counts every row it serves")
     parser.add_argument("--env-a", action="append", default=[], metavar="KEY=VALUE",
                         help="added to the environment of a's server (repeatable)")
     parser.add_argument("--env-b", action="append", default=[], metavar="KEY=VALUE",
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ratios = []
     with tempfile.TemporaryDirectory(prefix="onnxgate-paired-") as tmp:
         models = build(Path(tmp), None)
+        if args.drift:
+            watch_drift(models.store_root, models.onnx_paths["lr"])
         expected = expected_answer(models.onnx_paths[args.model], bench_row(PREDICT_LUA))
         for repetition in range(args.repeats):
             sides = [side(args.a, models, Path(tmp), env_a), side(args.b, models, Path(tmp), env_b)]

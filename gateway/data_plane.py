@@ -113,10 +113,18 @@ async def read_body(receive: Receive, declared_length: bytes | None, limit: int)
 _VERSION_HEADERS: dict[str, bytes] = {}
 
 
-async def send_json(send: Send, status: int, body: bytes, version: str | None = None,
-                    request_id: str | None = None) -> None:
-    """A JSON answer sent straight to the server; X-Model-Version when a version answered (its bytes cached), and
-    X-Request-Id."""
+class Response(NamedTuple):
+    """A data-plane answer, for any HTTP path to write; `mirror`: the shadow run, for after it is sent."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    mirror: Callable[[], Awaitable[None]] | None = None
+
+
+def json_response(status: int, body: bytes, version: str | None = None, request_id: str | None = None,
+                  mirror: Callable[[], Awaitable[None]] | None = None) -> Response:
+    """A JSON answer; X-Model-Version when a version answered (its bytes cached), and X-Request-Id."""
     headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
     if request_id is not None:
         headers.append((b"x-request-id", request_id.encode("latin-1")))
@@ -125,8 +133,7 @@ async def send_json(send: Send, status: int, body: bytes, version: str | None = 
         if encoded is None:
             encoded = _VERSION_HEADERS[version] = version.encode("latin-1")
         headers.append((b"x-model-version", encoded))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    return Response(status, headers, body, mirror)
 
 
 class BinaryBody(NamedTuple):
@@ -136,18 +143,21 @@ class BinaryBody(NamedTuple):
     tensors: list[bytes]
 
 
-async def send_binary(send: Send, body: BinaryBody, version: str | None, request_id: str | None = None) -> None:
+def binary_response(body: BinaryBody, answer: Answer) -> Response:
     """A binary tensor data answer, framed as Triton frames it: Content-Type application/octet-stream, and
     Inference-Header-Content-Length giving where the JSON header ends."""
     content = b"".join((body.header, *body.tensors))
     headers = [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(content)).encode()),
                (b"inference-header-content-length", str(len(body.header)).encode())]
-    if request_id is not None:
-        headers.append((b"x-request-id", request_id.encode("latin-1")))
-    if version is not None:
-        headers.append((b"x-model-version", version.encode("latin-1")))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": content})
+    if answer.request_id is not None:
+        headers.append((b"x-request-id", answer.request_id.encode("latin-1")))
+    headers.append((b"x-model-version", answer.version.encode("latin-1")))
+    return Response(200, headers, content, answer.mirror)
+
+
+def error_response(exc: Exception, scope: Scope) -> Response:
+    status, message = error_answer(exc, scope["method"], scope["path"])
+    return json_response(status, orjson.dumps({"error": message}))
 
 
 AnswerFunction = Callable[[Scope, DataPlaneHeaders, bytes], Awaitable[tuple[dict | BinaryBody, Answer]]]
@@ -155,8 +165,9 @@ AnswerFunction = Callable[[Scope, DataPlaneHeaders, bytes], Awaitable[tuple[dict
 
 class DataPlaneEndpoint:
     """One data-plane route: read the body, answer, send. Errors become their JSON answer here, through the one
-    mapping in gateway.errors, so the endpoint behaves the same whether `match` or Starlette's router called it.
-    After the answer is sent, the shadow version (if any) runs on the same request."""
+    mapping in gateway.errors, so the endpoint behaves the same whether `match`, Starlette's router or the HTTP
+    protocol's direct path (`respond_direct`, gateway/direct_http.py) called it. After the answer is sent, the
+    shadow version (if any) runs on the same request."""
 
     def __init__(self, answer: AnswerFunction, max_body_bytes: int, routing: RoutingHeader = RoutingHeader()) -> None:
         self.answer = answer
@@ -167,19 +178,36 @@ class DataPlaneEndpoint:
         try:
             headers = data_plane_headers(scope, self.routing)
             body = await read_body(receive, headers.content_length, self.max_body_bytes)
-            payload, answer = await self.answer(scope, headers, body)
         except ClientDisconnect:
             return
         except Exception as exc:  # noqa: BLE001 - every failure gets its JSON answer; unexpected ones are logged
-            status, message = error_answer(exc, scope["method"], scope["path"])
-            await send_json(send, status, orjson.dumps({"error": message}))
-            return
-        if type(payload) is BinaryBody:
-            await send_binary(send, payload, answer.version, answer.request_id)
+            response = error_response(exc, scope)
         else:
-            await send_json(send, 200, orjson.dumps(payload), answer.version, answer.request_id)
-        if answer.mirror is not None:
-            await answer.mirror()
+            response = await self.respond(scope, headers, body)
+        await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+        await send({"type": "http.response.body", "body": response.body})
+        if response.mirror is not None:
+            await response.mirror()
+
+    async def respond_direct(self, scope: Scope, body: bytes) -> Response:
+        """The answer to a request whose whole body the server has read."""
+        try:
+            headers = data_plane_headers(scope, self.routing)
+            if len(body) > self.max_body_bytes:
+                raise PayloadTooLarge(f"request body of {len(body)} bytes is over the limit of {self.max_body_bytes} "
+                                      "bytes")
+        except Exception as exc:  # noqa: BLE001 - as in __call__
+            return error_response(exc, scope)
+        return await self.respond(scope, headers, body)
+
+    async def respond(self, scope: Scope, headers: DataPlaneHeaders, body: bytes) -> Response:
+        try:
+            payload, answer = await self.answer(scope, headers, body)
+        except Exception as exc:  # noqa: BLE001 - every failure gets its JSON answer; unexpected ones are logged
+            return error_response(exc, scope)
+        if type(payload) is BinaryBody:
+            return binary_response(payload, answer)
+        return json_response(200, orjson.dumps(payload), answer.version, answer.request_id, answer.mirror)
 
 
 class DataPlane:

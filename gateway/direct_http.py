@@ -4,7 +4,7 @@ Measured over HTTP (bench/README.md), uvicorn's per-request ASGI machinery (the 
 receive and send messages, a regex check of every response header) is about half of what the plain ASGI floor spends
 on a small model's request. So for a POST the data plane takes, with a small body of declared length, the protocol
 keeps the body itself and, once it is complete, starts the same endpoint coroutine eagerly (gateway/eager.py) with a
-`send` that writes the answer straight to the transport. An endpoint that has to wait (a run on a thread, a batch, a
+the answer written straight to the transport. An endpoint that has to wait (a run on a thread, a batch, a
 version loaded on demand) is handed at that point to a task and to a uvicorn cycle made for it, so pipelined requests
 queue behind it and its answer goes out through uvicorn as usual.
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
-from gateway.data_plane import DataPlane
+from gateway.data_plane import DataPlane, DataPlaneEndpoint, Response
 
 if TYPE_CHECKING:
     from gateway.server import GatewayProtocol
@@ -49,45 +49,40 @@ def default_header_bytes(default_headers: list[tuple[bytes, bytes]]) -> bytes:
 
 
 class DirectExchange:
-    """One request the protocol answers itself: the body as it arrives, and the endpoint's `receive` and `send`."""
+    """One request the protocol answers itself: its scope, endpoint and body as it arrives."""
 
-    __slots__ = ("protocol", "scope", "endpoint", "body", "keep_alive", "cycle", "status", "headers", "answered")
+    __slots__ = ("protocol", "scope", "endpoint", "body", "keep_alive", "cycle", "answered")
 
-    def __init__(self, protocol: GatewayProtocol, scope: dict, endpoint: object, keep_alive: bool) -> None:
+    def __init__(self, protocol: GatewayProtocol, scope: dict, endpoint: DataPlaneEndpoint, keep_alive: bool) -> None:
         self.protocol = protocol
         self.scope = scope
         self.endpoint = endpoint
         self.body: list[bytes] = []
         self.keep_alive = keep_alive
         self.cycle: RequestResponseCycle | None = None  # made when the endpoint has to wait before answering
-        self.status = 200
-        self.headers: list[tuple[bytes, bytes]] = []
         self.answered = False
 
-    async def receive(self) -> dict:
+    async def run(self) -> None:
+        """Answer, then run the shadow version if there is one."""
         body = self.body
-        return {"type": "http.request", "body": body[0] if len(body) == 1 else b"".join(body), "more_body": False}
+        response = await self.endpoint.respond_direct(self.scope, body[0] if len(body) == 1 else b"".join(body))
+        cycle = self.cycle
+        if cycle is None:
+            self.answered = True
+            self.protocol.write_answer(self.response_bytes(response), self.keep_alive)
+        else:
+            await cycle.send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+            await cycle.send({"type": "http.response.body", "body": response.body})
+        if response.mirror is not None:
+            await response.mirror()
 
-    async def send(self, message: dict) -> None:
-        if self.cycle is not None:
-            await self.cycle.send(message)
-            return
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.headers = message.get("headers", [])
-            return
-        if message.get("more_body", False):
-            raise RuntimeError("the direct path writes whole answers: one body message")
-        self.answered = True
-        self.protocol.write_answer(self.response_bytes(message.get("body", b"")), self.keep_alive)
-
-    def response_bytes(self, body: bytes) -> bytes:
-        parts = [STATUS_LINE[self.status], default_header_bytes(self.protocol.server_state.default_headers)]
-        for name, value in self.headers:
+    def response_bytes(self, response: Response) -> bytes:
+        parts = [STATUS_LINE[response.status], default_header_bytes(self.protocol.server_state.default_headers)]
+        for name, value in response.headers:
             parts += (name, b": ", value, b"\r\n")
         if not self.keep_alive:
             parts.append(b"connection: close\r\n")
-        parts += (b"\r\n", body)
+        parts += (b"\r\n", response.body)
         return b"".join(parts)
 
     def hand_to_cycle(self) -> RequestResponseCycle:

@@ -244,7 +244,7 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def answer_direct(self, direct: DirectExchange) -> None:
         """Run the endpoint at once; if it has to wait before answering, a cycle and a task carry it on."""
-        coroutine = direct.endpoint(direct.scope, direct.receive, direct.send)
+        coroutine = direct.run()
         try:
             finished, awaited = eager.start(coroutine)
         except Exception:  # noqa: BLE001 - as uvicorn's cycle does for an application's exception

@@ -23,6 +23,36 @@ from modelstore.metadata import TensorSpec
 warnings.filterwarnings("ignore", message="overflow encountered in cast", category=RuntimeWarning,
                         module=__name__)
 
+
+
+def _overflow_raising_state() -> tuple[object, object] | None:
+    """numpy >= 2 keeps its floating-point error state in a context variable: with its value for "raise on overflow"
+    made once, a cast sets and resets it directly, ~0.8 µs a request less than building and entering an np.errstate.
+    None (use np.errstate) where that private variable is not there."""
+    try:
+        from numpy._core._ufunc_config import _extobj_contextvar
+    except ImportError:
+        return None
+    with np.errstate(over="raise"):
+        return _extobj_contextvar, _extobj_contextvar.get()
+
+
+_OVERFLOW_RAISING = _overflow_raising_state()
+
+
+def cast_raising_on_overflow(raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """raw.astype(dtype), raising FloatingPointError where a value overflows the dtype."""
+    if _OVERFLOW_RAISING is None:
+        with np.errstate(over="raise"):
+            return raw.astype(dtype, copy=False)
+    variable, raising = _OVERFLOW_RAISING
+    token = variable.set(raising)
+    try:
+        return raw.astype(dtype, copy=False)
+    finally:
+        variable.reset(token)
+
+
 ACCEPTED_KINDS = {"f": "fiu", "i": "iuO", "u": "iuO", "b": "b", "O": "U"}  # "O" for ints only: see _big_integers
 KIND_NAMES = {"f": "numbers", "i": "integers", "u": "non-negative integers", "b": "booleans", "O": "strings"}
 
@@ -87,8 +117,7 @@ def coerce(spec: InputSpec, value: object, signature: str, max_rows: int) -> np.
             # cast can make them infinite, and numpy reports that itself: no scan of the values, whose reduction
             # (np.isfinite(...).all()) cost ~10% of a small model's request over HTTP (bench/README.md)
             try:
-                with np.errstate(over="raise"):
-                    array = raw.astype(dtype, copy=False)
+                array = cast_raising_on_overflow(raw, dtype)
             except FloatingPointError:
                 raise InvalidInput(f"input {spec.name!r}: values overflow {dtype.name} (they would be infinite); "
                                    f"expected {signature}") from None
