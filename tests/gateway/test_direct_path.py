@@ -40,25 +40,38 @@ def post(path: str, body: bytes, *headers: bytes, version: bytes = b"HTTP/1.1") 
             + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
 
+class AnswerReader:
+    """Answers read in order off one keep-alive connection, framed by their Content-Length. Bytes of a later answer
+    that arrive with an earlier one are kept for it (a loaded server may send two answers in one segment)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def receive(self, where: str) -> None:
+        chunk = self.sock.recv(65536)
+        assert chunk, f"connection closed {where}"
+        self.buffer += chunk
+
+    def raw(self) -> tuple[bytes, bytes]:
+        """The next answer's head and body."""
+        while b"\r\n\r\n" not in self.buffer:
+            self.receive("before an answer's head")
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        length = int(header(head, b"content-length"))
+        while len(self.buffer) < length:
+            self.receive("inside an answer")
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return head, body
+
+    def json(self, count: int) -> list[tuple[bytes, dict]]:
+        """The next `count` answers, their bodies parsed."""
+        return [(head, json.loads(body)) for head, body in (self.raw() for _ in range(count))]
+
+
 def read_answers(sock: socket.socket, count: int) -> list[tuple[bytes, dict]]:
-    """`count` answers (head, parsed JSON body) read off a keep-alive connection, framed by their Content-Length."""
-    buffer = b""
-    answers = []
-    while len(answers) < count:
-        while b"\r\n\r\n" not in buffer:
-            chunk = sock.recv(65536)
-            assert chunk, f"connection closed after {len(answers)} of {count} answers"
-            buffer += chunk
-        head, _, buffer = buffer.partition(b"\r\n\r\n")
-        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:"))
-        while len(buffer) < length:
-            chunk = sock.recv(65536)
-            assert chunk, "connection closed inside an answer"
-            buffer += chunk
-        answers.append((head, json.loads(buffer[:length])))
-        buffer = buffer[length:]
-    return answers
+    """`count` JSON answers (head, parsed body) off a connection nothing else is read from."""
+    return AnswerReader(sock).json(count)
 
 
 def header(head: bytes, name: bytes) -> bytes | None:
@@ -176,19 +189,15 @@ def test_v2_infer_json_and_binary_answers_on_the_direct_path(served: Served):
                          "parameters": {"binary_data_output": True}}).encode()
     with served.connect() as sock:
         sock.sendall(post("/v2/models/iris/infer", infer) + post("/v2/models/iris/versions/v1.0.0/infer", binary))
-        [(head, body)] = read_answers(sock, 1)
+        answers = AnswerReader(sock)
+        [(head, body)] = answers.json(1)
         assert head.startswith(b"HTTP/1.1 200") and body["id"] == "v2-json" and body["model_version"] == "v1.0.0"
-        buffer = b""
-        while b"\r\n\r\n" not in buffer:
-            buffer += sock.recv(65536)
-        head, _, rest = buffer.partition(b"\r\n\r\n")
-        length, json_length = int(header(head, b"content-length")), int(header(head, b"inference-header-content-length"))
-        while len(rest) < length:
-            rest += sock.recv(65536)
+        head, content = answers.raw()
+    json_length = int(header(head, b"inference-header-content-length"))
     assert header(head, b"content-type") == b"application/octet-stream"
-    answer = json.loads(rest[:json_length])
+    answer = json.loads(content[:json_length])
     assert answer["id"] == "v2-binary"
-    assert sum(output["parameters"]["binary_data_size"] for output in answer["outputs"]) == length - json_length
+    assert sum(output["parameters"]["binary_data_size"] for output in answer["outputs"]) == len(content) - json_length
 
 
 @pytest.mark.e2e
