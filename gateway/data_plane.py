@@ -39,6 +39,9 @@ class DataPlaneHeaders(NamedTuple):
     """Inference-Header-Content-Length: the body is a binary tensor data request (gateway.v2_binary); None: JSON."""
     request_id: str | None = None
     """The caller's X-Request-Id, checked (gateway.request_ids); None when it sent none."""
+    chunked_or_forwarded: bool = False
+    """Transfer-Encoding or X-Forwarded-For was sent: a body framed in chunks, or a client a proxy names (for uvicorn's
+    proxy headers to apply). The HTTP protocol's direct path leaves such requests to uvicorn."""
 
 
 class RoutingHeader(NamedTuple):
@@ -51,12 +54,14 @@ class RoutingHeader(NamedTuple):
 
 
 def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -> DataPlaneHeaders:
-    """X-Environment, the trusted routing header, Content-Length, Content-Type, Inference-Header-Content-Length and
-    X-Request-Id in one pass over the raw headers (ASGI lowercases names). A routing key sent twice (a proxy that
+    """X-Environment, the trusted routing header, Content-Length, Content-Type, Inference-Header-Content-Length,
+    X-Request-Id, and whether Transfer-Encoding or X-Forwarded-For came, in one pass over the raw headers (ASGI
+    lowercases names). A routing key sent twice (a proxy that
     appended its value to the client's) or longer than the limit is refused (400), as are a second
     Inference-Header-Content-Length or X-Request-Id and an invalid X-Request-Id; an empty routing key counts as
     absent."""
     environment = routing_key = length = content_type = inference_header = request_id = None
+    chunked_or_forwarded = False
     trusted = routing.name
     for key, value in scope["headers"]:
         if key == b"x-environment":
@@ -80,12 +85,14 @@ def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -
             if request_id is not None:
                 raise InvalidInput("header X-Request-Id was sent more than once")
             request_id = checked_request_id(value.decode("latin-1"), "header X-Request-Id")
+        elif key == b"transfer-encoding" or key == b"x-forwarded-for":
+            chunked_or_forwarded = True
     if routing_key:
         return DataPlaneHeaders(environment, routing_key, length, routing_key, content_type, inference_header,
-                                request_id)
+                                request_id, chunked_or_forwarded)
     client = scope.get("client")
     return DataPlaneHeaders(environment, None, length, client[0] if client else None, content_type, inference_header,
-                            request_id)
+                            request_id, chunked_or_forwarded)
 
 
 async def read_body(receive: Receive, declared_length: bytes | None, limit: int) -> bytes:
@@ -155,6 +162,12 @@ def binary_response(body: BinaryBody, answer: Answer) -> Response:
     return Response(200, headers, content, answer.mirror)
 
 
+def answer_response(payload: dict | BinaryBody, answer: Answer) -> Response:
+    if type(payload) is BinaryBody:
+        return binary_response(payload, answer)
+    return json_response(200, orjson.dumps(payload), answer.version, answer.request_id, answer.mirror)
+
+
 def error_response(exc: Exception, scope: Scope) -> Response:
     status, message = error_answer(exc, scope["method"], scope["path"])
     return json_response(status, orjson.dumps({"error": message}))
@@ -178,36 +191,29 @@ class DataPlaneEndpoint:
         try:
             headers = data_plane_headers(scope, self.routing)
             body = await read_body(receive, headers.content_length, self.max_body_bytes)
+            payload, answer = await self.answer(scope, headers, body)
         except ClientDisconnect:
             return
         except Exception as exc:  # noqa: BLE001 - every failure gets its JSON answer; unexpected ones are logged
             response = error_response(exc, scope)
         else:
-            response = await self.respond(scope, headers, body)
+            response = answer_response(payload, answer)
         await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
         await send({"type": "http.response.body", "body": response.body})
         if response.mirror is not None:
             await response.mirror()
 
-    async def respond_direct(self, scope: Scope, body: bytes) -> Response:
-        """The answer to a request whose whole body the server has read."""
+    async def respond_direct(self, scope: Scope, headers: DataPlaneHeaders, body: bytes) -> Response:
+        """The answer to a request whose headers the server has read (`data_plane_headers`) and whose whole body it
+        has read; the server sends it, then runs its mirror."""
         try:
-            headers = data_plane_headers(scope, self.routing)
             if len(body) > self.max_body_bytes:
                 raise PayloadTooLarge(f"request body of {len(body)} bytes is over the limit of {self.max_body_bytes} "
                                       "bytes")
+            payload, answer = await self.answer(scope, headers, body)
         except Exception as exc:  # noqa: BLE001 - as in __call__
             return error_response(exc, scope)
-        return await self.respond(scope, headers, body)
-
-    async def respond(self, scope: Scope, headers: DataPlaneHeaders, body: bytes) -> Response:
-        try:
-            payload, answer = await self.answer(scope, headers, body)
-        except Exception as exc:  # noqa: BLE001 - every failure gets its JSON answer; unexpected ones are logged
-            return error_response(exc, scope)
-        if type(payload) is BinaryBody:
-            return binary_response(payload, answer)
-        return json_response(200, orjson.dumps(payload), answer.version, answer.request_id, answer.mirror)
+        return answer_response(payload, answer)
 
 
 class DataPlane:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
-from gateway.data_plane import DataPlane, DataPlaneEndpoint, Response
+from gateway.data_plane import DataPlane, DataPlaneEndpoint, DataPlaneHeaders, Response
 
 if TYPE_CHECKING:
     from gateway.server import GatewayProtocol
@@ -49,14 +49,16 @@ def default_header_bytes(default_headers: list[tuple[bytes, bytes]]) -> bytes:
 
 
 class DirectExchange:
-    """One request the protocol answers itself: its scope, endpoint and body as it arrives."""
+    """One request the protocol answers itself: its scope, endpoint, headers and body as it arrives."""
 
-    __slots__ = ("protocol", "scope", "endpoint", "body", "keep_alive", "cycle", "answered")
+    __slots__ = ("protocol", "scope", "endpoint", "headers", "body", "keep_alive", "cycle", "answered")
 
-    def __init__(self, protocol: GatewayProtocol, scope: dict, endpoint: DataPlaneEndpoint, keep_alive: bool) -> None:
+    def __init__(self, protocol: GatewayProtocol, scope: dict, endpoint: DataPlaneEndpoint, headers: DataPlaneHeaders,
+                 keep_alive: bool) -> None:
         self.protocol = protocol
         self.scope = scope
         self.endpoint = endpoint
+        self.headers = headers
         self.body: list[bytes] = []
         self.keep_alive = keep_alive
         self.cycle: RequestResponseCycle | None = None  # made when the endpoint has to wait before answering
@@ -65,7 +67,8 @@ class DirectExchange:
     async def run(self) -> None:
         """Answer, then run the shadow version if there is one."""
         body = self.body
-        response = await self.endpoint.respond_direct(self.scope, body[0] if len(body) == 1 else b"".join(body))
+        response = await self.endpoint.respond_direct(self.scope, self.headers,
+                                                      body[0] if len(body) == 1 else b"".join(body))
         cycle = self.cycle
         if cycle is None:
             self.answered = True

@@ -28,6 +28,17 @@ JSON = "application/json"
 ENVIRONMENT_HEADER = "x-environment"
 
 
+NUMBER_AND_LIST_BYTES = b"0123456789.-+eE[], \t\r\n"
+PLAIN_PREDICT_SKELETON = b'{"inputs":}'
+
+
+def plain_predict_body(body: bytes) -> bool:
+    """Whether a /predict body (valid JSON) is `{"inputs": ...}` alone with JSON numbers in nested lists as its value:
+    what is left once the bytes of numbers, lists and whitespace are deleted (in C, one pass) is that key alone. Its
+    values then hold no strings, booleans or nulls, so they convert in one step (gateway.validation.coerce)."""
+    return body.translate(None, NUMBER_AND_LIST_BYTES) == PLAIN_PREDICT_SKELETON
+
+
 def check_json_content_type(content_type: bytes | None) -> None:
     """A body declared as something other than JSON is refused (415). A missing Content-Type is taken as JSON: curl
     without -H, wrk scripts and older clients send none, and the body is parsed as JSON either way."""
@@ -111,8 +122,11 @@ class Endpoints:
         booleans (searched for in C over the bytes, so that only bodies that have some get their values checked)."""
         try:
             check_content_type(headers.content_type)
-            return request_type(parse_json(body), len(body) > self.inline_decode_max_bytes,
-                                b"true" in body or b"false" in body)
+            payload = parse_json(body)
+            heavy = len(body) > self.inline_decode_max_bytes
+            if request_type is PredictRequest and plain_predict_body(body):
+                return PredictRequest(payload, heavy, booleans=False, numbers=True)
+            return request_type(payload, heavy, b"true" in body or b"false" in body)
         except (InvalidInput, UnsupportedMediaType) as exc:
             self.service.rejected(model, headers.environment, exc)
             raise

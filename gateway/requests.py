@@ -29,13 +29,15 @@ class ModelRequest(Protocol):
 class PredictRequest:
     """`POST /predict/{model}`: `{"inputs": [[...]]}`, `{"inputs": {"name": [[...]]}}` or `{"text": [...]}`."""
 
-    __slots__ = ("payload", "heavy", "booleans")
+    __slots__ = ("payload", "heavy", "booleans", "numbers")
 
-    def __init__(self, payload: object, heavy: bool = False, booleans: bool = True) -> None:
-        """`booleans`: whether the body may hold JSON booleans (false when its bytes have no `true` or `false`)."""
+    def __init__(self, payload: object, heavy: bool = False, booleans: bool = True, numbers: bool = False) -> None:
+        """`booleans`: whether the body may hold JSON booleans (false when its bytes have no `true` or `false`);
+        `numbers`: whether it is known to be `{"inputs": [...]}` with JSON numbers alone in its lists."""
         self.payload = payload
         self.heavy = heavy
         self.booleans = booleans
+        self.numbers = numbers
 
     def feeds(self, loaded: LoadedModel, max_rows: int) -> Decoded:
         payload = self.payload
@@ -58,7 +60,7 @@ class PredictRequest:
             [spec] = specs.values()
             if self.booleans:
                 refuse_booleans(spec, inputs, loaded.signature)
-            array = coerce(spec, inputs, loaded.signature, max_rows)
+            array = coerce(spec, inputs, loaded.signature, max_rows, self.numbers)
             return Decoded({spec.name: array}, array.shape[0] if array.ndim else 1)  # rows_of, for one input
         check_names(inputs, specs, loaded.signature)
         if self.booleans:

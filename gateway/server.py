@@ -34,7 +34,9 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from gateway import eager
+from gateway.data_plane import data_plane_headers
 from gateway.direct_http import MAX_DIRECT_BODY_BYTES, DirectExchange, data_plane_of
+from gateway.errors import InvalidInput
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("onnxgate.gateway")
@@ -216,14 +218,6 @@ class GatewayProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if (cycle is not None and not cycle.response_complete) or parser.should_upgrade():
             return False
-        length = None
-        for name, value in self.headers:
-            if name == b"content-length":
-                length = value
-            elif name == b"transfer-encoding" or name == b"x-forwarded-for":
-                return False
-        if length is None or not length.isdigit() or int(length) > MAX_DIRECT_BODY_BYTES:
-            return False
         scope = self.scope
         scope["method"] = "POST"
         http_version = parser.get_http_version()
@@ -239,7 +233,16 @@ class GatewayProtocol(HttpToolsProtocol):
         endpoint = self.data_plane.match(scope)
         if endpoint is None:
             return False
-        self.direct = DirectExchange(self, scope, endpoint, http_version != "1.0" and parser.should_keep_alive())
+        try:
+            headers = data_plane_headers(scope, endpoint.routing)
+        except InvalidInput:  # refused with its JSON answer by the endpoint, on uvicorn's path
+            return False
+        length = headers.content_length
+        if (headers.chunked_or_forwarded or length is None or not length.isdigit()
+                or int(length) > MAX_DIRECT_BODY_BYTES):
+            return False
+        self.direct = DirectExchange(self, scope, endpoint, headers,
+                                     http_version != "1.0" and parser.should_keep_alive())
         return True
 
     def answer_direct(self, direct: DirectExchange) -> None:

@@ -314,7 +314,11 @@ class Service:
             env = self.default_environment if environment is None else self.environment(environment)
             if version is None:  # resolves without a coroutine; a pin may load a version on demand
                 route = self.route(model, env)
-                loaded, arm = self.select(route, routing_key)
+                stable = route.stable
+                if route.rollout is None and stable is not None:  # select's answer when nothing is split or withheld
+                    loaded, arm = stable, "stable"
+                else:
+                    loaded, arm = self.select(route, routing_key)
             else:
                 loaded = await self.pinned(model, version)
         except (GatewayError, StoreError) as exc:
@@ -360,7 +364,8 @@ class Service:
                 mirror = functools.partial(self.mirror, route, loaded, shadow, request, outputs)
         answer = Answer(model, loaded.version, env, outputs, loaded,
                         decoded.request_id or request_id or self.request_ids(), arm, mirror)
-        self.sample(answer, route, feeds)
+        if self._capture_rate or route is None or route.deployment.capture_rate:  # else nothing can be captured
+            self.sample(answer, route, feeds)
         return answer
 
     async def decode_on_thread(self, request: ModelRequest, loaded: LoadedModel) -> Decoded:

@@ -40,15 +40,16 @@ def _overflow_raising_state() -> tuple[object, object] | None:
 _OVERFLOW_RAISING = _overflow_raising_state()
 
 
-def cast_raising_on_overflow(raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """raw.astype(dtype), raising FloatingPointError where a value overflows the dtype."""
+def as_dtype_raising_on_overflow(values: object, dtype: np.dtype) -> np.ndarray:
+    """np.asarray(values, dtype) (for an array: its astype, copying only to change the dtype), raising
+    FloatingPointError where a value overflows the dtype."""
     if _OVERFLOW_RAISING is None:
         with np.errstate(over="raise"):
-            return raw.astype(dtype, copy=False)
+            return np.asarray(values, dtype=dtype)
     variable, raising = _OVERFLOW_RAISING
     token = variable.set(raising)
     try:
-        return raw.astype(dtype, copy=False)
+        return np.asarray(values, dtype=dtype)
     finally:
         variable.reset(token)
 
@@ -102,27 +103,29 @@ def raw_array(spec: InputSpec, value: object) -> np.ndarray:
     return raw
 
 
-def coerce(spec: InputSpec, value: object, signature: str, max_rows: int) -> np.ndarray:
-    """A request value (nested lists or an array) -> a checked array of the spec's dtype."""
+def coerce(spec: InputSpec, value: object, signature: str, max_rows: int, numbers: bool = False) -> np.ndarray:
+    """A request value (nested lists or an array) -> a checked array of the spec's dtype. `numbers`: the value is
+    known to hold JSON numbers only (gateway.endpoints.plain_predict_body), so it converts to a float dtype at once,
+    without first being read as numpy sees it."""
     dtype = spec.dtype
     kind = dtype.kind
     if kind == "f" and (type(value) is list or type(value) is np.ndarray):
-        # the common case, inlined (raw_array's checks for a list and a float input): one np.asarray, no calls
+        # the common case, inlined (raw_array's checks for a list and a float input)
         try:
-            raw = np.asarray(value)
+            raw = value if numbers else np.asarray(value)
+            if numbers or raw.dtype.kind in "fiu":
+                # JSON numbers are finite (orjson refuses NaN, Infinity and literals past a double), so only a
+                # narrowing conversion can make them infinite, and numpy reports that itself: no scan of the values,
+                # whose reduction (np.isfinite(...).all()) cost ~10% of a small model's request over HTTP
+                # (bench/README.md)
+                array = as_dtype_raising_on_overflow(raw, dtype)
+                check_shape(spec, array, signature, max_rows)
+                return array
         except (ValueError, TypeError):
             raise InvalidInput(f"input {spec.name!r}: not a rectangular array; expected {signature}") from None
-        if raw.dtype.kind in "fiu":
-            # JSON numbers are finite (orjson refuses NaN, Infinity and literals past a double), so only a narrowing
-            # cast can make them infinite, and numpy reports that itself: no scan of the values, whose reduction
-            # (np.isfinite(...).all()) cost ~10% of a small model's request over HTTP (bench/README.md)
-            try:
-                array = cast_raising_on_overflow(raw, dtype)
-            except FloatingPointError:
-                raise InvalidInput(f"input {spec.name!r}: values overflow {dtype.name} (they would be infinite); "
-                                   f"expected {signature}") from None
-            check_shape(spec, array, signature, max_rows)
-            return array
+        except ArithmeticError:  # FloatingPointError from the cast; OverflowError for an integer past a double
+            raise InvalidInput(f"input {spec.name!r}: values overflow {dtype.name} (they would be infinite); "
+                               f"expected {signature}") from None
     else:
         try:
             raw = raw_array(spec, value)

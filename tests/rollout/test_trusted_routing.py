@@ -71,7 +71,9 @@ def test_only_the_named_header_is_the_routing_key_and_the_source_falls_back_to_t
     trusting = RoutingHeader(b"x-user", 256)
     read = data_plane_headers(scope((b"x-routing-key", b"user-1"), (b"x-user", b"alice"), (b"x-environment", b"prod"),
                                     (b"content-length", b"12")), trusting)
-    assert read == ("prod", "alice", b"12", "alice", None, None, None)
+    assert read == ("prod", "alice", b"12", "alice", None, None, None, False)
+    assert data_plane_headers(scope((b"x-forwarded-for", b"10.1.2.3")), trusting).chunked_or_forwarded
+    assert data_plane_headers(scope((b"transfer-encoding", b"chunked")), trusting).chunked_or_forwarded
     assert data_plane_headers(scope((b"x-user", b"")), trusting).routing_key is None  # empty: absent
     assert data_plane_headers(scope(client=None), trusting).source is None
     assert data_plane_headers(scope((b"x-routing-key", b"user-1")), RoutingHeader(b"x-routing-key")).source == "user-1"
