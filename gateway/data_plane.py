@@ -24,7 +24,6 @@ from gateway.service import Answer
 
 PREDICT_PREFIX = "/predict/"
 V2_MODELS_PREFIX = "/v2/models/"
-JSON_HEADER = (b"content-type", b"application/json")
 
 
 class DataPlaneHeaders(NamedTuple):
@@ -53,30 +52,35 @@ class RoutingHeader(NamedTuple):
     max_bytes: int = 256
 
 
+READ_HEADERS = frozenset((b"content-length", b"content-type", b"x-environment", b"inference-header-content-length",
+                          b"x-request-id", b"transfer-encoding", b"x-forwarded-for"))
+
+
 def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -> DataPlaneHeaders:
     """X-Environment, the trusted routing header, Content-Length, Content-Type, Inference-Header-Content-Length,
     X-Request-Id, and whether Transfer-Encoding or X-Forwarded-For came, in one pass over the raw headers (ASGI
-    lowercases names). A routing key sent twice (a proxy that
-    appended its value to the client's) or longer than the limit is refused (400), as are a second
-    Inference-Header-Content-Length or X-Request-Id and an invalid X-Request-Id; an empty routing key counts as
-    absent."""
+    lowercases names; any other header costs one set lookup). A routing key sent twice (a proxy that appended its
+    value to the client's) or longer than the limit is refused (400), as are a second Inference-Header-Content-Length
+    or X-Request-Id and an invalid X-Request-Id; an empty routing key counts as absent."""
     environment = routing_key = length = content_type = inference_header = request_id = None
     chunked_or_forwarded = False
     trusted = routing.name
     for key, value in scope["headers"]:
-        if key == b"x-environment":
-            environment = value.decode("latin-1")
-        elif key == trusted:
+        if key == trusted:
             if routing_key is not None:
                 raise InvalidInput(f"header {trusted.decode()} was sent more than once")
             if len(value) > routing.max_bytes:
                 raise InvalidInput(f"header {trusted.decode()} is {len(value)} bytes, over the limit of "
                                    f"{routing.max_bytes}")
             routing_key = value.decode("latin-1")
+        elif key not in READ_HEADERS:
+            continue
         elif key == b"content-length":
             length = value
         elif key == b"content-type":
             content_type = value
+        elif key == b"x-environment":
+            environment = value.decode("latin-1")
         elif key == b"inference-header-content-length":
             if inference_header is not None:  # two framings of one body: neither can be trusted
                 raise InvalidInput("header Inference-Header-Content-Length was sent more than once")
@@ -85,7 +89,7 @@ def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -
             if request_id is not None:
                 raise InvalidInput("header X-Request-Id was sent more than once")
             request_id = checked_request_id(value.decode("latin-1"), "header X-Request-Id")
-        elif key == b"transfer-encoding" or key == b"x-forwarded-for":
+        else:  # transfer-encoding or x-forwarded-for
             chunked_or_forwarded = True
     if routing_key:
         return DataPlaneHeaders(environment, routing_key, length, routing_key, content_type, inference_header,
@@ -117,30 +121,34 @@ async def read_body(receive: Receive, declared_length: bytes | None, limit: int)
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-_VERSION_HEADERS: dict[str, bytes] = {}
+_VERSION_LINES: dict[str, bytes] = {}
 
 
 class Response(NamedTuple):
-    """A data-plane answer, for any HTTP path to write; `mirror`: the shadow run, for after it is sent."""
+    """A data-plane answer, for any HTTP path to write: its header fields as HTTP/1.1 lines (`name: value\r\n` each),
+    which the direct path writes as they are; `mirror`: the shadow run, for after it is sent. Every value in them is
+    checked where it is made (request ids, version names) or is the gateway's own."""
 
     status: int
-    headers: list[tuple[bytes, bytes]]
+    head: bytes
     body: bytes
     mirror: Callable[[], Awaitable[None]] | None = None
+
+    def asgi_headers(self) -> list[tuple[bytes, bytes]]:
+        return [tuple(line.split(b": ", 1)) for line in self.head.split(b"\r\n")[:-1]]  # type: ignore[misc]
 
 
 def json_response(status: int, body: bytes, version: str | None = None, request_id: str | None = None,
                   mirror: Callable[[], Awaitable[None]] | None = None) -> Response:
-    """A JSON answer; X-Model-Version when a version answered (its bytes cached), and X-Request-Id."""
-    headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
-    if request_id is not None:
-        headers.append((b"x-request-id", request_id.encode("latin-1")))
+    """A JSON answer; X-Request-Id, and X-Model-Version when a version answered (its line cached)."""
+    version_line = b""
     if version is not None:
-        encoded = _VERSION_HEADERS.get(version)
-        if encoded is None:
-            encoded = _VERSION_HEADERS[version] = version.encode("latin-1")
-        headers.append((b"x-model-version", encoded))
-    return Response(status, headers, body, mirror)
+        version_line = _VERSION_LINES.get(version)
+        if version_line is None:
+            version_line = _VERSION_LINES[version] = b"x-model-version: %s\r\n" % version.encode("latin-1")
+    id_line = b"" if request_id is None else b"x-request-id: %s\r\n" % request_id.encode("latin-1")
+    return Response(status, b"content-type: application/json\r\ncontent-length: %d\r\n%s%s"
+                    % (len(body), id_line, version_line), body, mirror)
 
 
 class BinaryBody(NamedTuple):
@@ -154,12 +162,12 @@ def binary_response(body: BinaryBody, answer: Answer) -> Response:
     """A binary tensor data answer, framed as Triton frames it: Content-Type application/octet-stream, and
     Inference-Header-Content-Length giving where the JSON header ends."""
     content = b"".join((body.header, *body.tensors))
-    headers = [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(content)).encode()),
-               (b"inference-header-content-length", str(len(body.header)).encode())]
+    head = (b"content-type: application/octet-stream\r\ncontent-length: %d\r\ninference-header-content-length: %d\r\n"
+            % (len(content), len(body.header)))
     if answer.request_id is not None:
-        headers.append((b"x-request-id", answer.request_id.encode("latin-1")))
-    headers.append((b"x-model-version", answer.version.encode("latin-1")))
-    return Response(200, headers, content, answer.mirror)
+        head += b"x-request-id: %s\r\n" % answer.request_id.encode("latin-1")
+    head += b"x-model-version: %s\r\n" % answer.version.encode("latin-1")
+    return Response(200, head, content, answer.mirror)
 
 
 def answer_response(payload: dict | BinaryBody, answer: Answer) -> Response:
@@ -198,7 +206,7 @@ class DataPlaneEndpoint:
             response = error_response(exc, scope)
         else:
             response = answer_response(payload, answer)
-        await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+        await send({"type": "http.response.start", "status": response.status, "headers": response.asgi_headers()})
         await send({"type": "http.response.body", "body": response.body})
         if response.mirror is not None:
             await response.mirror()

@@ -74,19 +74,15 @@ class DirectExchange:
             self.answered = True
             self.protocol.write_answer(self.response_bytes(response), self.keep_alive)
         else:
-            await cycle.send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+            await cycle.send({"type": "http.response.start", "status": response.status,
+                              "headers": response.asgi_headers()})
             await cycle.send({"type": "http.response.body", "body": response.body})
         if response.mirror is not None:
             await response.mirror()
 
     def response_bytes(self, response: Response) -> bytes:
-        parts = [STATUS_LINE[response.status], default_header_bytes(self.protocol.server_state.default_headers)]
-        for name, value in response.headers:
-            parts += (name, b": ", value, b"\r\n")
-        if not self.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts += (b"\r\n", response.body)
-        return b"".join(parts)
+        return b"".join((STATUS_LINE[response.status], default_header_bytes(self.protocol.server_state.default_headers),
+                         response.head, b"" if self.keep_alive else b"connection: close\r\n", b"\r\n", response.body))
 
     def hand_to_cycle(self) -> RequestResponseCycle:
         """The endpoint has to wait before answering: from now on a uvicorn cycle carries the request, as if uvicorn

@@ -121,7 +121,8 @@ class Endpoints:
         is told whether its decoding is heavy (a big body: decoded off the event loop) and whether it can hold JSON
         booleans (searched for in C over the bytes, so that only bodies that have some get their values checked)."""
         try:
-            check_content_type(headers.content_type)
+            if headers.content_type != b"application/json":  # which every data-plane route takes
+                check_content_type(headers.content_type)
             payload = parse_json(body)
             heavy = len(body) > self.inline_decode_max_bytes
             if request_type is PredictRequest and plain_predict_body(body):

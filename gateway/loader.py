@@ -43,8 +43,11 @@ class LoadedModel:
     # set by the service when live drift watches the version: its window per served environment
     drift: dict[str, DriftWindow] | None = None
     _run_session: Callable[..., list] | None = field(default=None, repr=False)
+    single_input: InputSpec | None = field(init=False, default=None)  # the input of a model that has one
 
     def __post_init__(self) -> None:
+        if len(self.inputs) == 1:
+            [self.single_input] = self.inputs.values()
         # onnxruntime's Python wrapper re-checks on every run what decoding has checked (input names) and what the
         # gateway never uses (OrtValues, WebGPU graph capture, provider fallback): its compiled session is called
         # directly, where there is one

@@ -58,8 +58,12 @@ class ModelMetrics:
     def record_classes(self, values: np.ndarray) -> None:
         if not self.counts_classes:
             return
-        if values.size == 1:
-            self._count(values.item(), 1)
+        if values.size == 1:  # one row: its class id is counted without _count's checks
+            value = values.item()
+            if type(value) is int and 0 <= value < len(self.class_counts):
+                self.class_counts[value] += 1
+            else:
+                self._count(value, 1)
             return
         unique, counts = np.unique(values, return_counts=True)
         for value, count in zip(unique.tolist(), counts.tolist(), strict=True):

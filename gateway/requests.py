@@ -41,6 +41,10 @@ class PredictRequest:
 
     def feeds(self, loaded: LoadedModel, max_rows: int) -> Decoded:
         payload = self.payload
+        spec = loaded.single_input
+        if self.numbers and spec is not None:  # {"inputs": <numbers>} alone, for a model of one input
+            array = coerce(spec, payload["inputs"], loaded.signature, max_rows, numbers=True)
+            return Decoded({spec.name: array}, array.shape[0] if array.ndim else 1)  # rows_of, for one input
         if not isinstance(payload, dict):
             raise InvalidInput(f'body must be a JSON object with "inputs" or "text"; expected {loaded.signature}')
         if "text" in payload:

@@ -227,8 +227,7 @@ class GatewayProtocol(HttpToolsProtocol):
         path = parsed_url.path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
-        scope["path"] = self.root_path + path
-        scope["raw_path"] = self.root_path.encode("ascii") + parsed_url.path
+        scope["path"] = self.root_path + path  # with the query string, what the data plane reads (not raw_path)
         scope["query_string"] = parsed_url.query or b""
         endpoint = self.data_plane.match(scope)
         if endpoint is None:

@@ -21,8 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import anyio
 import numpy as np
@@ -47,6 +46,7 @@ from gateway.pool import Pool, ReloadReport, Route
 from gateway.pool_keeper import PoolKeeper
 from gateway.request_ids import RequestIds
 from gateway.requests import ModelRequest
+from gateway.rollout_state import RolloutState
 from gateway.settings import GatewaySettings
 from gateway.shadow import Tolerance
 from gateway.traffic import Arm, choose_arm, choose_shadow
@@ -64,8 +64,7 @@ log = logging.getLogger("onnxgate.gateway")
 AnswerArm = Literal["stable", "canary", "pinned"]
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~1 µs more per request
-class Answer:
+class Answer(NamedTuple):  # made for every request: a tuple's construction is the cheapest of the record types
     model: str
     version: str
     environment: str
@@ -309,13 +308,15 @@ class Service:
         windows count the request for. The answer's id: the request body's own (v2), else `request_id` (the
         transport's, e.g. X-Request-Id), else a new one."""
         route: Route | None = None
+        rollout: RolloutState | None = None
         arm: AnswerArm = "pinned"
         try:
             env = self.default_environment if environment is None else self.environment(environment)
             if version is None:  # resolves without a coroutine; a pin may load a version on demand
                 route = self.route(model, env)
+                rollout = route.rollout
                 stable = route.stable
-                if route.rollout is None and stable is not None:  # select's answer when nothing is split or withheld
+                if rollout is None and stable is not None:  # select's answer when nothing is split or withheld
                     loaded, arm = stable, "stable"
                 else:
                     loaded, arm = self.select(route, routing_key)
@@ -325,7 +326,6 @@ class Service:
             self.rejected(model, environment, exc)
             raise
         children = loaded.metrics.get(env) or loaded.metrics_for(self.metrics, env)
-        rollout = route.rollout if route is not None else None
         decoded = None
         started = time.perf_counter()
         try:
@@ -333,7 +333,10 @@ class Service:
                                                                                                       self._max_rows)
             feeds, rows, output_names = decoded.feeds, decoded.rows, decoded.output_names
             if loaded.batcher is None and loaded.base_cost_s + loaded.row_cost_s * rows <= self._inline_max_s:
-                outputs = self.run_inline(loaded, feeds, output_names)
+                try:  # cheap enough to run on the event loop (as `run` would decide), without its coroutine
+                    outputs = loaded.run(feeds, output_names)
+                except Exception as exc:  # noqa: BLE001 - mapped, not swallowed
+                    raise run_error(loaded, exc) from None
             else:
                 outputs = await self.run(loaded, feeds, rows, output_names)
         except GatewayError as exc:
@@ -346,8 +349,7 @@ class Service:
             raise
         elapsed = time.perf_counter() - started
         children.record("ok", elapsed)
-        label_output = loaded.metadata.label_output
-        labels = outputs.get(label_output) if label_output is not None else None
+        labels = outputs.get(loaded.metadata.label_output)  # output names are strings: None when there is none
         if labels is not None:
             children.record_classes(labels)
         windows = loaded.drift
@@ -472,14 +474,6 @@ class Service:
         self.metrics.rejected(model if known else UNKNOWN_MODEL, env, outcome_for(error))
 
     # -- run ---------------------------------------------------------------------------------------------------
-
-    def run_inline(self, loaded: LoadedModel, feeds: dict[str, np.ndarray],
-                   output_names: list[str] | None = None) -> dict[str, np.ndarray]:
-        """`run` for a model cheap enough to run on the event loop, without a coroutine; same error mapping."""
-        try:
-            return loaded.run(feeds, output_names)
-        except Exception as exc:  # noqa: BLE001 - mapped, not swallowed
-            raise run_error(loaded, exc) from None
 
     async def run(self, loaded: LoadedModel, feeds: dict[str, np.ndarray], rows: int,
                   output_names: list[str] | None = None) -> dict[str, np.ndarray]:

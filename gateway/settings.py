@@ -165,7 +165,8 @@ class GatewaySettings(BaseSettings):
             return None
         if not HEADER_NAME.fullmatch(value):
             raise ValueError(f"routing_header {value!r} is not an HTTP header name")
-        if value.lower() in ("x-environment", "content-length", "content-type", "host"):
+        if value.lower() in ("x-environment", "content-length", "content-type", "host", "transfer-encoding",
+                             "inference-header-content-length", "x-request-id"):
             raise ValueError(f"routing_header {value!r} already means something else to the gateway")
         return value.lower()
 

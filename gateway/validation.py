@@ -83,11 +83,16 @@ class InputSpec:
     rank: int
     fixed_axes: tuple[tuple[int, int], ...]
     described: str
+    row_shape: tuple[int, ...] | None = None
+    """Every axis but the first, when the first is the free batch axis and all the others are fixed; else None."""
 
     @classmethod
     def from_tensor_spec(cls, spec: TensorSpec) -> InputSpec:
         fixed = tuple((axis, size) for axis, size in enumerate(spec.shape) if isinstance(size, int) and size >= 0)
-        return cls(spec.name, numpy_dtype(spec.dtype), len(spec.shape), fixed, spec.describe())
+        rank = len(spec.shape)
+        free_batch_only = rank >= 1 and [axis for axis, _ in fixed] == list(range(1, rank))
+        row_shape = tuple(size for _, size in fixed) if free_batch_only else None
+        return cls(spec.name, numpy_dtype(spec.dtype), rank, fixed, spec.describe(), row_shape)
 
 
 def raw_array(spec: InputSpec, value: object) -> np.ndarray:
@@ -170,17 +175,21 @@ def _big_integers(value: object, raw: np.ndarray) -> np.ndarray:
 
 
 def check_shape(spec: InputSpec, array: np.ndarray, signature: str, max_rows: int) -> None:
-    if array.ndim >= 1 and array.shape[0] == 0:
+    shape = array.shape  # a new tuple at each read of the attribute: read once
+    if shape and shape[1:] == spec.row_shape and 0 < shape[0] <= max_rows:  # the usual input, in one comparison
+        return
+    rows = shape[0] if shape else None
+    if rows == 0:
         raise InvalidInput(f"input {spec.name!r}: empty batch; expected {signature}")
-    if array.ndim != spec.rank:
-        raise InvalidInput(f"input {spec.name!r}: got shape {list(array.shape)}, expected {spec.rank} axes "
+    if len(shape) != spec.rank:
+        raise InvalidInput(f"input {spec.name!r}: got shape {list(shape)}, expected {spec.rank} axes "
                            f"({spec.described}); expected {signature}")
     for axis, size in spec.fixed_axes:
-        if array.shape[axis] != size:
-            raise InvalidInput(f"input {spec.name!r}: got shape {list(array.shape)}, axis {axis} must be {size} "
+        if shape[axis] != size:
+            raise InvalidInput(f"input {spec.name!r}: got shape {list(shape)}, axis {axis} must be {size} "
                                f"({spec.described}); expected {signature}")
-    if array.ndim >= 1 and array.shape[0] > max_rows:
-        raise BatchTooLarge(f"input {spec.name!r}: {array.shape[0]} rows is over the limit of {max_rows} per request")
+    if rows is not None and rows > max_rows:
+        raise BatchTooLarge(f"input {spec.name!r}: {rows} rows is over the limit of {max_rows} per request")
 
 
 def _kind_of(array: np.ndarray) -> str:
