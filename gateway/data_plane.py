@@ -241,6 +241,10 @@ class DataPlane:
         root = scope.get("root_path")
         if root and path.startswith(root):
             path = path[len(root):]
+        return self.match_path(scope, path)
+
+    def match_path(self, scope: Scope, path: str) -> DataPlaneEndpoint | None:
+        """`match` for a POST, from its path within the application (the root path taken off)."""
         if path.startswith(PREDICT_PREFIX):
             model = path[len(PREDICT_PREFIX):]
             if model and "/" not in model:

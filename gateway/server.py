@@ -229,7 +229,7 @@ class GatewayProtocol(HttpToolsProtocol):
             path = urllib.parse.unquote(path)
         scope["path"] = self.root_path + path  # with the query string, what the data plane reads (not raw_path)
         scope["query_string"] = parsed_url.query or b""
-        endpoint = self.data_plane.match(scope)
+        endpoint = self.data_plane.match_path(scope, path)
         if endpoint is None:
             return False
         try:

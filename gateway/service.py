@@ -62,6 +62,7 @@ log = logging.getLogger("onnxgate.gateway")
 
 
 AnswerArm = Literal["stable", "canary", "pinned"]
+NO_ROUTES: dict[str, Route] = {}
 
 
 class Answer(NamedTuple):  # made for every request: a tuple's construction is the cheapest of the record types
@@ -313,7 +314,8 @@ class Service:
         try:
             env = self.default_environment if environment is None else self.environment(environment)
             if version is None:  # resolves without a coroutine; a pin may load a version on demand
-                route = self.route(model, env)
+                # the pool's table straight, and `route` (which says why there is none) only when it has none
+                route = self.pools.pool.routes.get(env, NO_ROUTES).get(model) or self.route(model, env)
                 rollout = route.rollout
                 stable = route.stable
                 if rollout is None and stable is not None:  # select's answer when nothing is split or withheld
