@@ -157,6 +157,21 @@ def test_asgi_overhead_measures_both_apps_on_both_endpoints(capsys: pytest.Captu
 
 
 @pytest.mark.e2e
+def test_opcodes_counts_one_answered_request_per_function_and_drift_adds_to_it(capsys: pytest.CaptureFixture):
+    from bench import opcodes
+
+    totals = {}
+    for drift in (False, True):
+        opcodes.main(["--top", "5", *(["--drift"] if drift else [])])
+        first, *listed = capsys.readouterr().out.splitlines()
+        assert first.startswith("HTTP/1.1 200 OK: ") and len(listed) == 5, first
+        totals[drift] = int(first.split(": ")[1].split()[0])
+        assert sum(int(line.split()[0]) for line in listed) < totals[drift]
+        assert any("Service.answer" in line for line in listed)
+    assert totals[True] > totals[False] > 500  # live drift's buffering is on the request path only with statistics
+
+
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("taskset") is None, reason="needs wrk and taskset")
 def test_paired_runs_two_servers_at_once_and_prints_their_cpu_ratio(capsys: pytest.CaptureFixture):
     from bench import paired
