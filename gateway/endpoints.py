@@ -119,7 +119,8 @@ class Endpoints:
                check_content_type: Callable[[bytes | None], None] = check_json_content_type) -> ModelRequest:
         """The body as a request for the service; a body that is not JSON is refused (and counted) here. The request
         is told whether its decoding is heavy (a big body: decoded off the event loop) and whether it can hold JSON
-        booleans (searched for in C over the bytes, so that only bodies that have some get their values checked)."""
+        booleans (searched for in C over the bytes, so that only bodies that have some get their values checked); a plain
+        /predict body (`plain_predict_body`: numbers only) is told so, and needs neither check."""
         try:
             if headers.content_type != b"application/json":  # which every data-plane route takes
                 check_content_type(headers.content_type)

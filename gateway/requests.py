@@ -64,7 +64,7 @@ class PredictRequest:
             [spec] = specs.values()
             if self.booleans:
                 refuse_booleans(spec, inputs, loaded.signature)
-            array = coerce(spec, inputs, loaded.signature, max_rows, self.numbers)
+            array = coerce(spec, inputs, loaded.signature, max_rows)
             return Decoded({spec.name: array}, array.shape[0] if array.ndim else 1)  # rows_of, for one input
         check_names(inputs, specs, loaded.signature)
         if self.booleans:
