@@ -211,7 +211,8 @@ class GatewayProtocol(HttpToolsProtocol):
         """Take the request on the direct path when it is a data-plane POST with a small body of declared length, and
         nothing asks for uvicorn's own handling: no answer under way on this connection (pipelined requests keep
         their order), no write backlog, no Expect or upgrade, no chunked body, no X-Forwarded-For for uvicorn's
-        proxy headers to apply."""
+        proxy headers to apply, and no data-plane header the endpoint refuses (it answers those on uvicorn's path).
+        The headers are read here, once, and handed to the endpoint."""
         parser = self.parser
         if parser.get_method() != b"POST" or self.expect_100_continue or self.flow.write_paused:
             return False
@@ -227,7 +228,7 @@ class GatewayProtocol(HttpToolsProtocol):
         path = parsed_url.path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
-        scope["path"] = self.root_path + path  # with the query string, what the data plane reads (not raw_path)
+        scope["path"] = self.root_path + path  # path and query string are what the data plane reads; raw_path is not
         scope["query_string"] = parsed_url.query or b""
         endpoint = self.data_plane.match_path(scope, path)
         if endpoint is None:
