@@ -1,8 +1,9 @@
 """One version's live drift window in one worker: a fixed ring of count blocks, whatever the traffic.
 
-A served request's rows are only copied into a buffer of `buffer_rows` rows (a slice assignment per input and
-output, no counting on the request path); the buffer is counted in one vectorised call when it is full, and by the
-drift flush timer (gateway/drift_monitor.py). Counts go into the current block; a block closes when it holds
+A served request is only held by reference (an append, no copy and no counting on the request path); every
+HOLD_ROWS rows, the held requests are copied into a buffer of `buffer_rows` rows, one concatenation per input and
+output. The buffer is counted in one vectorised call when it is full, and by the drift flush timer
+(gateway/drift_monitor.py). Counts go into the current block; a block closes when it holds
 `block_rows` rows (the window's rows / `slices`) or, with a time window, when it has been open window_s / slices
 seconds. The ring keeps the last `capacity` closed blocks plus the open one:
 
@@ -11,7 +12,8 @@ seconds. The ring keeps the last `capacity` closed blocks plus the open one:
                       the window's rows) or on time (together at least window_s), so the window is always covered
 
 A block's counts are int64 arrays of a fixed shape per layout, so memory per version is (capacity + 1) x (feature
-counts + prediction counts) x 8 bytes, plus the buffer's `buffer_rows` rows of each input and output.
+counts + prediction counts) x 8 bytes, plus the buffer's `buffer_rows` rows of each input and output, and the
+arrays of the requests held (at most HOLD_ROWS rows).
 `window_totals` adds blocks newest first (this worker's and the others', merged by their end times) until the
 window's rows are reached, and leaves out blocks that ended before the time window.
 """
@@ -82,24 +84,22 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """Where one input or output is buffered: `capacity` rows, and a one-row view of each of them."""
+    """Where one input or output is buffered: `capacity` rows of its row shape and dtype."""
 
     name: str
     rows: np.ndarray
-    row_views: list[np.ndarray]
 
     @classmethod
     def like(cls, name: str, array: np.ndarray, capacity: int) -> Slot:
-        rows = np.empty((capacity, *array.shape[1:]), array.dtype)
-        return cls(name, rows, [rows[index:index + 1] for index in range(capacity)])
+        return cls(name, np.empty((capacity, *array.shape[1:]), array.dtype))
+
+
+Held = tuple[Arrays, Arrays, int]  # a served request's inputs, outputs and row count
 
 
 class RowBuffer:
     """Served rows waiting to be counted: the inputs and outputs the layout reads, copied into arrays allocated once
-    (`rows` rows each), so that no request's own arrays outlive it: keeping them alive until they were counted cost
-    ~4% CPU per request over HTTP on the benchmark's logistic regression, the copy ~1% (bench/README.md). A request
-    of one row is copied into its row's view made in advance (`view[...] = array`), which costs about half of a slice
-    assignment (`rows[start:end] = array`, a new view per call): ~1% CPU per request on that benchmark."""
+    (`rows` rows each), so that no request's own arrays outlive the few requests held before the copy."""
 
     def __init__(self, rows: int, feed_names: Sequence[str], output_names: Sequence[str]) -> None:
         self.capacity = rows
@@ -113,21 +113,19 @@ class RowBuffer:
     def put(self, feeds: Arrays, outputs: Arrays, rows: int) -> bool:
         """Copy the request's rows in, if they fit: room left, the same names present, `rows` rows in each array.
         Row shapes and dtypes are not compared: a version's signature fixes them (validated inputs, the session's
-        outputs), and the comparisons cost ~3% CPU per request on the benchmark's logistic regression
-        (bench/README.md). Another row shape raises (unless numpy can broadcast it, which a fixed signature rules
-        out), another dtype is cast."""
+        outputs); another row shape raises (unless numpy can broadcast it, which a fixed signature rules out),
+        another dtype is cast."""
         start = self.rows
         end = start + rows
         if end > self.capacity or not self.feed_slots:
             return False
         try:
-            if rows == 1:
-                for slot in self.feed_slots:
-                    slot.row_views[start][...] = feeds[slot.name]
-                for slot in self.output_slots:
-                    slot.row_views[start][...] = outputs[slot.name]
-            elif not self.put_rows(feeds, outputs, start, end):
-                return False
+            for slots, arrays in ((self.feed_slots, feeds), (self.output_slots, outputs)):
+                for slot in slots:
+                    array = arrays[slot.name]
+                    if len(array) != rows:  # numpy would broadcast one row into several
+                        return False
+                    slot.rows[start:end] = array
         except (KeyError, TypeError, ValueError):  # a name missing, a scalar, a shape that does not fit
             return False
         if self.absent:
@@ -137,13 +135,24 @@ class RowBuffer:
         self.rows = end
         return True
 
-    def put_rows(self, feeds: Arrays, outputs: Arrays, start: int, end: int) -> bool:
-        for slots, arrays in ((self.feed_slots, feeds), (self.output_slots, outputs)):
-            for slot in slots:
-                array = arrays[slot.name]
-                if len(array) != end - start:  # numpy would broadcast one row into several
-                    return False
-                slot.rows[start:end] = array
+    def put_held(self, held: Sequence[Held], rows: int) -> bool:
+        """Copy several requests of `rows` rows in all, one concatenation per input and output, if they fit as
+        `put` would take each of them; False (nothing taken) when any does not, for `put` to take them one by one."""
+        start = self.rows
+        end = start + rows
+        if end > self.capacity or not self.feed_slots or self.absent:
+            return False
+        try:
+            for slot in self.feed_slots:
+                name = slot.name
+                # an array of other rows or row shape makes the joined length or shape differ from `out`'s: raises
+                np.concatenate([feeds[name] for feeds, _, _ in held], out=slot.rows[start:end], casting="unsafe")
+            for slot in self.output_slots:
+                name = slot.name
+                np.concatenate([outputs[name] for _, outputs, _ in held], out=slot.rows[start:end], casting="unsafe")
+        except (KeyError, TypeError, ValueError):  # a name missing, a scalar, a shape that does not fit
+            return False
+        self.rows = end
         return True
 
     def reshape(self, feeds: Arrays, outputs: Arrays) -> None:
@@ -163,6 +172,11 @@ class RowBuffer:
                 {slot.name: slot.rows[:rows] for slot in self.output_slots})
 
 
+HOLD_ROWS = 32
+"""Served rows kept by reference before they are copied into the buffer together: per request, an append instead of
+a copy per input and output (bench/README.md), while the arrays held stay few enough to be reused warm."""
+
+
 class DriftWindow:
     """Updated and read on the event loop's thread only (like gateway/metrics.py's plain numbers): no lock."""
 
@@ -175,21 +189,57 @@ class DriftWindow:
         self.closed: deque[Block] = deque(maxlen=spec.capacity)
         self.current: Block | None = None
         self.buffer = RowBuffer(spec.buffer_rows, feed_names, output_names)
+        self.held: list[Held] = []
+        self.held_rows = 0
+        self.hold_rows = min(HOLD_ROWS, spec.buffer_rows)
 
     def add(self, feeds: Arrays, outputs: Arrays, rows: int) -> None:
-        """One served request: its rows copied into the buffer, counted when the buffer is full."""
+        """One served request: held by reference with the few before it, then copied into the buffer with them."""
+        held_rows = self.held_rows + rows
+        if held_rows > self.hold_rows:
+            self.gather()
+            if rows > self.hold_rows:  # a large request: copied at once
+                self.copy(feeds, outputs, rows)
+                return
+            held_rows = rows
+        self.held.append((feeds, outputs, rows))
+        self.held_rows = held_rows
+
+    def gather(self) -> None:
+        """Copy the held requests into the buffer (together, else one by one), counting it when it is full."""
+        held = self.held
+        if not held:
+            return
+        rows = self.held_rows
+        self.held, self.held_rows = [], 0
+        buffer = self.buffer
+        if buffer.rows + rows > buffer.capacity:
+            self.count_buffered()
+        if not buffer.put_held(held, rows):
+            for feeds, outputs, request_rows in held:
+                self.copy(feeds, outputs, request_rows)
+        elif buffer.rows == buffer.capacity:
+            self.count_buffered()
+
+    def copy(self, feeds: Arrays, outputs: Arrays, rows: int) -> None:
+        """One request's rows copied into the buffer, counted when the buffer is full."""
         buffer = self.buffer
         if not buffer.put(feeds, outputs, rows):
-            self.count_pending()
+            self.count_buffered()
             buffer.reshape(feeds, outputs)
             if not buffer.put(feeds, outputs, rows):  # more rows than the buffer holds, or a shape it cannot hold
                 self.count(feeds, outputs)
                 return
         if buffer.rows == buffer.capacity:
-            self.count_pending()
+            self.count_buffered()
 
     def count_pending(self) -> None:
-        """Count the buffered rows into the window, in one vectorised call (also rotates a time window's block)."""
+        """Count the held and buffered rows into the window, in one vectorised call (also rotates a time window's
+        block)."""
+        self.gather()
+        self.count_buffered()
+
+    def count_buffered(self) -> None:
         if self.buffer.rows:
             self.count(*self.buffer.take())
         else:

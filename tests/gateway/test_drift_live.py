@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
 from gateway.drift_snapshots import decode, read_snapshots, snapshot_path, write_snapshot
-from gateway.drift_window import DriftWindow, WindowSpec, window_totals
+from gateway.drift_window import HOLD_ROWS, DriftWindow, WindowSpec, window_totals
 from gateway.settings import GatewaySettings
 from modelstore.deployments import Change
 from modelstore.layout import Store
@@ -386,8 +387,9 @@ def test_the_window_keeps_a_fixed_number_of_blocks_whatever_the_traffic(layout: 
 
 
 def test_rows_one_by_one_count_as_the_same_rows_in_requests_of_several(layout: DriftLayout):
-    """A request of one row is copied into its row's view, one of several by a slice: the same counts, and a
-    request that does not fit the buffer's shapes (another row shape, a missing output) is counted on its own."""
+    """Requests of one row (held, then copied together) and of several: the same counts; a request that does not
+    fit the buffer's shapes (another row shape, a missing output) is counted on its own, and the requests held
+    with it one by one."""
     spec = WindowSpec(rows=100_000, buffer_rows=64)
     rows = training_rows(seed=8, rows=300)
     one_by_one, together = (DriftWindow(layout, spec, ["X"], ["label"]) for _ in range(2))
@@ -407,6 +409,30 @@ def test_rows_one_by_one_count_as_the_same_rows_in_requests_of_several(layout: D
         assert np.array_equal(sum(block.features for block in blocks), expected)
         assert np.array_equal(sum(block.predictions for block in blocks),
                               layout.count_predictions(served(layout, rows)[1]))
+
+
+def test_a_request_is_held_by_reference_only_until_a_few_rows_after_it(layout: DriftLayout):
+    """Served arrays are kept (not copied) until HOLD_ROWS rows are held, then copied together and let go; a request
+    of more rows than that is copied at once, after the ones held before it."""
+    spec = WindowSpec(rows=100_000, buffer_rows=1024)
+    window = DriftWindow(layout, spec, ["X"], ["label"])
+    rows = training_rows(seed=9, rows=HOLD_ROWS + 1 + 3 * HOLD_ROWS)
+    feeds, outputs = served(layout, rows[:1])
+    first = weakref.ref(feeds["X"])
+    window.add(feeds, outputs, 1)
+    del feeds, outputs
+    assert first() is not None  # held, not yet copied
+    for index in range(1, HOLD_ROWS + 1):
+        window.add(*served(layout, rows[index:index + 1]), 1)
+    assert first() is None  # copied with the others and released
+    large = rows[HOLD_ROWS + 1:]
+    window.add(*served(layout, large), len(large))
+    assert window.held == []
+    window.count_pending()
+    blocks = window.blocks()
+    assert sum(block.rows for block in blocks) == len(rows)
+    assert np.array_equal(sum(block.features for block in blocks),
+                          layout.count_features(layout.feature_table(served(layout, rows)[0])))
 
 
 def test_a_time_window_leaves_out_blocks_older_than_it(layout: DriftLayout):
