@@ -231,6 +231,8 @@ class DataPlane:
     def __init__(self, predict: DataPlaneEndpoint, v2_infer: DataPlaneEndpoint) -> None:
         self.predict = predict
         self.v2_infer = v2_infer
+        # the HTTP protocol's direct path: request URLs already parsed and matched (gateway/direct_http.py)
+        self.direct_targets: dict[bytes, object] = {}
 
     def match(self, scope: Scope) -> DataPlaneEndpoint | None:
         """`/predict/{model}`, `/v2/models/{model}/infer` or `/v2/models/{model}/versions/{version}/infer` for a
@@ -241,22 +243,24 @@ class DataPlane:
         root = scope.get("root_path")
         if root and path.startswith(root):
             path = path[len(root):]
-        return self.match_path(scope, path)
+        routed = self.route(path)
+        if routed is None:
+            return None
+        endpoint, scope["path_params"] = routed
+        return endpoint
 
-    def match_path(self, scope: Scope, path: str) -> DataPlaneEndpoint | None:
-        """`match` for a POST, from its path within the application (the root path taken off)."""
+    def route(self, path: str) -> tuple[DataPlaneEndpoint, dict[str, str]] | None:
+        """`match` for a POST, from its path within the application (the root path taken off): the endpoint and its
+        path parameters."""
         if path.startswith(PREDICT_PREFIX):
             model = path[len(PREDICT_PREFIX):]
             if model and "/" not in model:
-                scope["path_params"] = {"model": model}
-                return self.predict
+                return self.predict, {"model": model}
             return None
         if path.startswith(V2_MODELS_PREFIX):
             parts = path[len(V2_MODELS_PREFIX):].split("/")
             if len(parts) == 2 and parts[1] == "infer" and parts[0]:
-                scope["path_params"] = {"model": parts[0]}
-                return self.v2_infer
+                return self.v2_infer, {"model": parts[0]}
             if len(parts) == 4 and parts[1] == "versions" and parts[3] == "infer" and parts[0] and parts[2]:
-                scope["path_params"] = {"model": parts[0], "version": parts[2]}
-                return self.v2_infer
+                return self.v2_infer, {"model": parts[0], "version": parts[2]}
         return None

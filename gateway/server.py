@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import urllib.parse
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ from uvicorn.server import ServerState
 
 from gateway import eager
 from gateway.data_plane import data_plane_headers
-from gateway.direct_http import MAX_DIRECT_BODY_BYTES, DirectExchange, data_plane_of
+from gateway.direct_http import MAX_DIRECT_BODY_BYTES, DirectExchange, data_plane_of, direct_target
 from gateway.errors import InvalidInput
 from gateway.settings import GatewaySettings
 
@@ -224,15 +223,13 @@ class GatewayProtocol(HttpToolsProtocol):
         http_version = parser.get_http_version()
         if http_version != "1.1":
             scope["http_version"] = http_version
-        parsed_url = httptools.parse_url(self.url)
-        path = parsed_url.path.decode("ascii")
-        if "%" in path:
-            path = urllib.parse.unquote(path)
-        scope["path"] = self.root_path + path  # path and query string are what the data plane reads; raw_path is not
-        scope["query_string"] = parsed_url.query or b""
-        endpoint = self.data_plane.match_path(scope, path)
-        if endpoint is None:
+        target = direct_target(self.data_plane, self.url, self.root_path)
+        if target is None:
             return False
+        endpoint = target.endpoint
+        scope["path"] = target.path  # path, query string and parameters are what the data plane reads; raw_path is not
+        scope["query_string"] = target.query_string
+        scope["path_params"] = target.path_params
         try:
             headers = data_plane_headers(scope, endpoint.routing)
         except InvalidInput:  # refused with its JSON answer by the endpoint, on uvicorn's path

@@ -9,6 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.data_plane import DataPlane, DataPlaneEndpoint
+from gateway.direct_http import MAX_DIRECT_TARGETS, direct_target
 
 GOOD_ROW = [[5.1, 3.5, 1.4, 0.2]]
 
@@ -47,6 +48,34 @@ def test_match_takes_only_the_data_plane_posts(data_plane: DataPlane, method: st
 def test_match_strips_the_root_path(data_plane: DataPlane):
     scope = {"type": "http", "method": "POST", "path": "/gw/predict/iris", "root_path": "/gw"}
     assert data_plane.match(scope) is data_plane.predict and scope["path_params"] == {"model": "iris"}
+
+
+@pytest.mark.parametrize(("url", "root_path", "path", "query", "params"), [
+    (b"/predict/iris", "", "/predict/iris", b"", {"model": "iris"}),
+    (b"/predict/iris?explain=1&x=%20", "", "/predict/iris", b"explain=1&x=%20", {"model": "iris"}),
+    (b"/predict/ir%69s", "", "/predict/iris", b"", {"model": "iris"}),
+    (b"/predict/a%2Fb", "", None, None, None),  # an encoded slash is a slash, as Starlette's router sees it
+    (b"/v2/models/iris/versions/v1.0.0/infer", "/gw", "/gw/v2/models/iris/versions/v1.0.0/infer", b"",
+     {"model": "iris", "version": "v1.0.0"}),
+    (b"/health", "", None, None, None),
+])
+def test_a_direct_target_is_the_scope_uvicorn_would_build_and_the_match_it_would_get(
+        data_plane: DataPlane, url: bytes, root_path: str, path: str | None, query: bytes | None, params: dict | None):
+    for _ in range(2):  # parsed, then found again
+        target = direct_target(data_plane, url, root_path)
+        if path is None:
+            assert target is None and url not in data_plane.direct_targets
+            continue
+        assert (target.path, target.query_string, target.path_params) == (path, query, params)
+        scope = {"type": "http", "method": "POST", "path": path, "root_path": root_path}
+        assert data_plane.match(scope) is target.endpoint and scope["path_params"] == params
+
+
+def test_direct_targets_stay_bounded_whatever_urls_clients_send(data_plane: DataPlane):
+    for index in range(3 * MAX_DIRECT_TARGETS):
+        assert direct_target(data_plane, b"/predict/model-%d" % index, "").path_params == {"model": f"model-{index}"}
+        assert len(data_plane.direct_targets) <= MAX_DIRECT_TARGETS
+    assert direct_target(data_plane, b"/predict/iris", "").path_params == {"model": "iris"}
 
 
 def test_other_methods_and_shapes_still_get_the_routers_answers(client: TestClient):

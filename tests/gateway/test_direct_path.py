@@ -168,6 +168,22 @@ def test_errors_on_the_direct_path_are_json_with_their_status(served: Served):
 
 
 @pytest.mark.e2e
+def test_each_url_leads_to_its_own_model_however_often_it_comes(served: Served):
+    """The direct path keeps each URL it has parsed: the same URLs again, percent-encoded paths, query strings and
+    unknown models must still lead where uvicorn's parsing would, on one connection, in any order."""
+    text = json.dumps({"text": ["good"]}).encode()
+    requests = [("/predict/iris", IRIS, "iris"), ("/predict/sentiment", text, "sentiment"),
+                ("/predict/ir%69s", IRIS, "iris"), ("/predict/iris?explain=no", IRIS, "iris"),
+                ("/predict/nope", IRIS, None), ("/predict/sentiment", text, "sentiment"), ("/predict/iris", IRIS, "iris")]
+    with served.connect() as sock:
+        for _ in range(2):  # the second round finds every URL already parsed
+            sock.sendall(b"".join(post(path, body) for path, body, _ in requests))
+            answers = read_answers(sock, len(requests))
+            assert [body.get("model") for _, body in answers] == [model for _, _, model in requests]
+            assert [head.split(b" ", 2)[1] for head, _ in answers] == [b"200"] * 4 + [b"404"] + [b"200"] * 2
+
+
+@pytest.mark.e2e
 def test_requests_left_to_uvicorn_are_answered_as_before(served: Served):
     with httpx.Client(base_url=served.url, timeout=DEADLINE_S) as client:
         chunked = client.post("/predict/iris", content=iter([IRIS[:10], IRIS[10:]]),
