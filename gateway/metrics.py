@@ -55,15 +55,25 @@ class ModelMetrics:
         self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # bucket `le` counts values <= its bound
         self.latency_sum += seconds
 
+    def record_answer(self, seconds: float, labels: np.ndarray | None) -> None:
+        """An answered request (outcome "ok"): its latency, and its predicted classes (the label output's values)
+        when the version has a label output. One call per request: a second cost ~10% of this method's time."""
+        self.outcomes["ok"] += 1
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+        if labels is None or not self.counts_classes:
+            return
+        if labels.size != 1:
+            self.record_classes(labels)
+            return
+        value = labels.item()  # one row: its class id is counted without _count's checks
+        if type(value) is int and 0 <= value < len(self.class_counts):
+            self.class_counts[value] += 1
+        else:
+            self._count(value, 1)
+
     def record_classes(self, values: np.ndarray) -> None:
         if not self.counts_classes:
-            return
-        if values.size == 1:  # one row: its class id is counted without _count's checks
-            value = values.item()
-            if type(value) is int and 0 <= value < len(self.class_counts):
-                self.class_counts[value] += 1
-            else:
-                self._count(value, 1)
             return
         unique, counts = np.unique(values, return_counts=True)
         for value, count in zip(unique.tolist(), counts.tolist(), strict=True):

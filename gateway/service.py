@@ -350,10 +350,8 @@ class Service:
                     return await self.retry_on_stable(route, loaded, request, routing_key, source, exc, request_id)
             raise
         elapsed = time.perf_counter() - started
-        children.record("ok", elapsed)
         labels = outputs.get(loaded.metadata.label_output)  # output names are strings: None when there is none
-        if labels is not None:
-            children.record_classes(labels)
+        children.record_answer(elapsed, labels)
         windows = loaded.drift
         if windows is not None:  # the window of the environment asked for (validated above), pinned or not
             windows[env].add(feeds, outputs, rows)
@@ -408,11 +406,9 @@ class Service:
             raise
         finished = time.perf_counter()
         elapsed = finished - started
-        children.record("ok", elapsed)
         label_output = stable.metadata.label_output
         labels = outputs.get(label_output) if label_output is not None else None
-        if labels is not None:
-            children.record_classes(labels)
+        children.record_answer(elapsed, labels)
         windows = stable.drift
         if windows is not None:
             windows[route.environment].add(decoded.feeds, outputs, decoded.rows)

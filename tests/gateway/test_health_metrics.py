@@ -86,12 +86,15 @@ def test_request_series_match_prometheus_clients_own_counter_and_histogram():
     latency = Histogram("request_latency_seconds", "", ["model", "version", "environment"], buckets=LATENCY_BUCKETS,
                         registry=reference)
     predictions = Counter("predictions", "", ["model", "version", "environment", "class"], registry=reference)
+    answered = iter((np.array([1]), np.array([0, 1, 1, 7]), None, np.array([b"b"]), np.array(["a", "zzz"])))
     for outcome, seconds in observations:
-        series.record(outcome, seconds)
+        if outcome == "ok":  # the answered ones, each with its label output's values (None: no label output)
+            series.record_answer(seconds, next(answered))
+        else:
+            series.record(outcome, seconds)
         requests.labels("m", "v1", "prod", outcome).inc()
         latency.labels("m", "v1", "prod").observe(seconds)
-    for values in (np.array([1]), np.array([0, 1, 1, 7]), np.array([b"b"]), np.array(["a", "zzz"])):
-        series.record_classes(values)
+    assert next(answered, "none left") == "none left"
     for name, count in (("a", 2), ("b", 4), ("other", 2)):
         predictions.labels("m", "v1", "prod", name).inc(count)
 
