@@ -53,7 +53,7 @@ class DirectTarget(NamedTuple):
 
 def direct_target(plane: DataPlane, url: bytes, root_path: str) -> DirectTarget | None:
     """The data-plane endpoint a POST to `url` goes to, None for none; parsed as uvicorn parses it, once per URL
-    (kept in `plane.direct_targets`): clients send the same few URLs, and parsing one cost ~2% CPU per request over
+    (kept in `plane.direct_targets`): clients send the same few URLs, and parsing one cost ~4% CPU per request over
     HTTP on the benchmark's logistic regression (bench/README.md)."""
     targets = plane.direct_targets
     target = targets.get(url)

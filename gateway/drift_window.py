@@ -174,7 +174,9 @@ class RowBuffer:
 
 HOLD_ROWS = 32
 """Served rows kept by reference before they are copied into the buffer together: per request, an append instead of
-a copy per input and output (bench/README.md), while the arrays held stay few enough to be reused warm."""
+a copy per input and output (~1.6% CPU per request over HTTP on the benchmark's logistic regression, bench/README.md).
+Few, so that little memory stays held: holding 1,024 rows' arrays until they were counted cost ~4% in an earlier
+round."""
 
 
 class DriftWindow:

@@ -57,7 +57,8 @@ class ModelMetrics:
 
     def record_answer(self, seconds: float, labels: np.ndarray | None) -> None:
         """An answered request (outcome "ok"): its latency, and its predicted classes (the label output's values)
-        when the version has a label output. One call per request: a second cost ~10% of this method's time."""
+        when the version has a label output: `record("ok", seconds)` and `record_classes(labels)` in one call, the
+        call the request path makes."""
         self.outcomes["ok"] += 1
         self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
