@@ -29,11 +29,13 @@ from exporters.stats import prediction_stats, reference_stats
 from modelstore.deployments import Change, deploy
 from modelstore.layout import Store
 from modelstore.metadata import ModelMetadata, NodeCompatibility, ParityResult, ReferenceStats, TensorSpec
+from modelstore.rollout import start_canary
 from modelstore.writer import publish
 
 BENCH_DIR = Path(__file__).resolve().parent
 ENVIRONMENT = "bench"
 VERSION = "v1.0.0"
+CANARY_VERSION = "v1.1.0"
 INPUT_NAME = "input"
 OPSET = 21
 ML_OPSET = 3
@@ -143,6 +145,19 @@ def watch_drift(store_root: Path, onnx_path: Path) -> None:
     stats = stats.model_copy(update={"prediction": prediction, "prediction_reason": why_not})
     publish(store, metadata.model_copy(update={"reference_stats": stats}), onnx_path.read_bytes(), change=CHANGE,
             force=True)
+
+
+
+def canary_of(store_root: Path, kind: str, weight: float) -> None:
+    """Publish `kind` again as CANARY_VERSION (the same model and metadata, so the same answers) and start it as a
+    canary at `weight` percent in the bench environment, with no steps: the gateway splits every request between the
+    two versions (at random: the bench sends no routing key), and the rollout state judges both, for as long as the
+    benchmark runs."""
+    store = Store(store_root)
+    metadata = store.read_metadata(kind, VERSION)
+    model_bytes = store.model_path(kind, VERSION).read_bytes()
+    publish(store, metadata.model_copy(update={"version": CANARY_VERSION}), model_bytes, change=CHANGE, force=True)
+    start_canary(store, kind, CANARY_VERSION, ENVIRONMENT, weight, change=CHANGE)
 
 
 def main() -> int:

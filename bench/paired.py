@@ -11,6 +11,8 @@ Run (repo root): .venv/bin/python -m bench.paired "floor /predict" "gateway v2 i
 One endpoint against itself with a different environment prices a switch, e.g. capture on against off:
 .venv/bin/python -m bench.paired "gateway /predict" "gateway /predict" --env-b ONNXGATE_CAPTURE_RATE=1
 (`--env-b PYTHONPATH=/tmp/variant` serves a modified copy of a package, for a variant that has no switch.)
+`--drift` gives lr reference statistics (live drift counts every row), `--canary 10` starts the model again as a
+10% canary (every request split, both versions judged): the gateway with every per-request feature on.
 """
 from __future__ import annotations
 
@@ -24,11 +26,12 @@ from pathlib import Path
 
 from bench.answers import bench_row, check_answer, expected_answer
 from bench.loadgen import LoadgenError, LoadSpec, finish_wrk, require_wrk, run_wrk, start_wrk
-from bench.make_models import BenchModels, build, watch_drift
+from bench.make_models import BenchModels, build, canary_of, watch_drift
 from bench.peer_targets import PEERS
 from bench.run import CORE_TARGETS, make_target
 from bench.servers import PREDICT_LUA, Endpoint, RunningServer, Target, env_pairs, free_port, running
 from bench.train_sklearn import MODEL_KINDS
+from modelstore.layout import Store
 
 PAIRABLE = [name for name in CORE_TARGETS if name != "mlserver"]  # MLServer's repository is not built here
 
@@ -73,6 +76,10 @@ def cpu_us_per_request(servers: list[RunningServer], urls: list[str], sides: lis
     return [(end - start) / result.requests * 1e6 for start, end, result in zip(before, after, results, strict=True)]
 
 
+def canary_running(models: BenchModels, model: str) -> bool:
+    return Store(models.store_root).registry.read().state.deployment(model, models.environment).canary is not None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", help='the baseline endpoint, e.g. "floor /predict"')
@@ -83,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8, help="per side")
     parser.add_argument("--drift", action="store_true", help="publish lr with reference statistics, so that the "
                         "gateway's live drift (on by default) counts every row it serves")
+    parser.add_argument("--canary", type=float, default=None, metavar="WEIGHT",
+                        help="start the model again as a canary at WEIGHT percent (the same answers), so that the "
+                        "gateway splits every request and its rollout state judges both versions")
     parser.add_argument("--env-a", action="append", default=[], metavar="KEY=VALUE",
                         help="added to the environment of a's server (repeatable)")
     parser.add_argument("--env-b", action="append", default=[], metavar="KEY=VALUE",
@@ -99,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         models = build(Path(tmp), None)
         if args.drift:
             watch_drift(models.store_root, models.onnx_paths["lr"])
+        if args.canary is not None:
+            canary_of(models.store_root, args.model, args.canary)
         expected = expected_answer(models.onnx_paths[args.model], bench_row(PREDICT_LUA))
         for repetition in range(args.repeats):
             sides = [side(args.a, models, Path(tmp), env_a), side(args.b, models, Path(tmp), env_b)]
@@ -113,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                     run_wrk(url, s.endpoint.lua_script, warmup)
                 figures = dict(zip((s.label for s in sides), cpu_us_per_request(servers, urls, sides, spec),
                                    strict=True))
+            if args.canary is not None and not canary_running(models, args.model):
+                raise SystemExit(f"rep {repetition + 1}: the canary was rolled back during the run (see the "
+                                 "gateway's log): the figures would not be of a split route")
             ratio = figures[name_b] / figures[name_a]
             ratios.append(ratio)
             print(f"rep {repetition + 1}: {name_a} {figures[name_a]:6.1f} µs/req, {name_b} {figures[name_b]:6.1f} "

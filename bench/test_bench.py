@@ -5,12 +5,14 @@ Run: .venv/bin/python -m pytest bench -q   (not under tests/: the suite does not
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
@@ -23,7 +25,7 @@ from bench.grpc_floor import running_floor
 from bench.grpc_vs_http import check_grpc_answer, infer_request
 from bench.grpc_vs_http import summarize as summarize_grpc
 from bench.loadgen import LoadSpec, WrkResult, parse_wrk_output, run_wrk
-from bench.make_models import ENVIRONMENT, VERSION, BenchModels, build, watch_drift
+from bench.make_models import CANARY_VERSION, ENVIRONMENT, VERSION, BenchModels, build, canary_of, watch_drift
 from bench.report import Measurement, ratios, summarize
 from bench.servers import PREDICT_LUA, V2_INFER_LUA, Endpoint, env_pairs, floor_target, free_port, running
 from bench.train_sklearn import MODEL_KINDS, train
@@ -221,6 +223,33 @@ def test_paired_refuses_one_endpoint_against_itself_unchanged_and_a_malformed_en
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         env_pairs(["ONNXGATE_CAPTURE_RATE"])
     assert env_pairs(["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset")
+def test_a_canary_splits_the_gateways_requests_between_two_versions_with_the_same_answers(tmp_path: Path):
+    """`paired.py --canary 50`: the bench's lr again as a canary, so the gateway splits requests (at random: no
+    routing key) between two versions that answer alike, and the canary stays deployed under that traffic."""
+    from bench import paired
+
+    models = build(tmp_path, None)
+    canary_of(models.store_root, "lr", 50)
+    assert paired.canary_running(models, "lr")
+    gateway = paired.side("gateway /predict", models, tmp_path)
+    expected = expected_answer(models.onnx_paths["lr"], bench_row(PREDICT_LUA))
+    with running(gateway.target, gateway.port, tmp_path / "gateway.log") as server:
+        url = server.base_url + gateway.endpoint.path("lr")
+        check_answer(url, gateway.endpoint, expected)
+        versions = set()
+        with httpx.Client(timeout=30) as client:
+            for _ in range(60):
+                answer = client.post(url, content=lua_body(PREDICT_LUA), headers={"content-type": "application/json"})
+                assert answer.status_code == 200
+                assert json.loads(answer.content)["outputs"]["probabilities"][0] == pytest.approx(
+                    expected.probabilities, abs=1e-6)
+                versions.add(answer.headers["x-model-version"])
+    assert versions == {VERSION, CANARY_VERSION}  # 60 requests at 50%: both, but for a 2**-59 chance
+    assert paired.canary_running(models, "lr")
 
 
 def test_run_with_drift_and_a_gateway_environment_serves_a_watched_lr_with_that_environment(tmp_path: Path):
