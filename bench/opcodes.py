@@ -8,7 +8,7 @@ on the direct path (gateway/direct_http.py) runs everything from parsing to writ
 costs ~20 ns of CPU on the 2-core machine (caches are cold between requests), ~5x what it does in a tight loop, so
 ~100 opcodes are ~2 µs, ~3% of the LR request (bench/README.md).
 
-Run (repo root): .venv/bin/python -m bench.opcodes [--drift] [--top 40] [--lines]
+Run (repo root): .venv/bin/python -m bench.opcodes [--drift] [--canary 10] [--top 40] [--lines]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from types import FrameType
 import uvicorn
 
 from bench.answers import lua_body
-from bench.make_models import ENVIRONMENT, build_onnx_store, watch_drift
+from bench.make_models import ENVIRONMENT, build_onnx_store, canary_of, watch_drift
 from bench.servers import PREDICT_LUA, free_port
 from gateway.app import create_app
 from gateway.server import GatewayProtocol, uvicorn_options
@@ -120,6 +120,8 @@ def count_one_request(store_root: Path, by_line: bool) -> tuple[bytes, collectio
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drift", action="store_true", help="publish lr with reference statistics (live drift counts)")
+    parser.add_argument("--canary", type=float, default=None, metavar="WEIGHT",
+                        help="serve lr again as a canary at WEIGHT percent (the traced request may take either arm)")
     parser.add_argument("--top", type=int, default=40, help="functions (or lines) listed")
     parser.add_argument("--lines", action="store_true", help="count per source line, not per function")
     args = parser.parse_args(argv)
@@ -127,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         store_root, onnx_paths = build_onnx_store(Path(tmp))
         if args.drift:
             watch_drift(store_root, onnx_paths["lr"])
+        if args.canary is not None:
+            canary_of(store_root, "lr", args.canary)
         status, counts = count_one_request(store_root, args.lines)
     print(f"{status.decode()}: {sum(counts.values())} opcodes in GatewayProtocol.data_received for one LR /predict")
     for where, count in counts.most_common(args.top):

@@ -44,8 +44,13 @@ class LoadedModel:
     drift: dict[str, DriftWindow] | None = None
     _run_session: Callable[..., list] | None = field(default=None, repr=False)
     single_input: InputSpec | None = field(init=False, default=None)  # the input of a model that has one
+    # the metadata's, read on every request: plain attributes, not a pydantic model's attribute hook each time
+    name: str = field(init=False)
+    version: str = field(init=False)
 
     def __post_init__(self) -> None:
+        self.name = self.metadata.name
+        self.version = self.metadata.version
         if len(self.inputs) == 1:
             [self.single_input] = self.inputs.values()
         # onnxruntime's Python wrapper re-checks on every run what decoding has checked (input names) and what the
@@ -53,14 +58,6 @@ class LoadedModel:
         # directly, where there is one
         compiled = getattr(self.session, "_sess", None)
         self._run_session = compiled.run if compiled is not None else self.session.run
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def version(self) -> str:
-        return self.metadata.version
 
     def estimated_cost_s(self, rows: int) -> float:
         return self.base_cost_s + self.row_cost_s * rows

@@ -62,6 +62,9 @@ class Route:
     previous: LoadedModel | None = None  # during a bake, the version it replaced: ready if the bake rolls back
     error: str | None = None  # why the deployed (or canary/shadow) version is not loaded
     rollout: RolloutState | None = None  # set while a canary, shadow or bake is on: requests are measured for it
+    # the deployment's split, read by every request of a split route: plain fields rather than the pydantic model's
+    canary_weight: float = 0.0
+    routing_salt: str | None = None
 
     @property
     def healthy(self) -> bool:
@@ -225,6 +228,8 @@ def _route(model: str, env: str, deployment: Deployment, models: dict[ModelKey, 
         previous=models.get((model, standby)) if standby else None,
         error="; ".join(errors) or None,
         rollout=rollout_for(model, env) if watched else None,
+        canary_weight=deployment.canary.weight if deployment.canary else 0.0,
+        routing_salt=deployment.routing_salt,
     )
 
 

@@ -83,6 +83,13 @@ class RolloutState:
         """One request: `latency_s` per unit of work, `source` the routing key or client address that sent it."""
         self.windows.record(arm, version, latency_s, ok, now, source)
 
+    def record_answer(self, arm: Arm, version: str, latency_s: float, now: float, source: str | None,
+                      labels: np.ndarray | None) -> None:
+        """An answered request: `record`, and `record_classes` of its label output (None when there is none)."""
+        self.windows.record(arm, version, latency_s, True, now, source)
+        if labels is not None and self.counts_classes:
+            self.record_classes(arm, version, labels, now)
+
     def record_classes(self, arm: Arm, version: str, labels: np.ndarray, now: float) -> None:
         """The classes a request `record`ed as answered was predicted as (its label output), while prediction drift
         is judged."""

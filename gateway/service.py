@@ -49,7 +49,7 @@ from gateway.requests import ModelRequest
 from gateway.rollout_state import RolloutState
 from gateway.settings import GatewaySettings
 from gateway.shadow import Tolerance
-from gateway.traffic import Arm, choose_arm, choose_shadow
+from gateway.traffic import Arm, choose_shadow, selected
 from gateway.validation import Decoded
 from modelstore.backends import ModelRepository
 from modelstore.errors import ModelNotFound, NotDeployed, StoreError, VersionNotFound
@@ -292,7 +292,7 @@ class Service:
             withheld = rollout.withheld
             canary = route.canary
             if (split and canary is not None and canary.version != withheld
-                    and choose_arm(route.deployment, routing_key, self._rng)[0] == "canary"):
+                    and selected(route.canary_weight, routing_key, route.routing_salt, self._rng)):
                 return canary, "canary"
             if withheld is not None and stable is not None and stable.version == withheld and route.previous:
                 stable = route.previous
@@ -358,9 +358,7 @@ class Service:
         mirror = None
         if rollout is not None:
             now = time.time()
-            rollout.record(arm, loaded.version, per_unit(decoded, elapsed), True, now, source)
-            if labels is not None:
-                rollout.record_classes(arm, loaded.version, labels, now)
+            rollout.record_answer(arm, loaded.version, per_unit(decoded, elapsed), now, source, labels)
             shadow = route.shadow
             if shadow is not None and arm == "stable" and choose_shadow(route.deployment, routing_key, self._rng):
                 mirror = functools.partial(self.mirror, route, loaded, shadow, request, outputs)
@@ -413,9 +411,7 @@ class Service:
         if windows is not None:
             windows[route.environment].add(decoded.feeds, outputs, decoded.rows)
         now = time.time()
-        rollout.record("stable", stable.version, per_unit(decoded, finished - started), True, now, source)
-        if labels is not None:
-            rollout.record_classes("stable", stable.version, labels, now)
+        rollout.record_answer("stable", stable.version, per_unit(decoded, finished - started), now, source, labels)
         if rollout.canary_failed(route.deployment, route.canary is not None, source):
             log.warning("rollout: canary %s of %s in %s withheld early: %s", canary.version, route.model,
                         route.environment, rollout.pending.verdict.reasons[0])

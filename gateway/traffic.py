@@ -23,6 +23,7 @@ import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from math import log
 from typing import Literal, Protocol
 
 BUCKETS = 10_000
@@ -62,7 +63,9 @@ def threshold(weight: float) -> int:
     return round(weight * 100)
 
 
-def _selected(weight: float, routing_key: str | None, salt: str | None, rng: RandomSource) -> bool:
+def selected(weight: float, routing_key: str | None, salt: str | None, rng: RandomSource) -> bool:
+    """Whether a request takes a split of `weight` percent: sticky by routing key (its bucket under the salt), at
+    random without one."""
     if routing_key is None:
         return rng.random() * 100 < weight
     return bucket(routing_key, salt) < threshold(weight)
@@ -71,7 +74,7 @@ def _selected(weight: float, routing_key: str | None, salt: str | None, rng: Ran
 def choose_arm(deployment: DeploymentView, routing_key: str | None, rng: RandomSource) -> tuple[Arm, str]:
     """("canary", its version) for the canary's share of traffic, else ("stable", the stable version)."""
     canary = deployment.canary
-    if canary is not None and _selected(canary.weight, routing_key, deployment.routing_salt, rng):
+    if canary is not None and selected(canary.weight, routing_key, deployment.routing_salt, rng):
         return "canary", canary.version
     return "stable", deployment.version
 
@@ -79,7 +82,7 @@ def choose_arm(deployment: DeploymentView, routing_key: str | None, rng: RandomS
 def choose_shadow(deployment: DeploymentView, routing_key: str | None, rng: RandomSource) -> str | None:
     """The shadow version to mirror this request to, or None. Sticky by key like the canary split."""
     shadow = deployment.shadow
-    if shadow is not None and _selected(shadow.weight, routing_key, deployment.routing_salt, rng):
+    if shadow is not None and selected(shadow.weight, routing_key, deployment.routing_salt, rng):
         return shadow.version
     return None
 
@@ -100,7 +103,8 @@ OTHER_CLASSES = "(other classes)"
 
 
 def latency_bin(latency_s: float) -> int:
-    return int(math.log(max(latency_s, MIN_LATENCY_S) / MIN_LATENCY_S) / _LOG_GROWTH)
+    """The latency histogram's bin (SlidingWindow.record computes it inline, the same way)."""
+    return int(log(max(latency_s, MIN_LATENCY_S) / MIN_LATENCY_S) / _LOG_GROWTH)
 
 
 def bin_value(index: int) -> float:
@@ -167,16 +171,19 @@ class SlidingWindow:
 
     def record(self, latency_s: float, ok: bool, now: float, source: str | None = None) -> None:
         epoch = int(now // self.slot_s)
-        index = latency_bin(latency_s)
+        index = int(log(max(latency_s, MIN_LATENCY_S) / MIN_LATENCY_S) / _LOG_GROWTH)  # latency_bin's, inlined
         with self._lock:
             self.total_requests += 1
             if not ok:
                 self.total_errors += 1
-            slot = self._slot(epoch)
-            if slot is None:
-                return
+            slot = self._slots[epoch % self.slot_count]
+            if slot is None or slot.epoch != epoch:  # the current slot is found without _slot's call
+                slot = self._slot(epoch)
+                if slot is None:
+                    return
             slot.requests += 1
-            slot.bins[index] = slot.bins.get(index, 0) + 1
+            bins = slot.bins
+            bins[index] = bins.get(index, 0) + 1
             if not ok:
                 slot.errors += 1
             if source is not None:
