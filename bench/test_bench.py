@@ -159,7 +159,7 @@ def test_asgi_overhead_measures_both_apps_on_both_endpoints(capsys: pytest.Captu
 
 
 @pytest.mark.e2e
-def test_opcodes_counts_one_answered_request_per_function_and_drift_adds_to_it(capsys: pytest.CaptureFixture):
+def test_opcodes_counts_one_answered_request_per_function_and_drift_and_a_canary_add_to_it(capsys: pytest.CaptureFixture):
     from bench import opcodes
 
     totals = {}
@@ -171,6 +171,9 @@ def test_opcodes_counts_one_answered_request_per_function_and_drift_adds_to_it(c
         assert sum(int(line.split()[0]) for line in listed) < totals[drift]
         assert any("Service.answer" in line for line in listed)
     assert totals[True] > totals[False] > 500  # live drift's buffering is on the request path only with statistics
+    opcodes.main(["--top", "40", "--canary", "50"])  # a split route: every answer is recorded for the rollout judge
+    first, *listed = capsys.readouterr().out.splitlines()
+    assert first.startswith("HTTP/1.1 200 OK: ") and any("SlidingWindow.record" in line for line in listed), listed
 
 
 @pytest.mark.e2e
