@@ -42,7 +42,7 @@ class SplitState(Protocol):
 
 
 class DeploymentView(Protocol):
-    """What choose_shadow reads from a deployment: modelstore.registry.Deployment qualifies."""
+    """What choose_arm reads from a deployment: modelstore.registry.Deployment qualifies."""
 
     version: str
     canary: SplitState | None
@@ -71,6 +71,14 @@ def selected(weight: float, routing_key: str | None, salt: str | None, rng: Rand
     return bucket(routing_key, salt) < threshold(weight)
 
 
+def choose_arm(deployment: DeploymentView, routing_key: str | None, rng: RandomSource) -> tuple[Arm, str]:
+    """("canary", its version) for the canary's share of traffic, else ("stable", the stable version)."""
+    canary = deployment.canary
+    if canary is not None and selected(canary.weight, routing_key, deployment.routing_salt, rng):
+        return "canary", canary.version
+    return "stable", deployment.version
+
+
 def choose_shadow(deployment: DeploymentView, routing_key: str | None, rng: RandomSource) -> str | None:
     """The shadow version to mirror this request to, or None. Sticky by key like the canary split."""
     shadow = deployment.shadow
@@ -92,6 +100,11 @@ MAX_CLASSES_PER_SLOT = 64
 arm's whole ring at the cap. Rows of further classes are counted under OTHER_CLASSES, so the shares still add up to
 1; a model with more classes than this is judged on its first 63 per slot and the rest as one."""
 OTHER_CLASSES = "(other classes)"
+
+
+def latency_bin(latency_s: float) -> int:
+    """The latency histogram's bin (SlidingWindow.record computes it inline, the same way)."""
+    return int(log(max(latency_s, MIN_LATENCY_S) / MIN_LATENCY_S) / _LOG_GROWTH)
 
 
 def bin_value(index: int) -> float:
@@ -158,7 +171,7 @@ class SlidingWindow:
 
     def record(self, latency_s: float, ok: bool, now: float, source: str | None = None) -> None:
         epoch = int(now // self.slot_s)
-        index = int(log(max(latency_s, MIN_LATENCY_S) / MIN_LATENCY_S) / _LOG_GROWTH)  # the latency's bin (bin_value)
+        index = int(log(max(latency_s, MIN_LATENCY_S) / MIN_LATENCY_S) / _LOG_GROWTH)  # latency_bin's, inlined
         with self._lock:
             self.total_requests += 1
             if not ok:

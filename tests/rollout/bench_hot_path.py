@@ -9,7 +9,7 @@ import statistics
 import time
 
 from gateway.judge import RolloutJudge
-from gateway.traffic import ArmWindows, selected
+from gateway.traffic import ArmWindows, choose_arm
 from modelstore.registry import CanaryState, Deployment
 
 REQUESTS = 200_000
@@ -27,13 +27,12 @@ def main() -> None:
     rng = random.Random(0)
     keys = [f"user-{i}" for i in range(REQUESTS)]
     started = time.perf_counter()
-    weight, salt = deployment.canary.weight, deployment.routing_salt  # as the route holds them
     for key in keys:
-        selected(weight, key, salt, rng)
+        choose_arm(deployment, key, rng)
     keyed = per_call_us(REQUESTS, started)
     started = time.perf_counter()
     for _ in range(REQUESTS):
-        selected(weight, None, salt, rng)
+        choose_arm(deployment, None, rng)
     unkeyed = per_call_us(REQUESTS, started)
 
     windows = ArmWindows()
@@ -57,7 +56,7 @@ def main() -> None:
         started = time.perf_counter()
         judge.tick(deployment, windows, T0 + 10)
         ticks.append(time.perf_counter() - started)
-    print(f"the split keyed {keyed:.2f} us, unkeyed {unkeyed:.2f} us; window record {record:.2f} us, "
+    print(f"choose_arm keyed {keyed:.2f} us, unkeyed {unkeyed:.2f} us; window record {record:.2f} us, "
           f"with a source each {record_sourced:.2f} us; "
           f"judge tick over 220k observations: median {statistics.median(ticks) * 1e3:.3f} ms")
 

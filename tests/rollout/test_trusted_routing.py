@@ -23,7 +23,7 @@ from gateway.app import create_app
 from gateway.data_plane import RoutingHeader, data_plane_headers
 from gateway.errors import InvalidInput
 from gateway.settings import GatewaySettings
-from gateway.traffic import bucket, selected, threshold
+from gateway.traffic import bucket, choose_arm, threshold
 from modelstore.deployments import Change, deploy
 from modelstore.registry import parse_registry
 from modelstore.replay import replay, same_registry
@@ -149,8 +149,7 @@ def test_two_deployments_salted_differently_send_the_same_key_to_different_sides
     assert production.routing_salt != staging.routing_salt
     keys = [f"user-{i}" for i in range(2000)]
     rng = random.Random(0)
-    sides = [tuple(selected(deployment.canary.weight, key, deployment.routing_salt, rng)
-                   for deployment in (production, staging)) for key in keys]
+    sides = [(choose_arm(production, key, rng)[0], choose_arm(staging, key, rng)[0]) for key in keys]
     differ = sum(a != b for a, b in sides) / len(keys)
     assert abs(differ - 0.5) < 0.1, f"{differ:.1%} of keys differ between two independent 50% splits"
 
@@ -189,7 +188,8 @@ def test_registries_and_logs_from_before_salts_keep_their_users_sides(rollout: R
     deployment = rollout.deployment()
     rng = random.Random(0)
     for key in (f"user-{i}" for i in range(500)):
-        assert selected(deployment.canary.weight, key, deployment.routing_salt, rng) == (bucket(key) < threshold(25))
+        expected = "canary" if bucket(key) < threshold(25) else "stable"
+        assert choose_arm(deployment, key, rng)[0] == expected
     assert same_registry(replay(rollout.store.registry.audit.entries()), rollout.store.registry.read().state)
 
 
