@@ -72,7 +72,9 @@ def selected(weight: float, routing_key: str | None, salt: str | None, rng: Rand
 
 
 def choose_arm(deployment: DeploymentView, routing_key: str | None, rng: RandomSource) -> tuple[Arm, str]:
-    """("canary", its version) for the canary's share of traffic, else ("stable", the stable version)."""
+    """("canary", its version) for the canary's share of traffic, else ("stable", the stable version): the split
+    tests/vectors/routing.json pins for the Node loader too. The gateway makes the same `selected` call with the
+    weight and salt its route holds (Service.select)."""
     canary = deployment.canary
     if canary is not None and selected(canary.weight, routing_key, deployment.routing_salt, rng):
         return "canary", canary.version
@@ -100,11 +102,6 @@ MAX_CLASSES_PER_SLOT = 64
 arm's whole ring at the cap. Rows of further classes are counted under OTHER_CLASSES, so the shares still add up to
 1; a model with more classes than this is judged on its first 63 per slot and the rest as one."""
 OTHER_CLASSES = "(other classes)"
-
-
-def latency_bin(latency_s: float) -> int:
-    """The latency histogram's bin (SlidingWindow.record computes it inline, the same way)."""
-    return int(log(max(latency_s, MIN_LATENCY_S) / MIN_LATENCY_S) / _LOG_GROWTH)
 
 
 def bin_value(index: int) -> float:
@@ -171,7 +168,7 @@ class SlidingWindow:
 
     def record(self, latency_s: float, ok: bool, now: float, source: str | None = None) -> None:
         epoch = int(now // self.slot_s)
-        index = int(log(max(latency_s, MIN_LATENCY_S) / MIN_LATENCY_S) / _LOG_GROWTH)  # latency_bin's, inlined
+        index = int(log(max(latency_s, MIN_LATENCY_S) / MIN_LATENCY_S) / _LOG_GROWTH)  # the latency's bin (bin_value)
         with self._lock:
             self.total_requests += 1
             if not ok:
