@@ -60,8 +60,11 @@ def identity(metadata: ModelMetadata) -> tuple[str, str]:
 
 
 class DriftMonitor:
-    def __init__(self, settings: GatewaySettings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: GatewaySettings, clock: Callable[[], float] = time.time,
+                 settle: Callable[[], None] = lambda: None) -> None:
+        """`settle` adds to the windows the answers not added yet (AnswerLedger.settle): every reader calls it."""
         self.enabled = settings.drift_enabled
+        self.settle = settle
         self.spec = WindowSpec(settings.drift_window_rows, settings.drift_window_s)
         self.thresholds: DriftThresholds = settings.drift_thresholds
         self.directory: Path | None = settings.metrics_dir
@@ -108,6 +111,7 @@ class DriftMonitor:
 
     def own_blocks(self, only: WindowKey | None = None) -> dict[WindowKey, list[Block]]:
         """This worker's blocks (of one window, or all), after counting what the windows buffered. Event loop."""
+        self.settle()
         with self._lock:
             windows = [(key, window) for key, (_, window) in self._windows.items() if only in (None, key)]
         blocks = {}

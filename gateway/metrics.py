@@ -7,8 +7,10 @@ everything else uses prometheus_client's own metric types.
 """
 from __future__ import annotations
 
+import functools
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -22,6 +24,7 @@ from modelstore.metadata import ModelMetadata
 
 OUTCOMES = ("ok", "invalid_input", "too_large", "unavailable", "error")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+latency_bucket = functools.partial(bisect_left, LATENCY_BUCKETS)  # bucket `le` counts values <= its bound
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 QUEUE_DELAY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 OTHER_CLASS = "other"
@@ -33,7 +36,9 @@ class ModelMetrics:
 
     Plain numbers, exported by `_RequestSeries` when /metrics is scraped: prometheus_client's own Counter and
     Histogram take a lock and several calls per update, which cost ~8% of a small model's request over HTTP
-    (bench/README.md). Updated only from the event loop's thread, which also serves /metrics, so no lock is needed."""
+    (bench/README.md). Answered requests are counted a batch at a time, by the answer ledger (gateway/answer_ledger.py),
+    which a scrape settles first (GatewayMetrics.before_collect). Updated only from the event loop's thread, which also
+    serves /metrics, so no lock is needed."""
 
     __slots__ = ("labels", "outcomes", "buckets", "latency_sum", "class_labels", "class_index", "class_counts",
                  "other_count", "counts_classes")
@@ -57,21 +62,34 @@ class ModelMetrics:
 
     def record_answer(self, seconds: float, labels: np.ndarray | None) -> None:
         """An answered request (outcome "ok"): its latency, and its predicted classes (the label output's values)
-        when the version has a label output: `record("ok", seconds)` and `record_classes(labels)` in one call, the
-        call the request path makes."""
-        self.outcomes["ok"] += 1
-        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.latency_sum += seconds
-        if labels is None or not self.counts_classes:
+        when the version has a label output (None when it has none)."""
+        self.record_answers((seconds,), (labels,))
+
+    def record_answers(self, seconds: Sequence[float], labels: Sequence[np.ndarray | None]) -> None:
+        """`record_answer` of each (seconds, labels) pair, in one call, the buckets counted in C: how the answer
+        ledger counts what it held (gateway/answer_ledger.py)."""
+        self.outcomes["ok"] += len(seconds)
+        buckets = self.buckets
+        for index, count in Tally(map(latency_bucket, seconds)).items():
+            buckets[index] += count
+        latency_sum = self.latency_sum
+        for value in seconds:  # one by one, as a Histogram adds them (sum() may compensate rounding)
+            latency_sum += value
+        self.latency_sum = latency_sum
+        if not self.counts_classes:
             return
-        if labels.size != 1:
-            self.record_classes(labels)
-            return
-        value = labels.item()  # one row: its class id is counted without _count's checks
-        if type(value) is int and 0 <= value < len(self.class_counts):
-            self.class_counts[value] += 1
-        else:
-            self._count(value, 1)
+        class_counts = self.class_counts
+        for values in labels:
+            if values is None:
+                continue
+            if values.size != 1:
+                self.record_classes(values)
+                continue
+            value = values.item()  # one row: its class id is counted without _count's checks
+            if type(value) is int and 0 <= value < len(class_counts):
+                class_counts[value] += 1
+            else:
+                self._count(value, 1)
 
     def record_classes(self, values: np.ndarray) -> None:
         if not self.counts_classes:
@@ -108,6 +126,8 @@ class _RequestSeries(Collector):
         predictions = CounterMetricFamily("predictions", "Predicted classes (label output), by class",
                                           labels=["model", "version", "environment", "class"])
         bounds = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
+        for settle in self.metrics.before_collect:
+            settle()
         for series in list(self.metrics.series()):
             labels = list(series.labels)
             for outcome, count in series.outcomes.items():
@@ -246,6 +266,7 @@ class GatewayMetrics:
         self._children: dict[tuple[str, str, str], ModelMetrics] = {}
         self.refused: dict[tuple[str, str, str], int] = {}
         self.batch_series: dict[tuple[str, str], BatchMetrics] = {}
+        self.before_collect: list[Callable[[], None]] = []  # counts what is not counted yet (AnswerLedger.settle)
         registry.register(_RequestSeries(self))
         registry.register(_BatchSeries(self))
         self.model_load_seconds = Gauge("model_load_seconds", "Seconds to verify and load a model version",

@@ -30,8 +30,11 @@ RouteKey = tuple[str, str]
 
 class PoolKeeper:
     def __init__(self, store: ModelRepository, environments: list[str], load: Callable[..., LoadedModel],
-                 metrics: GatewayMetrics, slo_defaults: SloLimits, tolerance: Tolerance) -> None:
+                 metrics: GatewayMetrics, slo_defaults: SloLimits, tolerance: Tolerance,
+                 settle: Callable[[], None] = lambda: None) -> None:
+        """`settle` records the answers not recorded yet (AnswerLedger.settle), for the rollout states."""
         self.store = store
+        self.settle = settle
         self.environments = environments
         self.load = load
         self.metrics = metrics
@@ -53,7 +56,7 @@ class PoolKeeper:
         state = self.rollouts.get((model, environment))
         if state is None:
             state = self.rollouts[(model, environment)] = RolloutState(model, environment, self.slo_defaults,
-                                                                       self.metrics, self.tolerance)
+                                                                       self.metrics, self.tolerance, self.settle)
         return state
 
     def shadow_distances(self) -> Iterator[tuple[str, str, str, float]]:

@@ -6,7 +6,8 @@
       run      the request's feeds for the selected version, inline when cheap, else on a thread
       record   per-version metrics, the live drift window of the version in the environment asked for (pinned
                too), and the route's rollout windows while a canary, shadow or bake is on
-               (latency per unit of work: per row, for text per text and per 100 characters; and who sent it)
+               (latency per unit of work: per row, for text per text and per 100 characters; and who sent it),
+               written down in the answer ledger and counted with the next answers (gateway/answer_ledger.py)
       retry    a request the canary fails with a server-side error is answered by stable (`retried_from`)
 
 HTTP (gateway/endpoints.py) and any other transport decode their bytes into a ModelRequest first.
@@ -27,6 +28,7 @@ import anyio
 import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
+from gateway.answer_ledger import LEDGER_ENTRIES, MAX_HELD_ROWS, AnswerLedger
 from gateway.batching import Batcher
 from gateway.capture import Capture, Captured
 from gateway.drift_monitor import DriftMonitor, Watched
@@ -93,8 +95,10 @@ class Service:
         self.default_environment = self.environments[0]
         self._max_rows = settings.max_batch_rows
         self._inline_max_s = settings.inline_run_max_ms / 1000
+        self.ledger = AnswerLedger()
+        metrics.before_collect.append(self.ledger.settle)
         self.pools = PoolKeeper(store, self.environments, self.load, metrics, settings.slo_limits,
-                                Tolerance(settings.shadow_rtol, settings.shadow_atol))
+                                Tolerance(settings.shadow_rtol, settings.shadow_atol), self.ledger.settle)
         self._executor = ThreadPoolExecutor(max_workers=settings.run_threads, thread_name_prefix="onnxgate-run")
         self._pinned: OrderedDict[tuple[str, str], tuple[LoadedModel, float]] = OrderedDict()  # with its load time
         self._loading: dict[tuple[str, str], asyncio.Future[LoadedModel]] = {}
@@ -104,7 +108,7 @@ class Service:
         self.capture = Capture(CaptureFiles(settings.store, Bounds(settings.capture_file_max_bytes,
                                                                    settings.capture_total_max_bytes)),
                                settings.capture_queue_size, metrics.registry)
-        self.drift = DriftMonitor(settings)
+        self.drift = DriftMonitor(settings, settle=self.ledger.settle)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -124,6 +128,7 @@ class Service:
         return loaded
 
     async def reload(self) -> ReloadReport:
+        self.ledger.settle()  # what the versions served until now answered, counted before any is let go
         report = await self.pools.reload()
         self._pinned.clear()
         return report
@@ -292,7 +297,8 @@ class Service:
             withheld = rollout.withheld
             canary = route.canary
             if (split and canary is not None and canary.version != withheld
-                    and selected(route.canary_weight, routing_key, route.routing_salt, self._rng)):
+                    and (self._rng.random() * 100 < route.canary_weight if routing_key is None  # selected's draw
+                         else selected(route.canary_weight, routing_key, route.routing_salt, self._rng))):
                 return canary, "canary"
             if withheld is not None and stable is not None and stable.version == withheld and route.previous:
                 stable = route.previous
@@ -349,16 +355,15 @@ class Service:
                 if arm == "canary":
                     return await self.retry_on_stable(route, loaded, request, routing_key, source, exc, request_id)
             raise
-        elapsed = time.perf_counter() - started
+        finished = time.perf_counter()
         labels = outputs.get(loaded.metadata.label_output)  # output names are strings: None when there is none
-        children.record_answer(elapsed, labels)
-        windows = loaded.drift
-        if windows is not None:  # the window of the environment asked for (validated above), pinned or not
-            windows[env].add(feeds, outputs, rows)
+        entries = self.ledger.entries  # metrics, live drift and the rollout windows count it from there
+        entries.append((children, loaded, env, rollout, arm, decoded, finished, finished - started, source, labels,
+                        outputs))
+        if len(entries) >= LEDGER_ENTRIES or rows > MAX_HELD_ROWS:
+            self.ledger.settle()
         mirror = None
         if rollout is not None:
-            now = time.time()
-            rollout.record_answer(arm, loaded.version, per_unit(decoded, elapsed), now, source, labels)
             shadow = route.shadow
             if shadow is not None and arm == "stable" and choose_shadow(route.deployment, routing_key, self._rng):
                 mirror = functools.partial(self.mirror, route, loaded, shadow, request, outputs)

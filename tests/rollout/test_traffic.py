@@ -9,7 +9,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gateway import traffic
 from gateway.traffic import (
     BUCKETS,
     MAX_SLOTS,
@@ -221,3 +224,26 @@ def test_a_span_shorter_than_a_slot_reads_the_current_slot_late_in_the_second():
         window.record(0.002, ok=True, now=2000.1 + index * 0.1)
     assert window.summary(now=2000.9, span_s=0.3, quantile=0.95).requests == 5
     assert window.summary(now=2001.2, span_s=0.3, quantile=0.95).requests == 0
+
+
+RECORDS = st.lists(st.tuples(st.floats(1e-7, 30.0), st.booleans(), st.integers(0, 11).map(lambda tenth: 100.0 + tenth / 2),
+                             st.sampled_from([None, "a", "b", "c", "d", "e"])), max_size=80)
+
+
+@given(records=RECORDS, cap=st.integers(1, 6))
+@settings(max_examples=300, deadline=None)
+def test_a_batch_counts_as_its_requests_one_at_a_time(records, cap):
+    """record_many (how the gateway folds its held recordings) leaves every slot as recording the requests one by one,
+    in order, would: requests, errors, latency bins, and the sources the per-slot cap admits with their failures, over
+    several slots and out of order. The ring holds 4 one-second slots, so the oldest seconds also fall off."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(traffic, "MAX_SOURCES_PER_SLOT", cap)
+        batched, one_by_one = SlidingWindow(horizon_s=4), SlidingWindow(horizon_s=4)
+        batched.record_many(records)
+        for latency_s, ok, now, source in records:
+            one_by_one.record(latency_s, ok, now, source)
+    assert (batched.total_requests, batched.total_errors) == (one_by_one.total_requests, one_by_one.total_errors)
+    for second in range(100, 107):
+        for quantile in (0.5, 0.9, 1.0):
+            assert (batched.summary(second + 0.5, 1.0, quantile)
+                    == one_by_one.summary(second + 0.5, 1.0, quantile))
