@@ -156,7 +156,7 @@ class RolloutState:
                     continue
                 batch = records[:taken]
                 del records[:taken]
-                self._windows.record_many(held.arm, held.version, [record[:4] for record in batch])
+                self._windows.record_many(held.arm, held.version, batch)
                 if self.counts_classes:
                     for _, _, now, _, labels in batch:
                         if labels is not None:

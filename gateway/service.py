@@ -297,8 +297,7 @@ class Service:
             withheld = rollout.withheld
             canary = route.canary
             if (split and canary is not None and canary.version != withheld
-                    and (self._rng.random() * 100 < route.canary_weight if routing_key is None  # selected's draw
-                         else selected(route.canary_weight, routing_key, route.routing_salt, self._rng))):
+                    and selected(route.canary_weight, routing_key, route.routing_salt, self._rng)):
                 return canary, "canary"
             if withheld is not None and stable is not None and stable.version == withheld and route.previous:
                 stable = route.previous
@@ -326,6 +325,12 @@ class Service:
                 stable = route.stable
                 if rollout is None and stable is not None:  # select's answer when nothing is split or withheld
                     loaded, arm = stable, "stable"
+                elif (routing_key is None and rollout.withheld is None and stable is not None
+                      and (canary := route.canary) is not None):  # select's answer to an unkeyed split, inline
+                    if self._rng.random() * 100 < route.canary_weight:
+                        loaded, arm = canary, "canary"
+                    else:
+                        loaded, arm = stable, "stable"
                 else:
                     loaded, arm = self.select(route, routing_key)
             else:

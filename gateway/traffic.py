@@ -185,13 +185,14 @@ class SlidingWindow:
     def record(self, latency_s: float, ok: bool, now: float, source: str | None = None) -> None:
         self.record_many(((latency_s, ok, now, source),))
 
-    def record_many(self, records: Iterable[tuple[float, bool, float, str | None]]) -> None:
-        """Requests as (latency, ok, now, source), in the order they were answered, counted per slot with C-level
-        counters (bins, sources) rather than one request at a time: the gateway folds its held recordings in here."""
+    def record_many(self, records: Iterable[tuple]) -> None:
+        """Requests as (latency, ok, now, source, ...) (further fields are not read), in the order they were answered,
+        counted per slot with C-level counters (bins, sources) rather than one request at a time: the gateway folds
+        its held recordings in here."""
         columns = tuple(zip(*records, strict=True))
         if not columns:
             return
-        latencies, oks, nows, sources = columns
+        latencies, oks, nows, sources = columns[:4]
         slot_s = self.slot_s
         first, last = int(min(nows) // slot_s), int(max(nows) // slot_s)
         with self._lock:
@@ -320,7 +321,7 @@ class ArmWindows:
                source: str | None = None) -> None:
         self.record_many(arm, version, ((latency_s, ok, now, source),))
 
-    def record_many(self, arm: Arm, version: str, records: Iterable[tuple[float, bool, float, str | None]]) -> None:
+    def record_many(self, arm: Arm, version: str, records: Iterable[tuple]) -> None:
         """`record` of each of (latency, ok, now, source), in one pass."""
         held = self._arms.get(arm)
         if held is None or held[0] != version:
