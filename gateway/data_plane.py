@@ -91,12 +91,13 @@ def data_plane_headers(scope: Scope, routing: RoutingHeader = RoutingHeader()) -
             request_id = checked_request_id(value.decode("latin-1"), "header X-Request-Id")
         else:  # transfer-encoding or x-forwarded-for
             chunked_or_forwarded = True
+    # made by tuple.__new__ (every field given): a NamedTuple's own constructor is a Python function, ~0.1 µs more
     if routing_key:
-        return DataPlaneHeaders(environment, routing_key, length, routing_key, content_type, inference_header,
-                                request_id, chunked_or_forwarded)
+        return tuple.__new__(DataPlaneHeaders, (environment, routing_key, length, routing_key, content_type,
+                                                inference_header, request_id, chunked_or_forwarded))
     client = scope.get("client")
-    return DataPlaneHeaders(environment, None, length, client[0] if client else None, content_type, inference_header,
-                            request_id, chunked_or_forwarded)
+    return tuple.__new__(DataPlaneHeaders, (environment, None, length, client[0] if client else None, content_type,
+                                            inference_header, request_id, chunked_or_forwarded))
 
 
 async def read_body(receive: Receive, declared_length: bytes | None, limit: int) -> bytes:
@@ -147,8 +148,8 @@ def json_response(status: int, body: bytes, version: str | None = None, request_
         if version_line is None:
             version_line = _VERSION_LINES[version] = b"x-model-version: %s\r\n" % version.encode("latin-1")
     id_line = b"" if request_id is None else b"x-request-id: %s\r\n" % request_id.encode("latin-1")
-    return Response(status, b"content-type: application/json\r\ncontent-length: %d\r\n%s%s"
-                    % (len(body), id_line, version_line), body, mirror)
+    return tuple.__new__(Response, (status, b"content-type: application/json\r\ncontent-length: %d\r\n%s%s"
+                                    % (len(body), id_line, version_line), body, mirror))  # see data_plane_headers
 
 
 class BinaryBody(NamedTuple):

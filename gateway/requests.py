@@ -44,7 +44,8 @@ class PredictRequest:
         spec = loaded.single_input
         if self.numbers and spec is not None:  # {"inputs": <numbers>} alone, for a model of one input
             array = coerce(spec, payload["inputs"], loaded.signature, max_rows, numbers=True)
-            return Decoded({spec.name: array}, array.shape[0] if array.ndim else 1)  # rows_of, for one input
+            # rows_of, for one input; made by tuple.__new__, as a NamedTuple's own constructor is a Python function
+            return tuple.__new__(Decoded, ({spec.name: array}, array.shape[0] if array.ndim else 1, None, None, 0))
         if not isinstance(payload, dict):
             raise InvalidInput(f'body must be a JSON object with "inputs" or "text"; expected {loaded.signature}')
         if "text" in payload:

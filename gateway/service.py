@@ -67,7 +67,10 @@ AnswerArm = Literal["stable", "canary", "pinned"]
 NO_ROUTES: dict[str, Route] = {}
 
 
-class Answer(NamedTuple):  # made for every request: a tuple's construction is the cheapest of the record types
+class Answer(NamedTuple):
+    """Made for every request: a tuple's construction is the cheapest of the record types, and the request path makes
+    it with tuple.__new__ (every field given), as a NamedTuple's own constructor is a Python function."""
+
     model: str
     version: str
     environment: str
@@ -325,7 +328,7 @@ class Service:
                 stable = route.stable
                 if rollout is None and stable is not None:  # select's answer when nothing is split or withheld
                     loaded, arm = stable, "stable"
-                elif (routing_key is None and rollout.withheld is None and stable is not None
+                elif (rollout is not None and routing_key is None and rollout.withheld is None and stable is not None
                       and (canary := route.canary) is not None):  # select's answer to an unkeyed split, inline
                     if self._rng.random() * 100 < route.canary_weight:
                         loaded, arm = canary, "canary"
@@ -372,8 +375,8 @@ class Service:
             shadow = route.shadow
             if shadow is not None and arm == "stable" and choose_shadow(route.deployment, routing_key, self._rng):
                 mirror = functools.partial(self.mirror, route, loaded, shadow, request, outputs)
-        answer = Answer(model, loaded.version, env, outputs, loaded,
-                        decoded.request_id or request_id or self.request_ids(), arm, mirror)
+        answer = tuple.__new__(Answer, (model, loaded.version, env, outputs, loaded,  # every field: see Answer
+                                        decoded.request_id or request_id or self.request_ids(), arm, mirror, None))
         if self._capture_rate or route is None or route.deployment.capture_rate:  # else nothing can be captured
             self.sample(answer, route, feeds)
         return answer
