@@ -31,8 +31,9 @@ from modelstore.rollout import bake_active
 from modelstore.slo import SloLimits, resolve_limits
 
 HOLD_RECORDS = 64
-"""Requests an arm's recordings are held for before they are folded into its window in one pass: recording each one
-through the window, its lock and its ring cost ~3% of a small model's request over HTTP (bench/README.md)."""
+"""Requests an arm's recordings are held for before they are counted into its window as one batch
+(SlidingWindow.record_many): recording each one through the window, its lock and its ring cost ~6% of a small model's
+request over HTTP with a canary in flight (bench/README.md)."""
 
 
 Record = tuple[float, bool, float, str | None, np.ndarray | None]
@@ -53,11 +54,11 @@ class RolloutState:
                  tolerance: Tolerance, settle: Callable[[], None] = lambda: None) -> None:
         """`settle` records the answers not recorded yet (AnswerLedger.settle); reading `windows` calls it."""
         self.model = model
-        self.settle = settle
         self.environment = environment
         self.defaults = defaults
         self.metrics = metrics
         self.tolerance = tolerance
+        self.settle = settle
         self._windows = ArmWindows(defaults.window_s)
         self._held: dict[str, HeldRecords] = {}
         self._fold_lock = threading.Lock()
