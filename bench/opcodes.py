@@ -6,7 +6,9 @@ loopback port; a client thread sends the benchmark's LR request (bench/wrk/predi
 warms up, then one request is traced with `sys.settrace` opcode events inside `GatewayProtocol.data_received`, which
 on the direct path (gateway/direct_http.py) runs everything from parsing to writing the answer. Over HTTP an opcode
 costs ~20 ns of CPU on the 2-core machine (caches are cold between requests), ~5x what it does in a tight loop, so
-~100 opcodes are ~2 µs, ~3% of the LR request (bench/README.md).
+~100 opcodes are ~2 µs, ~3% of the LR request (bench/README.md). What an answer leaves to count (metrics, live drift,
+the rollout windows) is counted when the answer ledger settles (gateway/answer_ledger.py): the settle of the answers
+of the next requests is traced too, and reported per answer.
 
 Run (repo root): .venv/bin/python -m bench.opcodes [--drift] [--canary 10] [--top 40] [--lines]
 """
@@ -22,12 +24,14 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import NamedTuple
 
 import uvicorn
 
 from bench.answers import lua_body
 from bench.make_models import ENVIRONMENT, build_onnx_store, canary_of, watch_drift
 from bench.servers import PREDICT_LUA, free_port
+from gateway.answer_ledger import LEDGER_ENTRIES
 from gateway.app import create_app
 from gateway.server import GatewayProtocol, uvicorn_options
 from gateway.settings import GatewaySettings
@@ -69,19 +73,40 @@ def exchange(sock: socket.socket, request: bytes) -> bytes:
     return head.split(b"\r\n", 1)[0]
 
 
-def count_one_request(store_root: Path, by_line: bool) -> tuple[bytes, collections.Counter[str]]:
-    settings = GatewaySettings(store=store_root, environments=[ENVIRONMENT])
+class Traced(NamedTuple):
+    status: bytes
+    request: collections.Counter[str]  # the traced request's opcodes, per function (or line)
+    settle: collections.Counter[str]  # the ledger's settle of `settled` answers, per function (or line)
+    settled: int
+
+
+def count_one_request(store_root: Path, by_line: bool) -> Traced:
+    """One request traced after the answer ledger was settled (so that it is an ordinary request, not one of the
+    1-in-LEDGER_ENTRIES that settle), then the settle of the answers of the requests after it. The judge does not
+    tick meanwhile (its tick settles the ledger too)."""
+    settings = GatewaySettings(store=store_root, environments=[ENVIRONMENT], rollout_tick_s=3600)
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False,
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                             **uvicorn_options(settings))
     server = uvicorn.Server(config)
-    counter = OpcodeCounter(by_line)
-    tracing = threading.Event()
+    counter, settle_counter = OpcodeCounter(by_line), OpcodeCounter(by_line)
+    tracing, settling = threading.Event(), threading.Event()
+    settled: list[int] = []
     untraced = GatewayProtocol.data_received
 
     def data_received(protocol: GatewayProtocol, data: bytes) -> None:
+        ledger = app.state.service.ledger
+        if settling.is_set():  # on the event loop's thread, where the ledger is settled
+            settled.append(len(ledger.entries))
+            sys.settrace(settle_counter.trace)
+            try:
+                ledger.settle()
+            finally:
+                sys.settrace(None)
         if not tracing.is_set():
             return untraced(protocol, data)
+        ledger.settle()
         sys.settrace(counter.trace)
         try:
             return untraced(protocol, data)
@@ -101,6 +126,11 @@ def count_one_request(store_root: Path, by_line: bool) -> tuple[bytes, collectio
                 tracing.set()
                 result.append(exchange(sock, request))
                 tracing.clear()
+                for _ in range(LEDGER_ENTRIES - 2):
+                    exchange(sock, request)
+                settling.set()
+                exchange(sock, request)
+                settling.clear()
         finally:
             server.should_exit = True
 
@@ -112,9 +142,9 @@ def count_one_request(store_root: Path, by_line: bool) -> tuple[bytes, collectio
         thread.join()
     finally:
         GatewayProtocol.data_received = untraced  # type: ignore[method-assign]
-    if not result:
-        raise SystemExit("the traced request got no answer")
-    return result[0], counter.counts
+    if not result or not settled:
+        raise SystemExit("the traced requests got no answer")
+    return Traced(result[0], counter.counts, settle_counter.counts, settled[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,9 +161,15 @@ def main(argv: list[str] | None = None) -> int:
             watch_drift(store_root, onnx_paths["lr"])
         if args.canary is not None:
             canary_of(store_root, "lr", args.canary)
-        status, counts = count_one_request(store_root, args.lines)
-    print(f"{status.decode()}: {sum(counts.values())} opcodes in GatewayProtocol.data_received for one LR /predict")
-    for where, count in counts.most_common(args.top):
+        traced = count_one_request(store_root, args.lines)
+    print(f"{traced.status.decode()}: {sum(traced.request.values())} opcodes in GatewayProtocol.data_received for one "
+          "LR /predict")
+    for where, count in traced.request.most_common(args.top):
+        print(f"{count:6d}  {where}")
+    settle = sum(traced.settle.values())
+    print(f"the answer ledger's settle: {settle} opcodes for {traced.settled} answers, "
+          f"{settle / max(traced.settled, 1):.0f} an answer")
+    for where, count in traced.settle.most_common(args.top):
         print(f"{count:6d}  {where}")
     return 0
 

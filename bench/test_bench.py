@@ -159,21 +159,36 @@ def test_asgi_overhead_measures_both_apps_on_both_endpoints(capsys: pytest.Captu
 
 
 @pytest.mark.e2e
-def test_opcodes_counts_one_answered_request_per_function_and_drift_and_a_canary_add_to_it(capsys: pytest.CaptureFixture):
+def traced(opcodes_output: str, top: int) -> tuple[int, list[str], int, list[str]]:
+    """bench.opcodes' report: the request's total and top lines, then the settle's opcodes per answer and top lines
+    (at most `top` each)."""
+    first, *rest = opcodes_output.splitlines()
+    assert first.startswith("HTTP/1.1 200 OK: "), first
+    at = next(index for index, line in enumerate(rest) if line.startswith("the answer ledger's settle: "))
+    request, settle_line, settle = rest[:at], rest[at], rest[at + 1:]
+    assert 0 < len(request) <= top and 0 < len(settle) <= top, opcodes_output
+    return int(first.split(": ")[1].split()[0]), request, int(settle_line.split(", ")[1].split()[0]), settle
+
+
+def test_opcodes_counts_one_answered_request_and_its_share_of_the_ledger_settle(capsys: pytest.CaptureFixture):
+    """Per function: the request, then the settle that counts its metrics, live drift and rollout recording. Drift
+    and a canary add to the settle; the request only writes the answer down."""
     from bench import opcodes
 
-    totals = {}
+    settles = {}
     for drift in (False, True):
         opcodes.main(["--top", "5", *(["--drift"] if drift else [])])
-        first, *listed = capsys.readouterr().out.splitlines()
-        assert first.startswith("HTTP/1.1 200 OK: ") and len(listed) == 5, first
-        totals[drift] = int(first.split(": ")[1].split()[0])
-        assert sum(int(line.split()[0]) for line in listed) < totals[drift]
-        assert any("Service.answer" in line for line in listed)
-    assert totals[True] > totals[False] > 500  # live drift's buffering is on the request path only with statistics
+        total, request, settles[drift], settle = traced(capsys.readouterr().out, 5)
+        assert sum(int(line.split()[0]) for line in request) < total and total > 500
+        assert any("Service.answer" in line for line in request)
+        assert not any("DriftWindow.add" in line or "record_answers" in line for line in request)
+        assert any("ModelMetrics.record_answers" in line for line in settle)
+        assert any("DriftWindow.add" in line for line in settle) == drift
+    assert settles[True] > settles[False] > 0
     opcodes.main(["--top", "40", "--canary", "50"])  # a split route: every answer is recorded for the rollout judge
-    first, *listed = capsys.readouterr().out.splitlines()
-    assert first.startswith("HTTP/1.1 200 OK: ") and any("SlidingWindow.record" in line for line in listed), listed
+    _, request, _, settle = traced(capsys.readouterr().out, 40)
+    assert any("SlidingWindow.record_many" in line for line in settle), settle
+    assert not any("SlidingWindow" in line for line in request), request
 
 
 @pytest.mark.e2e
