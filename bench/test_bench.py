@@ -177,9 +177,9 @@ def test_opcodes_counts_one_answered_request_and_its_share_of_the_ledger_settle(
 
     settles = {}
     for drift in (False, True):
-        opcodes.main(["--top", "5", *(["--drift"] if drift else [])])
-        total, request, settles[drift], settle = traced(capsys.readouterr().out, 5)
-        assert sum(int(line.split()[0]) for line in request) < total and total > 500
+        opcodes.main(["--top", "40", *(["--drift"] if drift else [])])
+        total, request, settles[drift], settle = traced(capsys.readouterr().out, 40)
+        assert sum(int(line.split()[0]) for line in request) <= total and total > 500
         assert any("Service.answer" in line for line in request)
         assert not any("DriftWindow.add" in line or "record_answers" in line for line in request)
         assert any("ModelMetrics.record_answers" in line for line in settle)
@@ -187,8 +187,9 @@ def test_opcodes_counts_one_answered_request_and_its_share_of_the_ledger_settle(
     assert settles[True] > settles[False] > 0
     opcodes.main(["--top", "40", "--canary", "50"])  # a split route: every answer is recorded for the rollout judge
     _, request, _, settle = traced(capsys.readouterr().out, 40)
-    assert any("SlidingWindow.record_many" in line for line in settle), settle
-    assert not any("SlidingWindow" in line for line in request), request
+    # held per arm until 64, so the settle of 63 answers may or may not reach the windows themselves
+    assert any("RolloutState.record_many" in line for line in settle), settle
+    assert not any("RolloutState" in line or "SlidingWindow" in line for line in request), request
 
 
 @pytest.mark.e2e
